@@ -1,0 +1,31 @@
+"""meshkit: an asyncio microservice framework with service governance built in."""
+
+from meshkit.errors import MeshkitError, ProtocolError, RpcError, StatusCode
+from meshkit.protocol.keepalive import KeepaliveConfig
+from meshkit.protocol.limits import Limits
+from meshkit.rpc.client import Client
+from meshkit.rpc.context import Context, current_context
+from meshkit.rpc.middleware import Call, Handler, Middleware
+from meshkit.rpc.server import Server
+from meshkit.rpc.service import Service, rpc
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Call",
+    "Client",
+    "Context",
+    "Handler",
+    "KeepaliveConfig",
+    "Limits",
+    "MeshkitError",
+    "Middleware",
+    "ProtocolError",
+    "RpcError",
+    "Server",
+    "Service",
+    "StatusCode",
+    "__version__",
+    "current_context",
+    "rpc",
+]

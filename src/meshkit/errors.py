@@ -1,0 +1,150 @@
+"""Status codes and the one exception tree of meshkit.
+
+Every error a caller can see is an :class:`RpcError` carrying a :class:`StatusCode` (gRPC's set, so
+that the meaning of a code is already known to the people reading it) and a message a person can act
+on. The tree::
+
+    MeshkitError                      base of everything meshkit raises on purpose
+    ├── RpcError(code, message, details)   what a call ends with; crosses the wire as an ERROR frame
+    └── ProtocolError                 a peer broke the wire format; the connection is closed
+        ├── BadMagic
+        ├── UnsupportedVersion
+        ├── UnknownFrameType
+        ├── FrameTooLarge
+        ├── MetadataTooLarge
+        ├── MalformedFrame
+        └── TooManyStreams
+
+Driver and socket exceptions are translated at the layer that sees them (a lost connection becomes
+``RpcError(UNAVAILABLE)``), so user code catches one type.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+__all__ = [
+    "BadMagic",
+    "FrameTooLarge",
+    "MalformedFrame",
+    "MeshkitError",
+    "MetadataTooLarge",
+    "ProtocolError",
+    "RpcError",
+    "StatusCode",
+    "TooManyStreams",
+    "UnknownFrameType",
+    "UnsupportedVersion",
+]
+
+
+class StatusCode(enum.IntEnum):
+    """gRPC's status codes, with the same numbers so logs and dashboards translate 1:1."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class MeshkitError(Exception):
+    """Base class of every exception meshkit raises on purpose."""
+
+
+class RpcError(MeshkitError):
+    """A call ended with a non-OK status.
+
+    ``not_processed`` is True when meshkit knows the server never started the handler (the
+    connection was refused, a GOAWAY turned the call away, a stream limit rejected it). Such a call
+    is safe to retry even when the method is not idempotent.
+    """
+
+    __slots__ = ("code", "details", "message", "not_processed")
+
+    def __init__(
+        self,
+        code: StatusCode,
+        message: str = "",
+        details: Any = None,
+        *,
+        not_processed: bool = False,
+    ) -> None:
+        super().__init__(code, message)
+        self.code = StatusCode(code)
+        self.message = message
+        self.details = details
+        self.not_processed = not_processed
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}" if self.message else self.code.name
+
+    def __repr__(self) -> str:
+        return f"RpcError({self.code.name}, {self.message!r})"
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_rpc_error, (int(self.code), self.message, self.details, self.not_processed))
+
+
+def _rebuild_rpc_error(code: int, message: str, details: Any, not_processed: bool) -> RpcError:
+    return RpcError(StatusCode(code), message, details, not_processed=not_processed)
+
+
+class ProtocolError(MeshkitError):
+    """The peer sent bytes that break the wire protocol; only that connection is closed.
+
+    ``code`` is the status reported to the peer in the GOAWAY that precedes the close.
+    """
+
+    code: StatusCode = StatusCode.INTERNAL
+
+
+class BadMagic(ProtocolError):
+    """The first bytes of a frame are not meshkit's magic: the peer speaks another protocol."""
+
+
+class UnsupportedVersion(ProtocolError):
+    """The frame carries a protocol version this build does not speak."""
+
+    code = StatusCode.UNIMPLEMENTED
+
+
+class UnknownFrameType(ProtocolError):
+    """The frame type byte names no frame type of this protocol version."""
+
+    code = StatusCode.UNIMPLEMENTED
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame's declared body is over the receiver's limit; refused before reading it."""
+
+    code = StatusCode.RESOURCE_EXHAUSTED
+
+
+class MetadataTooLarge(ProtocolError):
+    """A frame's declared metadata is over the receiver's limit; refused before reading it."""
+
+    code = StatusCode.RESOURCE_EXHAUSTED
+
+
+class MalformedFrame(ProtocolError):
+    """A frame is structurally wrong: reserved bits set, bad metadata, a body where none belongs."""
+
+
+class TooManyStreams(ProtocolError):
+    """More concurrent streams than the connection allows (used by the client-side tracker)."""
+
+    code = StatusCode.RESOURCE_EXHAUSTED

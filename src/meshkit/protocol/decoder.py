@@ -1,0 +1,109 @@
+"""The frame decoder: a state machine fed arbitrary byte chunks that emits whole frames.
+
+This is what solves TCP's "sticky packets": reads split and join frames at random, so the decoder
+keeps whatever is incomplete and hands out only whole frames. Every limit is checked as soon as the
+header is complete, before the body is waited for, so a peer that announces a 2 GiB frame is turned
+away after 16 bytes rather than after the machine runs out of memory.
+"""
+
+from __future__ import annotations
+
+from meshkit.errors import (
+    BadMagic,
+    FrameTooLarge,
+    MalformedFrame,
+    MetadataTooLarge,
+    UnknownFrameType,
+    UnsupportedVersion,
+)
+from meshkit.protocol.frames import (
+    FRAME_TYPE_LIMIT,
+    HEADER,
+    HEADER_SIZE,
+    KNOWN_FLAGS,
+    MAGIC,
+    VERSION,
+    Frame,
+)
+from meshkit.protocol.limits import Limits
+
+_unpack_from = HEADER.unpack_from
+
+
+class FrameDecoder:
+    """Feed bytes in, get frames out. Raises a :class:`~meshkit.errors.ProtocolError` on bad input.
+
+    After an error the decoder is poisoned: the stream of bytes has lost its framing and nothing
+    after the bad frame can be trusted, so every later :meth:`feed` raises the same error.
+    """
+
+    __slots__ = ("_buffer", "_error", "_max_body", "_max_metadata")
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        limits = limits or Limits()
+        self._max_body = limits.max_frame_size
+        self._max_metadata = limits.max_metadata_size
+        self._buffer = bytearray()
+        self._error: Exception | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that do not yet form a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Add ``data`` and return every frame that is now complete, in order."""
+        if self._error is not None:
+            raise self._error
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            view: bytes | bytearray = buffer
+        else:
+            view = data
+        end = len(view)
+        pos = 0
+        frames: list[Frame] = []
+        try:
+            while end - pos >= HEADER_SIZE:
+                magic, version, frame_type, flags, md_len, stream_id, body_len = _unpack_from(view, pos)
+                if magic != MAGIC:
+                    raise BadMagic(f"bad magic {bytes(magic)!r} at a frame boundary; expected {MAGIC!r}")
+                if version != VERSION:
+                    raise UnsupportedVersion(f"protocol version {version} is not supported (this build speaks {VERSION})")
+                if not 0 < frame_type < FRAME_TYPE_LIMIT:
+                    raise UnknownFrameType(f"unknown frame type {frame_type}")
+                if flags & ~KNOWN_FLAGS:
+                    raise MalformedFrame(f"unknown flag bits {flags & ~KNOWN_FLAGS:#x} on frame type {frame_type}")
+                if view[pos + 5] != 0:
+                    raise MalformedFrame("reserved header byte is not zero")
+                if body_len > self._max_body:
+                    raise FrameTooLarge(f"frame body of {body_len} bytes is over the limit of {self._max_body} bytes")
+                if md_len > self._max_metadata:
+                    raise MetadataTooLarge(
+                        f"frame metadata of {md_len} bytes is over the limit of {self._max_metadata} bytes"
+                    )
+                frame_end = pos + HEADER_SIZE + md_len + body_len
+                if frame_end > end:
+                    break
+                md_start = pos + HEADER_SIZE
+                body_start = md_start + md_len
+                frames.append(
+                    Frame(
+                        frame_type,
+                        flags,
+                        stream_id,
+                        bytes(view[md_start:body_start]) if md_len else b"",
+                        bytes(view[body_start:frame_end]),
+                    )
+                )
+                pos = frame_end
+        except Exception as exc:
+            self._error = exc
+            buffer.clear()
+            raise
+        if buffer:
+            del buffer[:pos]
+        elif pos < end:
+            buffer += view[pos:] if pos else view
+        return frames

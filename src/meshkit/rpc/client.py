@@ -1,0 +1,461 @@
+"""``Client``: typed proxies and dynamic calls over pooled, multiplexed connections."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl as _ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import msgspec
+
+from meshkit.errors import RpcError, StatusCode
+from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
+from meshkit.protocol.frames import Flags, Frame
+from meshkit.protocol.keepalive import KeepaliveConfig
+from meshkit.protocol.limits import Limits
+from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, MetadataTemplate, MetadataValue
+from meshkit.rpc.access_log import access_log
+from meshkit.rpc.context import _current
+from meshkit.rpc.middleware import Call, Handler, Middleware, chain
+from meshkit.rpc.service import MethodSpec, RpcOptions, Service, method_specs, service_name
+from meshkit.serde import Signature, msgpack_encode, json_encode
+from meshkit.transport.backoff import Backoff, BackoffPolicy
+from meshkit.transport.client import DEFAULT_STREAM_WINDOW, ClientConnection, StreamReceiver, connect
+from meshkit.transport.pool import Peer
+
+S = TypeVar("S", bound=Service)
+
+_RESERVED = frozenset({SERVICE, METHOD, DEADLINE})
+_JSON = int(Flags.JSON)
+_COMPRESSED = int(Flags.COMPRESSED)
+#: A call that the server certainly never processed is re-sent at most this many times.
+MAX_TRANSPARENT_RETRIES = 2
+DEFAULT_TIMEOUT = 10.0
+
+
+class _Unset:
+    pass
+
+
+_UNSET: Any = _Unset()
+
+
+def default_client_middleware() -> list[Middleware]:
+    """The chain a Client gets when ``middleware`` is not given: the client-side access log."""
+    return [access_log("meshkit.access.client")]
+
+
+def parse_target(target: str) -> list[tuple[str, int]]:
+    """``"h1:7001,h2:7002"`` -> [(h1, 7001), (h2, 7002)], with errors that say which part is wrong."""
+    out: list[tuple[str, int]] = []
+    for part in target.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"bad target {part!r}: expected HOST:PORT")
+        out.append((host.strip("[]"), int(port)))
+    if not out:
+        raise ValueError(f"target {target!r} names no HOST:PORT")
+    return out
+
+
+class _Options(msgspec.Struct, frozen=True):
+    timeout: float | None
+    metadata: Mapping[str, MetadataValue]
+    compression: bool
+    json: bool
+
+
+class Client:
+    """Calls services on the targets given (``"h1:7001,h2:7002"``), spreading calls round-robin
+    over reachable peers until discovery and balancers take over.
+
+    ``timeout`` is the default time budget of a unary call (10 s; None for none); a call made inside
+    a handler never outlives the handler's own deadline.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        registry: str | None = None,
+        middleware: Sequence[Middleware] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        pool_size: int = 1,
+        limits: Limits | None = None,
+        keepalive: KeepaliveConfig | None = KeepaliveConfig(),
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        connect_timeout: float = 5.0,
+        backoff: BackoffPolicy | None = None,
+        compression: bool = False,
+        json: bool = False,
+        stream_window: int = DEFAULT_STREAM_WINDOW,
+    ) -> None:
+        if target is None and registry is None:
+            raise ValueError("Client needs a target ('host:port,...') or a registry URL")
+        if registry is not None and target is None:
+            raise NotImplementedError("registry-based discovery arrives with issue #3; pass target='host:port'")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 or None, got {timeout}")
+        self._addresses = parse_target(target or "")
+        self.limits = limits or Limits()
+        self._keepalive = keepalive
+        self._ssl = ssl
+        self._server_hostname = server_hostname
+        self._connect_timeout = connect_timeout
+        self._backoff_policy = backoff or BackoffPolicy()
+        self._stream_window = stream_window
+        self._peers = [
+            Peer(f"{h}:{p}", self._connector(h, p), size=pool_size, backoff=Backoff(self._backoff_policy))
+            for h, p in self._addresses
+        ]
+        self._rr = itertools.count()
+        self._middleware = list(default_client_middleware() if middleware is None else middleware)
+        self._defaults = _Options(timeout, dict(metadata or {}), compression, json)
+        self._check_metadata(self._defaults.metadata)
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self._closed = False
+
+    # -- public API ----------------------------------------------------------------------
+    def proxy(self, service: type[S]) -> S:
+        """A typed stand-in for ``service`` whose methods call the remote one."""
+        return cast(S, Proxy(self, service, self._defaults))
+
+    async def call(
+        self,
+        service: str,
+        method: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, MetadataValue] | None = None,
+    ) -> Any:
+        """A dynamic call by name, arguments as a mapping: no service class needed."""
+        spec = _dynamic_spec(service, method)
+        opts = self._options(self._defaults, timeout, metadata, None, None)
+        return await self._invoke(spec, dict(args or {}), opts)
+
+    def stream(
+        self,
+        service: str,
+        method: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, MetadataValue] | None = None,
+    ) -> AsyncIterator[Any]:
+        """A dynamic server-streaming call by name."""
+        spec = _dynamic_spec(service, method, streaming=True)
+        opts = self._options(self._defaults, None if timeout is _UNSET else timeout, metadata, None, None)
+        return StreamCall(self, spec, dict(args or {}), opts)
+
+    async def close(self) -> None:
+        self._closed = True
+        await asyncio.gather(*(p.close() for p in self._peers))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _check_metadata(md: Mapping[str, MetadataValue]) -> None:
+        for key, value in md.items():
+            if key in _RESERVED:
+                raise ValueError(f"metadata key {key!r} is reserved for meshkit")
+            if not isinstance(key, str) or not (value is None or isinstance(value, (str, int, float, bool))):
+                raise TypeError(f"metadata {key!r}={value!r}: keys are str, values str/int/float/bool/None")
+
+    def _options(
+        self,
+        base: _Options,
+        timeout: float | None,
+        metadata: Mapping[str, MetadataValue] | None,
+        compression: bool | None,
+        json: bool | None,
+    ) -> _Options:
+        if timeout is not _UNSET and timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 or None, got {timeout}")
+        md = base.metadata
+        if metadata:
+            self._check_metadata(metadata)
+            md = {**md, **metadata}
+        return _Options(
+            base.timeout if timeout is _UNSET else timeout,
+            md,
+            base.compression if compression is None else compression,
+            base.json if json is None else json,
+        )
+
+    def _connector(self, host: str, port: int) -> Any:
+        async def open_connection(on_state_change: Any) -> ClientConnection:
+            return await connect(
+                host,
+                port,
+                limits=self.limits,
+                keepalive=self._keepalive,
+                ssl=self._ssl,
+                server_hostname=self._server_hostname,
+                timeout=self._connect_timeout,
+                on_state_change=on_state_change,
+            )
+
+        return open_connection
+
+    async def _pick(self, exclude: Peer | None = None) -> Peer:
+        peers = self._peers
+        n = len(peers)
+        start = next(self._rr)
+        if n == 1:
+            return peers[0]
+        for i in range(n):
+            peer = peers[(start + i) % n]
+            if peer is not exclude and peer.available:
+                return peer
+        return peers[start % n]
+
+    def _handler(self, spec: MethodSpec) -> Handler:
+        key = (spec.service, spec.name)
+        handler = self._handlers.get(key)
+        if handler is None:
+            handler = self._handlers[key] = chain(self._middleware, self._send)
+        return handler
+
+    async def _invoke(self, spec: MethodSpec, args: Any, opts: _Options) -> Any:
+        if self._closed:
+            raise RpcError(StatusCode.CANCELLED, "client is closed")
+        call = Call(spec, args, dict(opts.metadata) if opts.metadata else {}, "", opts.timeout)
+        call.options = opts
+        if not self._middleware:
+            return await self._send(call)
+        return await self._handler(spec)(call)
+
+    def _deadline(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | None:
+        deadline = None if timeout is None else loop.time() + timeout
+        ctx = _current.get()
+        if ctx is not None and ctx.deadline is not None and (deadline is None or ctx.deadline < deadline):
+            deadline = ctx.deadline
+        return deadline
+
+    def _encode_body(self, spec: MethodSpec, args: Any, opts: _Options) -> tuple[bytes, int]:
+        try:
+            body = json_encode(args) if opts.json else msgpack_encode(args)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, f"arguments of {spec.qualname} cannot be encoded: {exc}") from None
+        flags = _JSON if opts.json else 0
+        if opts.compression and len(body) >= MIN_COMPRESS_SIZE:
+            body = compress(body)
+            flags |= _COMPRESSED
+        if len(body) > self.limits.max_frame_size:
+            raise RpcError(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"request of {len(body)} bytes is over the {self.limits.max_frame_size}-byte frame limit",
+            )
+        return body, flags
+
+    async def _send(self, call: Call) -> Any:
+        """The innermost client handler: pick a connection, send, await the answer, decode it."""
+        spec = call.spec
+        opts: _Options = call.options
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline(loop, call.timeout)
+        body, flags = self._encode_body(spec, call.args, opts)
+        template = _template(spec)
+        extra = call.metadata or None
+        attempt = 0
+        tried: Peer | None = None
+        while True:
+            deadline_ms = None
+            if deadline is not None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"deadline of {spec.qualname} passed before it was sent")
+                deadline_ms = int(remaining * 1000) or 1
+            peer = await self._pick(tried)
+            try:
+                conn = await peer.acquire()
+                call.peer = conn.peer
+                sid, fut = conn.request(template.render(deadline_ms, extra), body, flags, deadline)
+                try:
+                    frame: Frame = await fut
+                except asyncio.CancelledError:
+                    conn.cancel_stream(sid)
+                    raise
+            except RpcError as exc:
+                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES:
+                    attempt += 1
+                    tried = peer
+                    continue
+                raise
+            return _decode(spec, frame, self.limits)
+
+
+def _decode(spec: MethodSpec, frame: Frame, limits: Limits) -> Any:
+    body = frame.body
+    if frame.flags & _COMPRESSED:
+        body = decompress(body, limits.max_decompressed_size)
+    return spec.signature.decode_result(spec.qualname, body, bool(frame.flags & _JSON))
+
+
+_templates: dict[tuple[str, str], MetadataTemplate] = {}
+
+
+def _template(spec: MethodSpec) -> MetadataTemplate:
+    key = (spec.service, spec.name)
+    tpl = _templates.get(key)
+    if tpl is None:
+        tpl = _templates[key] = MetadataTemplate({SERVICE: spec.service, METHOD: spec.name})
+    return tpl
+
+
+_dynamic_specs: dict[tuple[str, str, bool], MethodSpec] = {}
+
+
+def _dynamic_spec(service: str, method: str, streaming: bool = False) -> MethodSpec:
+    key = (service, method, streaming)
+    spec = _dynamic_specs.get(key)
+    if spec is None:
+        any_decode = msgspec.msgpack.Decoder().decode
+        any_json = msgspec.json.Decoder().decode
+        sig = Signature(
+            names=(),
+            args_type=msgspec.Struct,
+            result_type=Any,
+            streaming=streaming,
+            decode_args_msgpack=any_decode,
+            decode_args_json=any_json,
+            decode_result_msgpack=any_decode,
+            decode_result_json=any_json,
+        )
+        spec = _dynamic_specs[key] = MethodSpec(service, method, method, RpcOptions(), sig)
+    return spec
+
+
+class StreamCall:
+    """The caller's side of a server stream: ``async for item in proxy.method(...)``.
+
+    Leaving the loop early (``break``, an exception) cancels the stream on the server.
+    """
+
+    def __init__(self, client: Client, spec: MethodSpec, args: Any, opts: _Options) -> None:
+        self._client = client
+        self._spec = spec
+        self._args = args
+        self._opts = opts
+        self._receiver: StreamReceiver | None = None
+        self._done = False
+
+    def __aiter__(self) -> StreamCall:
+        return self
+
+    async def _open(self) -> StreamReceiver:
+        client = self._client
+        spec = self._spec
+        loop = asyncio.get_running_loop()
+        deadline = client._deadline(loop, self._opts.timeout)
+        body, flags = client._encode_body(spec, self._args, self._opts)
+        deadline_ms = None if deadline is None else max(1, int((deadline - loop.time()) * 1000))
+        extra: Metadata = dict(self._opts.metadata)
+        extra["credit"] = client._stream_window
+        attempt = 0
+        tried: Peer | None = None
+        while True:
+            peer = await client._pick(tried)
+            try:
+                conn = await peer.acquire()
+                return conn.open_stream(
+                    _template(spec).render(deadline_ms, extra), body, flags, deadline, client._stream_window
+                )
+            except RpcError as exc:
+                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES:
+                    attempt += 1
+                    tried = peer
+                    continue
+                raise
+
+    async def __anext__(self) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        receiver = self._receiver
+        if receiver is None:
+            receiver = self._receiver = await self._open()
+        try:
+            frame = await receiver.next()
+        except BaseException:
+            self._done = True
+            receiver.cancel()
+            raise
+        if frame is None:
+            self._done = True
+            raise StopAsyncIteration
+        return _decode(self._spec, frame, self._client.limits)
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._done = True
+            if self._receiver is not None:
+                self._receiver.cancel()
+
+    async def __aenter__(self) -> StreamCall:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _BoundMethod:
+    __slots__ = ("_client", "_opts", "_qualname", "_sig", "_spec")
+
+    def __init__(self, client: Client, spec: MethodSpec, opts: _Options) -> None:
+        self._client = client
+        self._spec = spec
+        self._sig = spec.signature
+        self._qualname = spec.qualname
+        self._opts = opts
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        struct = self._sig.build_args(self._qualname, args, kwargs)
+        if self._spec.streaming:
+            return StreamCall(self._client, self._spec, struct, self._opts)
+        return self._client._invoke(self._spec, struct, self._opts)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._qualname}>"
+
+
+class Proxy:
+    """Stands in for a service class on the client; build one with ``client.proxy(Service)``."""
+
+    def __init__(self, client: Client, service: type[Service], opts: _Options) -> None:
+        self._client = client
+        self._service = service
+        self._opts = opts
+        self._name = service_name(service)
+        for spec in method_specs(service).values():
+            object.__setattr__(self, spec.attr, _BoundMethod(client, spec, opts))
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = _UNSET,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        compression: bool | None = None,
+        json: bool | None = None,
+        hash_key: str | None = None,
+    ) -> Proxy:
+        """A proxy whose calls use these options; the original is unchanged."""
+        opts = self._client._options(self._opts, timeout, metadata, compression, json)
+        if hash_key is not None:
+            opts = self._client._options(opts, _UNSET, {"hash-key": hash_key}, None, None)
+        return Proxy(self._client, self._service, opts)
+
+    def __repr__(self) -> str:
+        return f"<meshkit proxy for {self._name}>"

@@ -1,0 +1,58 @@
+"""Middleware: a function from handler to handler, folded in one place.
+
+A handler takes a :class:`Call` and returns the result (or raises :class:`~meshkit.RpcError`).
+Server and client chains have the same shape; on the server the innermost handler runs the method,
+on the client it sends the request. ``Server(middleware=[...])`` / ``Client(middleware=[...])``
+replace the default chain; the first middleware in the list is the outermost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from meshkit.protocol.metadata import Metadata
+from meshkit.rpc.service import MethodSpec
+
+
+class Call:
+    """One call as middleware sees it.
+
+    ``args`` is the arguments Struct (fields named as the method's parameters); ``metadata`` is the
+    request metadata (on the client, middleware may add keys before it is sent); ``peer`` is the
+    other side's address (on the client, filled in once a connection is chosen); ``timeout`` is the
+    time budget in seconds or None.
+    """
+
+    __slots__ = ("args", "metadata", "options", "peer", "spec", "stream", "timeout")
+
+    def __init__(self, spec: MethodSpec, args: Any, metadata: Metadata, peer: str, timeout: float | None) -> None:
+        self.spec = spec
+        self.args = args
+        self.metadata = metadata
+        self.peer = peer
+        self.timeout = timeout
+        self.stream: Any = None  # server streams: where the terminal handler sends messages
+        self.options: Any = None  # client: the call options the terminal handler needs
+
+    @property
+    def service(self) -> str:
+        return self.spec.service
+
+    @property
+    def method(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"Call({self.spec.qualname}, peer={self.peer})"
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+Middleware = Callable[[Handler], Handler]
+
+
+def chain(middleware: Sequence[Middleware], handler: Handler) -> Handler:
+    """Wrap ``handler`` so that ``middleware[0]`` runs first."""
+    for mw in reversed(middleware):
+        handler = mw(handler)
+    return handler

@@ -1,0 +1,354 @@
+"""``Server``: routes REQUEST frames to service methods, runs them eagerly, answers, drains on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from meshkit.errors import FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
+from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
+from meshkit.protocol.frames import Flags, Frame, FrameType, encode_frame
+from meshkit.protocol.keepalive import KeepaliveConfig
+from meshkit.protocol.limits import Limits
+from meshkit.protocol.messages import encode_error
+from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, decode_metadata
+from meshkit.rpc.access_log import access_log
+from meshkit.rpc.context import Context, _current
+from meshkit.rpc.eager import resume
+from meshkit.rpc.middleware import Call, Handler, Middleware, chain
+from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
+from meshkit.serde import encode_result
+from meshkit.transport.deadlines import DeadlineWheel
+from meshkit.transport.server import Listener, ServerConnection
+
+log = logging.getLogger("meshkit.server")
+
+_astuple = msgspec.structs.astuple
+_RESPONSE = FrameType.RESPONSE
+_ERROR = FrameType.ERROR
+_JSON = int(Flags.JSON)
+_COMPRESSED = int(Flags.COMPRESSED)
+_STREAM = int(Flags.STREAM)
+_DEADLINE_MSG = "deadline exceeded"
+
+
+def default_server_middleware() -> list[Middleware]:
+    """The chain a Server gets when ``middleware`` is not given: the access log."""
+    return [access_log("meshkit.access")]
+
+
+class _Route:
+    __slots__ = ("bound", "handler", "spec")
+
+    def __init__(self, spec: MethodSpec, bound: Any, handler: Handler | None) -> None:
+        self.spec = spec
+        self.bound = bound
+        self.handler = handler  # None: no middleware, call ``bound`` directly
+
+
+class _StreamSink:
+    """Server side of one server stream: waits for credit (and socket drain) before each message."""
+
+    __slots__ = ("_conn", "_credit", "_json", "_waiter", "stream_id", "task")
+
+    def __init__(self, conn: ServerConnection, stream_id: int, credit: int, json: bool) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self._credit = credit
+        self._json = json
+        self._waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def add_credit(self, n: int) -> None:
+        self._credit += n
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def cancel(self, msg: Any = None) -> Any:
+        if self.task is not None:
+            self.task.cancel(msg)
+
+    async def send(self, item: Any) -> None:
+        while self._credit <= 0:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._credit -= 1
+        body = encode_result(item, self._json)
+        self._conn.send(encode_frame(FrameType.STREAM_DATA, self.stream_id, body, b"", _JSON if self._json else 0))
+        await self._conn.drain()
+
+
+class Server:
+    """Serves one or more :class:`Service` instances on one TCP port.
+
+    ``middleware`` replaces the default chain (``[]`` for none). ``limits`` bound what clients may
+    send; ``keepalive`` finds dead clients; ``ssl`` turns on TLS (a context with
+    ``verify_mode=CERT_REQUIRED`` makes it mutual TLS).
+    """
+
+    def __init__(
+        self,
+        services: Sequence[Service],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        middleware: Sequence[Middleware] | None = None,
+        limits: Limits | None = None,
+        keepalive: KeepaliveConfig | None = KeepaliveConfig(interval=30.0, timeout=10.0),
+        ssl: _ssl.SSLContext | None = None,
+        registry: str | None = None,
+        deadline_resolution: float = 0.005,
+    ) -> None:
+        if not services:
+            raise ValueError("a Server needs at least one service")
+        self.host = host
+        self._port = port
+        self.limits = limits or Limits()
+        self._middleware = list(default_server_middleware() if middleware is None else middleware)
+        self._routes: dict[str, dict[str, _Route]] = {}
+        for svc in services:
+            if not isinstance(svc, Service):
+                raise TypeError(f"{svc!r} is not a meshkit Service instance")
+            name = service_name(svc)
+            if name in self._routes:
+                raise ValueError(f"two services are named {name!r}")
+            routes = self._routes[name] = {}
+            for wire, spec in method_specs(svc).items():
+                bound = getattr(svc, spec.attr)
+                routes[wire] = _Route(spec, bound, self._build_handler(spec, bound))
+        self.services = list(services)
+        self.registry = registry
+        self._listener = Listener(self._dispatch, limits=self.limits, keepalive=keepalive, ssl=ssl)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wheel: DeadlineWheel[asyncio.Task[Any]] | None = None
+        self._deadline_resolution = deadline_resolution
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._listener.port or self._port
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("server already started")
+        self._loop = asyncio.get_running_loop()
+        self._wheel = DeadlineWheel(self._loop.call_at, _expire_task, self._deadline_resolution)
+        await self._listener.start(self.host, self._port)
+        self._started = True
+        log.info("serving %s on %s", ", ".join(self._routes), self.address)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, send GOAWAY, wait up to ``grace`` seconds for calls in flight, then
+        cancel the rest. Calls the clients had not yet sent go to other instances."""
+        if not self._started:
+            return
+        self._started = False
+        cancelled = await self._listener.stop(grace)
+        if self._wheel is not None:
+            self._wheel.close()
+        if cancelled:
+            log.warning("stopped with %d calls cancelled after the %.1fs grace period", cancelled, grace)
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def connections(self) -> int:
+        return len(self._listener.connections)
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def _build_handler(self, spec: MethodSpec, bound: Any) -> Handler | None:
+        if spec.streaming:
+
+            async def pump(call: Call) -> Any:
+                sink: _StreamSink = call.stream
+                agen = bound(*_astuple(call.args))
+                try:
+                    async for item in agen:
+                        await sink.send(item)
+                finally:
+                    await agen.aclose()
+
+            return chain(self._middleware, pump)
+        if not self._middleware:
+            return None
+
+        async def invoke(call: Call) -> Any:
+            return await bound(*_astuple(call.args))
+
+        return chain(self._middleware, invoke)
+
+    def _dispatch(self, conn: ServerConnection, frame: Frame) -> None:
+        sid = frame.stream_id
+        try:
+            md = decode_metadata(frame.metadata)
+        except ProtocolError as exc:
+            conn.protocol_error(exc)
+            return
+        service = md.get(SERVICE)
+        routes = self._routes.get(service)  # type: ignore[arg-type]
+        if routes is None:
+            conn.send_error(
+                sid,
+                StatusCode.UNIMPLEMENTED,
+                f"unknown service {service!r}; this server has: {', '.join(sorted(self._routes))}",
+                not_processed=True,
+            )
+            return
+        method = md.get(METHOD)
+        route = routes.get(method)  # type: ignore[arg-type]
+        if route is None:
+            conn.send_error(
+                sid,
+                StatusCode.UNIMPLEMENTED,
+                f"unknown method {service}.{method}; {service} has: {', '.join(sorted(routes))}",
+                not_processed=True,
+            )
+            return
+        flags = frame.flags
+        json = bool(flags & _JSON)
+        spec = route.spec
+        try:
+            body = frame.body
+            if flags & _COMPRESSED:
+                body = decompress(body, self.limits.max_decompressed_size)
+            args = spec.signature.decode_args(spec.qualname, body, json)
+            if bool(flags & _STREAM) != spec.streaming:
+                kind = "a server-streaming" if spec.streaming else "a unary"
+                raise RpcError(StatusCode.FAILED_PRECONDITION, f"{spec.qualname} is {kind} method; call it as one")
+            loop = self._loop
+            assert loop is not None
+            deadline = None
+            remaining = md.get(DEADLINE)
+            if remaining is not None:
+                if type(remaining) is not int and type(remaining) is not float:
+                    raise RpcError(StatusCode.INVALID_ARGUMENT, f"metadata 'deadline' must be a number of ms, got {remaining!r}")
+                if remaining <= 0:
+                    raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline had passed before the call arrived")
+                deadline = loop.time() + remaining / 1000.0
+        except RpcError as exc:
+            conn.send_error(sid, exc.code, exc.message, exc.details, not_processed=True)
+            return
+        except (FrameTooLarge, MalformedFrame) as exc:
+            conn.send_error(sid, StatusCode.INVALID_ARGUMENT, f"bad request body: {exc}", not_processed=True)
+            return
+        ctx = Context(spec.service, spec.name, md, deadline, conn.peer, loop.time)
+        if spec.streaming:
+            self._start_stream(conn, sid, route, args, md, ctx, json)
+            return
+        handler = route.handler
+        if handler is None:
+            coro = route.bound(*_astuple(args))
+        else:
+            coro = handler(Call(spec, args, md, conn.peer, None if deadline is None else remaining / 1000.0))  # type: ignore[operator]
+        token = _current.set(ctx)
+        try:
+            try:
+                yielded = coro.send(None)
+            except StopIteration as stop:
+                self._respond(conn, sid, stop.value, json, flags)
+                return
+            except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
+                self._fail(conn, sid, spec, exc)
+                return
+            task = loop.create_task(self._finish(conn, sid, coro, yielded, json, flags, spec))
+        finally:
+            _current.reset(token)
+        conn.active[sid] = task
+        if deadline is not None:
+            self._wheel.add(task, deadline)  # type: ignore[union-attr]
+
+    def _respond(self, conn: ServerConnection, sid: int, value: Any, json: bool, req_flags: int) -> None:
+        try:
+            body = encode_result(value, json)
+        except RpcError as exc:
+            conn.send_error(sid, exc.code, exc.message)
+            return
+        flags = _JSON if json else 0
+        if req_flags & _COMPRESSED and len(body) >= MIN_COMPRESS_SIZE:
+            body = compress(body)
+            flags |= _COMPRESSED
+        conn.send(encode_frame(_RESPONSE, sid, body, b"", flags))
+
+    def _fail(self, conn: ServerConnection, sid: int, spec: MethodSpec, exc: BaseException) -> None:
+        if isinstance(exc, RpcError):
+            conn.send(encode_frame(_ERROR, sid, encode_error(exc.code, exc.message, exc.details)))
+        elif isinstance(exc, asyncio.CancelledError):
+            if exc.args and exc.args[0] == _DEADLINE_MSG:
+                conn.send_error(sid, StatusCode.DEADLINE_EXCEEDED, f"{spec.qualname} ran past its deadline")
+            # cancelled by the caller or by shutdown: whoever cancelled answers, if anyone
+        elif isinstance(exc, Exception):
+            log.error("%s raised %s", spec.qualname, type(exc).__name__, exc_info=exc)
+            conn.send_error(sid, StatusCode.UNKNOWN, f"{spec.qualname} raised {type(exc).__name__}: {exc}")
+        else:
+            conn.send_error(sid, StatusCode.INTERNAL, f"{spec.qualname} was interrupted")
+            raise exc
+
+    async def _finish(
+        self, conn: ServerConnection, sid: int, coro: Any, yielded: Any, json: bool, flags: int, spec: MethodSpec
+    ) -> None:
+        try:
+            result = await resume(coro, yielded)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(conn, sid, spec, exc)
+        else:
+            self._respond(conn, sid, result, json, flags)
+        finally:
+            conn.call_finished(sid)
+            task = asyncio.current_task()
+            if task is not None and self._wheel is not None:
+                self._wheel.discard(task)
+
+    def _start_stream(
+        self, conn: ServerConnection, sid: int, route: _Route, args: Any, md: Any, ctx: Context, json: bool
+    ) -> None:
+        credit = md.get("credit", 16)
+        if type(credit) is not int or credit < 1:
+            credit = 16
+        sink = _StreamSink(conn, sid, credit, json)
+        call = Call(route.spec, args, md, conn.peer, ctx.time_remaining())
+        call.stream = sink
+        token = _current.set(ctx)
+        try:
+            task = asyncio.get_running_loop().create_task(self._run_stream(conn, sid, route, call, sink))
+        finally:
+            _current.reset(token)
+        sink.task = task
+        conn.active[sid] = sink
+        if ctx.deadline is not None:
+            self._wheel.add(task, ctx.deadline)  # type: ignore[union-attr]
+
+    async def _run_stream(self, conn: ServerConnection, sid: int, route: _Route, call: Call, sink: _StreamSink) -> None:
+        try:
+            assert route.handler is not None
+            await route.handler(call)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(conn, sid, route.spec, exc)
+        else:
+            conn.send(encode_frame(FrameType.STREAM_END, sid))
+        finally:
+            conn.call_finished(sid)
+            task = asyncio.current_task()
+            if task is not None and self._wheel is not None:
+                self._wheel.discard(task)
+
+
+def _expire_task(task: asyncio.Task[Any]) -> None:
+    task.cancel(_DEADLINE_MSG)

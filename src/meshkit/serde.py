@@ -1,0 +1,140 @@
+"""Codecs for call arguments and results, built once per method from its type hints.
+
+Arguments travel as a map keyed by parameter name (msgpack by default, JSON when the JSON flag is
+set), decoded by msgspec straight into a Struct made from the method's signature: validation and
+decoding are one pass in C, and a wrong type names the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from meshkit.errors import RpcError, StatusCode
+
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`")
+
+msgpack_encode = msgspec.msgpack.Encoder().encode
+json_encode = msgspec.json.Encoder().encode
+
+
+def describe_validation_error(exc: msgspec.MsgspecError) -> str:
+    """msgspec's message with its ``$.a.b`` path rewritten as the field a person would name."""
+    text = str(exc)
+    return _AT_PATH.sub(lambda m: f" (field `{m.group(1)}`)" if m.group(1) else "", text)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """Everything needed to move one method's arguments and result across the wire."""
+
+    names: tuple[str, ...]
+    args_type: type[msgspec.Struct]
+    result_type: Any
+    streaming: bool
+    decode_args_msgpack: Callable[[bytes], Any]
+    decode_args_json: Callable[[bytes], Any]
+    decode_result_msgpack: Callable[[bytes], Any]
+    decode_result_json: Callable[[bytes], Any]
+
+    def build_args(self, qualname: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> msgspec.Struct:
+        """Bind a Python call's arguments the way the method itself would, or raise INVALID_ARGUMENT."""
+        try:
+            return self.args_type(*args, **kwargs)
+        except TypeError as exc:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, f"{qualname}: {exc}") from None
+
+    def decode_args(self, qualname: str, body: bytes, json: bool) -> msgspec.Struct:
+        try:
+            if json:
+                return self.decode_args_json(body)  # type: ignore[no-any-return]
+            return self.decode_args_msgpack(body)  # type: ignore[no-any-return]
+        except msgspec.ValidationError as exc:
+            raise RpcError(
+                StatusCode.INVALID_ARGUMENT, f"invalid arguments for {qualname}: {describe_validation_error(exc)}"
+            ) from None
+        except msgspec.DecodeError as exc:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, f"arguments for {qualname} are not decodable: {exc}") from None
+
+    def decode_result(self, qualname: str, body: bytes, json: bool) -> Any:
+        try:
+            if json:
+                return self.decode_result_json(body)
+            return self.decode_result_msgpack(body)
+        except msgspec.MsgspecError as exc:
+            raise RpcError(
+                StatusCode.INTERNAL, f"result of {qualname} does not match its type: {describe_validation_error(exc)}"
+            ) from None
+
+
+def _stream_item_type(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is not None and origin in (AsyncIterator, typing.AsyncIterator, typing.AsyncGenerator):
+        targs = typing.get_args(annotation)
+        return targs[0] if targs else Any
+    from collections.abc import AsyncGenerator, AsyncIterable
+
+    if origin in (AsyncGenerator, AsyncIterable):
+        targs = typing.get_args(annotation)
+        return targs[0] if targs else Any
+    return Any
+
+
+def signature_of(func: Callable[..., Any], qualname: str) -> Signature:
+    """Build the codecs of an ``@rpc`` method. Raises TypeError at definition time for what the wire
+    cannot carry (``*args``, ``**kwargs``, positional-only parameters)."""
+    sig = inspect.signature(func)
+    try:
+        hints = typing.get_type_hints(func)
+    except NameError as exc:
+        raise TypeError(f"{qualname}: cannot resolve a type hint ({exc})") from None
+    params = list(sig.parameters.values())
+    if params and params[0].name in ("self", "cls"):
+        params = params[1:]
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TypeError(f"{qualname}: *args and **kwargs cannot cross the wire; name each parameter")
+        if p.kind is p.POSITIONAL_ONLY:
+            raise TypeError(f"{qualname}: positional-only parameter {p.name!r} has no name on the wire")
+        ann = hints.get(p.name, Any)
+        if p.default is inspect.Parameter.empty:
+            fields.append((p.name, ann))
+        else:
+            fields.append((p.name, ann, p.default))
+    # Required fields must come first in a Struct; keyword binding still matches the method.
+    required = [f for f in fields if len(f) == 2]
+    optional = [f for f in fields if len(f) == 3]
+    if [f[0] for f in required + optional] != [f[0] for f in fields]:
+        raise TypeError(f"{qualname}: parameters with defaults must come after those without")
+    args_type = msgspec.defstruct(f"{qualname}.args", fields, module=func.__module__, omit_defaults=True)
+    streaming = inspect.isasyncgenfunction(func)
+    result_type = hints.get("return", Any)
+    if streaming:
+        result_type = _stream_item_type(result_type)
+    elif result_type is type(None):
+        result_type = None
+    return Signature(
+        names=tuple(p.name for p in params),
+        args_type=args_type,
+        result_type=result_type,
+        streaming=streaming,
+        decode_args_msgpack=msgspec.msgpack.Decoder(args_type).decode,
+        decode_args_json=msgspec.json.Decoder(args_type).decode,
+        decode_result_msgpack=msgspec.msgpack.Decoder(result_type if result_type is not None else Any).decode,
+        decode_result_json=msgspec.json.Decoder(result_type if result_type is not None else Any).decode,
+    )
+
+
+def encode_result(value: Any, json: bool) -> bytes:
+    """Encode a handler's return value; something msgspec cannot encode is the handler's bug."""
+    try:
+        return json_encode(value) if json else msgpack_encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise RpcError(StatusCode.INTERNAL, f"handler returned a value that cannot be encoded: {exc}") from None

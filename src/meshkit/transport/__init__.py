@@ -1,0 +1,1 @@
+"""The asyncio transport: connections, pool, listener, keepalive, backoff."""

@@ -1,0 +1,299 @@
+"""The caller's end of one multiplexed connection: many concurrent calls matched by stream id."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl as _ssl
+from collections.abc import Callable
+from typing import Any
+
+from meshkit.errors import MalformedFrame, ProtocolError, RpcError, StatusCode
+from meshkit.protocol.frames import Flags, Frame, FrameType, encode_frame
+from meshkit.protocol.keepalive import KeepaliveConfig
+from meshkit.protocol.limits import Limits
+from meshkit.protocol.messages import decode_error, decode_goaway, encode_credit
+from meshkit.transport.base import FrameProtocol
+from meshkit.transport.deadlines import DeadlineWheel
+
+log = logging.getLogger("meshkit.transport")
+
+_REQUEST = FrameType.REQUEST
+_RESPONSE = FrameType.RESPONSE
+_ERROR = FrameType.ERROR
+_STREAM_DATA = FrameType.STREAM_DATA
+_STREAM_END = FrameType.STREAM_END
+_NOT_PROCESSED = Flags.NOT_PROCESSED
+_encode = encode_frame
+
+#: How many stream messages the caller allows in flight before it must send CREDIT.
+DEFAULT_STREAM_WINDOW = 64
+
+
+class StreamReceiver:
+    """Caller-side buffer of one server stream with credit-based flow control.
+
+    The caller grants ``window`` messages up front and tops the grant up by CREDIT frames as it
+    consumes them, so a fast producer can never fill a slow consumer's memory.
+    """
+
+    __slots__ = ("_conn", "_consumed", "_done", "_error", "_items", "_waiter", "stream_id", "window")
+
+    def __init__(self, conn: ClientConnection, stream_id: int, window: int) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self.window = window
+        self._items: collections.deque[Frame] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._done = False
+        self._error: BaseException | None = None
+        self._consumed = 0
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed(self, frame: Frame) -> None:
+        if len(self._items) >= self.window:
+            raise MalformedFrame(f"stream {self.stream_id}: peer sent more messages than the granted credit")
+        self._items.append(frame)
+        self._wake()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self._done = True
+        self._error = error
+        self._wake()
+
+    async def next(self) -> Frame | None:
+        """The next message, None at a clean end; raises the stream's error."""
+        while not self._items:
+            if self._done:
+                if self._error is not None:
+                    raise self._error
+                return None
+            self._waiter = self._conn._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        frame = self._items.popleft()
+        self._consumed += 1
+        if self._consumed * 2 >= self.window and not self._done:
+            self._conn.send(_encode(FrameType.CREDIT, self.stream_id, encode_credit(self._consumed)))
+            self._consumed = 0
+        return frame
+
+    def cancel(self) -> None:
+        if not self._done:
+            self._done = True
+            self._conn.cancel_stream(self.stream_id)
+
+
+class ClientConnection(FrameProtocol):
+    """Sends REQUEST frames and resolves each call's future when its answer arrives.
+
+    ``on_state_change`` is told when the connection stops taking new calls (GOAWAY) and when it
+    is lost, so the pool can replace it.
+    """
+
+    __slots__ = ("_next_id", "_on_state_change", "_wheel", "draining", "last_stream_id", "pending")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        limits: Limits,
+        keepalive: KeepaliveConfig | None,
+        on_state_change: Callable[[ClientConnection], None] | None = None,
+        deadline_resolution: float = 0.005,
+    ) -> None:
+        super().__init__(loop, limits, keepalive)
+        self.pending: dict[int, asyncio.Future[Frame] | StreamReceiver] = {}
+        self._next_id = 1
+        self.draining = False
+        self.last_stream_id = 0
+        self._on_state_change = on_state_change
+        self._wheel: DeadlineWheel[int] = DeadlineWheel(loop.call_at, self._expire, deadline_resolution)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    @property
+    def usable(self) -> bool:
+        return not self._closing and not self.draining
+
+    @property
+    def has_capacity(self) -> bool:
+        return len(self.pending) < self.limits.max_concurrent_streams
+
+    def _allocate_id(self) -> int:
+        sid = self._next_id
+        pending = self.pending
+        while sid in pending:
+            sid = sid + 1 if sid < 0xFFFFFFFF else 1
+        self._next_id = sid + 1 if sid < 0xFFFFFFFF else 1
+        return sid
+
+    def request(self, metadata: bytes, body: bytes, flags: int, deadline: float | None) -> tuple[int, asyncio.Future[Frame]]:
+        """Send a unary REQUEST; the future resolves to the RESPONSE frame or fails with RpcError."""
+        if self._closing or self.draining:
+            raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
+        sid = self._allocate_id()
+        fut: asyncio.Future[Frame] = self._loop.create_future()
+        self.pending[sid] = fut
+        if deadline is not None:
+            self._wheel.add(sid, deadline)
+        self.send(_encode(_REQUEST, sid, body, metadata, flags))
+        return sid, fut
+
+    def open_stream(self, metadata: bytes, body: bytes, flags: int, deadline: float | None, window: int) -> StreamReceiver:
+        if self._closing or self.draining:
+            raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
+        sid = self._allocate_id()
+        receiver = StreamReceiver(self, sid, window)
+        self.pending[sid] = receiver
+        if deadline is not None:
+            self._wheel.add(sid, deadline)
+        self.send(_encode(_REQUEST, sid, body, metadata, flags | Flags.STREAM))
+        return receiver
+
+    def cancel_stream(self, stream_id: int) -> None:
+        """The caller gave up on a call: forget it and tell the server to stop the handler."""
+        if self.pending.pop(stream_id, None) is not None:
+            self._wheel.discard(stream_id)
+            self.send(_encode(FrameType.CANCEL, stream_id))
+            self._maybe_finish_drain()
+
+    def _expire(self, stream_id: int) -> None:
+        entry = self.pending.pop(stream_id, None)
+        if entry is None:
+            return
+        err = RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the answer")
+        if isinstance(entry, StreamReceiver):
+            entry.finish(err)
+        elif not entry.done():
+            entry.set_exception(err)
+        self.send(_encode(FrameType.CANCEL, stream_id))
+        self._maybe_finish_drain()
+
+    def frame_received(self, frame: Frame) -> None:
+        ftype = frame.type
+        if ftype == _RESPONSE or ftype == _ERROR:
+            entry = self.pending.pop(frame.stream_id, None)
+            if entry is None:
+                return  # answer to a call that was cancelled or timed out: expected, ignore
+            self._wheel.discard(frame.stream_id)
+            if isinstance(entry, StreamReceiver):
+                if ftype == _ERROR:
+                    entry.finish(decode_error(frame.body, not_processed=bool(frame.flags & _NOT_PROCESSED)))
+                else:
+                    entry.finish(MalformedFrame("RESPONSE on a streaming call"))
+            elif not entry.done():
+                if ftype == _RESPONSE:
+                    entry.set_result(frame)
+                else:
+                    entry.set_exception(decode_error(frame.body, not_processed=bool(frame.flags & _NOT_PROCESSED)))
+            if self.draining:
+                self._maybe_finish_drain()
+        elif ftype == _STREAM_DATA or ftype == _STREAM_END:
+            entry = self.pending.get(frame.stream_id)
+            if entry is None:
+                return
+            if not isinstance(entry, StreamReceiver):
+                self.protocol_error(MalformedFrame(f"stream frame on unary call {frame.stream_id}"))
+                return
+            if ftype == _STREAM_DATA:
+                try:
+                    entry.feed(frame)
+                except ProtocolError as exc:
+                    self.protocol_error(exc)
+            else:
+                del self.pending[frame.stream_id]
+                self._wheel.discard(frame.stream_id)
+                entry.finish()
+                self._maybe_finish_drain()
+        elif ftype == FrameType.PING:
+            self.answer_ping(frame)
+        elif ftype == FrameType.PONG:
+            pass  # any frame already counts as a sign of life
+        elif ftype == FrameType.GOAWAY:
+            self._goaway(frame)
+        else:
+            self.protocol_error(MalformedFrame(f"a server does not send {FrameType(ftype).name} frames"))
+
+    def _goaway(self, frame: Frame) -> None:
+        try:
+            body = decode_goaway(frame.body)
+        except ProtocolError as exc:
+            self.protocol_error(exc)
+            return
+        self.draining = True
+        self.last_stream_id = body.last_stream_id
+        if body.code:
+            log.warning("server %s sent GOAWAY: %s %s", self.peer, StatusCode(body.code).name, body.message)
+        # Streams the server never saw are safe to send elsewhere: fail them as not processed.
+        unprocessed = [sid for sid in self.pending if sid > body.last_stream_id]
+        for sid in unprocessed:
+            entry = self.pending.pop(sid)
+            self._wheel.discard(sid)
+            err = RpcError(StatusCode.UNAVAILABLE, f"server {self.peer} is going away", not_processed=True)
+            if isinstance(entry, StreamReceiver):
+                entry.finish(err)
+            elif not entry.done():
+                entry.set_exception(err)
+        if self._on_state_change is not None:
+            self._on_state_change(self)
+        self._maybe_finish_drain()
+
+    def _maybe_finish_drain(self) -> None:
+        if self.draining and not self.pending:
+            self.close()
+
+    def lost(self, exc: Exception | None) -> None:
+        self._wheel.close()
+        pending, self.pending = self.pending, {}
+        reason = f"connection to {self.peer} lost" + (f": {exc}" if exc else "")
+        for entry in pending.values():
+            err = RpcError(StatusCode.UNAVAILABLE, reason)
+            if isinstance(entry, StreamReceiver):
+                entry.finish(err)
+            elif not entry.done():
+                entry.set_exception(err)
+        if self._on_state_change is not None:
+            self._on_state_change(self)
+
+    def peer_dead(self) -> None:
+        log.warning("server %s sent nothing within the keepalive timeout; failing its calls", self.peer)
+        self.abort()
+
+
+async def connect(
+    host: str,
+    port: int,
+    *,
+    limits: Limits | None = None,
+    keepalive: KeepaliveConfig | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    timeout: float = 5.0,
+    on_state_change: Callable[[ClientConnection], None] | None = None,
+) -> ClientConnection:
+    """Open one connection; failures become ``RpcError(UNAVAILABLE, not_processed=True)``."""
+    loop = asyncio.get_running_loop()
+    lim = limits or Limits()
+    kwargs: dict[str, Any] = {}
+    if ssl is not None:
+        kwargs["ssl"] = ssl
+        kwargs["server_hostname"] = server_hostname or host
+    try:
+        async with asyncio.timeout(timeout):
+            _, protocol = await loop.create_connection(
+                lambda: ClientConnection(loop, lim, keepalive, on_state_change), host, port, **kwargs
+            )
+    except (OSError, TimeoutError, _ssl.SSLError) as exc:
+        raise RpcError(
+            StatusCode.UNAVAILABLE, f"cannot connect to {host}:{port}: {exc or type(exc).__name__}", not_processed=True
+        ) from None
+    return protocol

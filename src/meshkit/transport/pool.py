@@ -1,0 +1,172 @@
+"""Connections to one peer: a small pool of multiplexed connections with reconnect backoff.
+
+One connection carries many concurrent calls, so the pool is small (default 1). A call takes the
+usable connection with the fewest calls in flight. A connection that drops is replaced in the
+background, on gRPC's backoff schedule while attempts keep failing; while the peer is in backoff,
+calls to it fail fast with UNAVAILABLE (marked not-processed) so the client can go elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from meshkit.errors import RpcError, StatusCode
+from meshkit.transport.backoff import Backoff
+from meshkit.transport.client import ClientConnection
+
+log = logging.getLogger("meshkit.transport")
+
+Connector = Callable[[Callable[[ClientConnection], None]], Awaitable[ClientConnection]]
+
+
+class Peer:
+    __slots__ = (
+        "_backoff",
+        "_closed",
+        "_connect",
+        "_connecting",
+        "_last_error",
+        "_loop",
+        "_retry_at",
+        "_retry_timer",
+        "address",
+        "connections",
+        "size",
+    )
+
+    def __init__(self, address: str, connect: Connector, *, size: int = 1, backoff: Backoff | None = None) -> None:
+        if size < 1:
+            raise ValueError(f"pool size must be at least 1, got {size}")
+        self.address = address
+        self.size = size
+        self._connect = connect
+        self._backoff = backoff or Backoff()
+        self.connections: list[ClientConnection] = []
+        self._connecting: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._last_error: RpcError | None = None
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return sum(c.in_flight for c in self.connections)
+
+    @property
+    def available(self) -> bool:
+        """Has a usable connection, or may try to make one now."""
+        if any(c.usable for c in self.connections):
+            return True
+        loop = self._loop
+        return loop is None or loop.time() >= self._retry_at
+
+    def pick(self) -> ClientConnection | None:
+        """The usable connection with the fewest calls in flight, without waiting."""
+        conns = self.connections
+        if len(conns) == 1:
+            conn = conns[0]
+            if conn.usable:
+                if self.size > 1 and not conn.has_capacity:
+                    self._spawn_connect()
+                return conn
+        best: ClientConnection | None = None
+        usable = 0
+        for conn in conns:
+            if conn.usable:
+                usable += 1
+                if best is None or conn.in_flight < best.in_flight:
+                    best = conn
+        if usable < self.size and (best is None or best.in_flight > 0):
+            self._spawn_connect()
+        return best
+
+    async def acquire(self) -> ClientConnection:
+        conn = self.pick()
+        if conn is not None:
+            return conn
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        if self._closed:
+            raise RpcError(StatusCode.UNAVAILABLE, "client is closed", not_processed=True)
+        if self._connecting is None and loop.time() < self._retry_at:
+            raise RpcError(
+                StatusCode.UNAVAILABLE,
+                f"{self.address} is unreachable (next attempt in {self._retry_at - loop.time():.1f}s): "
+                f"{self._last_error.message if self._last_error else 'connection failed'}",
+                not_processed=True,
+            )
+        self._spawn_connect()
+        assert self._connecting is not None
+        await asyncio.shield(self._connecting)
+        conn = self.pick()
+        if conn is None:
+            raise self._last_error or RpcError(
+                StatusCode.UNAVAILABLE, f"no connection to {self.address}", not_processed=True
+            )
+        return conn
+
+    def _spawn_connect(self) -> None:
+        if self._connecting is not None or self._closed:
+            return
+        loop = self._loop = self._loop or asyncio.get_running_loop()
+        self._connecting = loop.create_task(self._connect_once())
+
+    async def _connect_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await self._connect(self._state_changed)
+        except RpcError as exc:
+            self._last_error = exc
+            delay = self._backoff.next_delay()
+            self._retry_at = loop.time() + delay
+            log.info("connect to %s failed (%s); retrying in %.2fs", self.address, exc.message, delay)
+            self._schedule_retry(delay)
+        else:
+            if self._closed:
+                conn.close()
+            else:
+                self._backoff.reset()
+                self._last_error = None
+                self._retry_at = 0.0
+                self.connections.append(conn)
+        finally:
+            self._connecting = None
+
+    def _schedule_retry(self, delay: float) -> None:
+        if self._closed or self._loop is None:
+            return
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_timer = self._loop.call_later(delay, self._retry)
+
+    def _retry(self) -> None:
+        self._retry_timer = None
+        if not self._closed and not any(c.usable for c in self.connections):
+            self._spawn_connect()
+
+    def _state_changed(self, conn: ClientConnection) -> None:
+        """A connection went away or stopped taking calls: drop it and replace it."""
+        if conn.is_closing:
+            if conn in self.connections:
+                self.connections.remove(conn)
+        if self._closed:
+            return
+        if not any(c.usable for c in self.connections) and self._loop is not None:
+            # Reconnect right away once; failures then follow the backoff schedule.
+            self._spawn_connect()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        for conn in list(self.connections):
+            conn.close()
+        waiters = [c.closed for c in self.connections]
+        if waiters:
+            await asyncio.wait(waiters, timeout=1.0)
+        self.connections.clear()

@@ -1,0 +1,195 @@
+"""The server's end of a connection, and the listener that owns them and drains them on stop.
+
+The transport knows frames, streams and shutdown; what a REQUEST means is the dispatcher's business
+(the RPC layer hands one in), so this layer never imports :mod:`meshkit.rpc`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from meshkit.errors import MalformedFrame, ProtocolError, StatusCode
+from meshkit.protocol.frames import Flags, Frame, FrameType, encode_frame
+from meshkit.protocol.keepalive import KeepaliveConfig
+from meshkit.protocol.limits import Limits
+from meshkit.protocol.messages import decode_credit, encode_error, encode_goaway
+from meshkit.transport.base import FrameProtocol
+
+log = logging.getLogger("meshkit.transport")
+
+_REQUEST = FrameType.REQUEST
+_ERROR = FrameType.ERROR
+_NOT_PROCESSED = int(Flags.NOT_PROCESSED)
+
+
+class StreamHandle(Protocol):
+    """What the server keeps per running call: something it can cancel, maybe grant credit to."""
+
+    def cancel(self, msg: Any = None) -> Any: ...
+
+
+class Dispatcher(Protocol):
+    def __call__(self, conn: ServerConnection, frame: Frame) -> None: ...
+
+
+class ServerConnection(FrameProtocol):
+    __slots__ = ("_dispatch", "_on_close", "active", "draining", "last_stream_id")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        limits: Limits,
+        keepalive: KeepaliveConfig | None,
+        dispatch: Dispatcher,
+        on_close: Callable[[ServerConnection], None],
+    ) -> None:
+        super().__init__(loop, limits, keepalive)
+        self._dispatch = dispatch
+        self._on_close = on_close
+        #: Calls whose handler is still running (suspended at least once), by stream id.
+        self.active: dict[int, StreamHandle] = {}
+        self.draining = False
+        self.last_stream_id = 0
+
+    def frame_received(self, frame: Frame) -> None:
+        ftype = frame.type
+        if ftype == _REQUEST:
+            sid = frame.stream_id
+            if sid == 0:
+                self.protocol_error(MalformedFrame("REQUEST on stream 0"))
+                return
+            if sid in self.active:
+                self.protocol_error(MalformedFrame(f"REQUEST reuses stream {sid}, which is still open"))
+                return
+            if self.draining:
+                self.send_error(sid, StatusCode.UNAVAILABLE, "server is shutting down", not_processed=True)
+                return
+            if len(self.active) >= self.limits.max_concurrent_streams:
+                self.send_error(
+                    sid,
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    f"too many concurrent calls on this connection (limit {self.limits.max_concurrent_streams})",
+                    not_processed=True,
+                )
+                return
+            if sid > self.last_stream_id:
+                self.last_stream_id = sid
+            self._dispatch(self, frame)
+        elif ftype == FrameType.CANCEL:
+            handle = self.active.pop(frame.stream_id, None)
+            if handle is not None:
+                handle.cancel("cancelled by caller")
+        elif ftype == FrameType.CREDIT:
+            handle = self.active.get(frame.stream_id)
+            if handle is not None and hasattr(handle, "add_credit"):
+                try:
+                    handle.add_credit(decode_credit(frame.body))
+                except ProtocolError as exc:
+                    self.protocol_error(exc)
+        elif ftype == FrameType.PING:
+            self.answer_ping(frame)
+        elif ftype == FrameType.PONG or ftype == FrameType.GOAWAY:
+            pass
+        else:
+            self.protocol_error(MalformedFrame(f"a client does not send {FrameType(ftype).name} frames"))
+
+    def send_error(
+        self, stream_id: int, code: StatusCode, message: str, details: Any = None, *, not_processed: bool = False
+    ) -> None:
+        self.send(
+            encode_frame(_ERROR, stream_id, encode_error(code, message, details), b"", _NOT_PROCESSED if not_processed else 0)
+        )
+
+    def pause_writing(self) -> None:
+        # A peer that does not read must not make us buffer without bound: stop reading its requests.
+        super().pause_writing()
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._transport is not None and not self._closing:
+            self._transport.resume_reading()
+
+    def start_drain(self) -> None:
+        """Refuse new calls from here on; tell the client which ones will still be answered."""
+        if self.draining or self._closing:
+            return
+        self.draining = True
+        self.send(encode_frame(FrameType.GOAWAY, 0, encode_goaway(self.last_stream_id)))
+        if not self.active:
+            self.close()
+
+    def call_finished(self, stream_id: int) -> None:
+        self.active.pop(stream_id, None)
+        if self.draining and not self.active:
+            self.close()
+
+    def lost(self, exc: Exception | None) -> None:
+        active, self.active = self.active, {}
+        for handle in active.values():
+            handle.cancel("connection lost")
+        self._on_close(self)
+
+
+class Listener:
+    """Accepts connections and tracks them so that a stop can drain them."""
+
+    def __init__(
+        self,
+        dispatch: Dispatcher,
+        *,
+        limits: Limits | None = None,
+        keepalive: KeepaliveConfig | None = None,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> None:
+        self._dispatch = dispatch
+        self._limits = limits or Limits()
+        self._keepalive = keepalive
+        self._ssl = ssl
+        self._server: asyncio.AbstractServer | None = None
+        self.connections: set[ServerConnection] = set()
+        self.host = ""
+        self.port = 0
+
+    async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> ServerConnection:
+            conn = ServerConnection(loop, self._limits, self._keepalive, self._dispatch, self.connections.discard)
+            self.connections.add(conn)
+            return conn
+
+        self._server = await loop.create_server(factory, host, port, ssl=self._ssl, backlog=backlog, reuse_address=True)
+        sockname = self._server.sockets[0].getsockname()
+        self.host, self.port = sockname[0], sockname[1]
+
+    async def stop(self, grace: float) -> int:
+        """Stop accepting, GOAWAY every connection, let in-flight calls finish for up to ``grace``
+        seconds, then cancel what is left. Returns how many calls had to be cancelled."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.start_drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while any(c.active for c in self.connections) and loop.time() < deadline:
+            waiters = [c.closed for c in self.connections if c.active]
+            await asyncio.wait(waiters, timeout=max(0.0, deadline - loop.time()))
+        cancelled = 0
+        for conn in list(self.connections):
+            cancelled += len(conn.active)
+            for sid, handle in list(conn.active.items()):
+                handle.cancel("server stopped")
+                conn.send_error(sid, StatusCode.UNAVAILABLE, "server stopped before the call finished")
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        for conn in list(self.connections):
+            if not conn.closed.done():
+                await asyncio.wait([conn.closed], timeout=1.0)
+        return cancelled
