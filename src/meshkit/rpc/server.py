@@ -109,6 +109,8 @@ class Server:
     ) -> None:
         if not services:
             raise ValueError("a Server needs at least one service")
+        if registry is not None:
+            raise NotImplementedError("registration in a registry arrives with issue #3")
         self.host = host
         self._port = port
         self.limits = limits or Limits()

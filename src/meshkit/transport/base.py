@@ -50,7 +50,7 @@ class FrameProtocol(asyncio.Protocol):
         self._wrote_this_tick = False
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._closing = False
+        self._closing = True  # until connection_made: nothing to write to yet
         self._heard = False
         self._keepalive = Keepalive(keepalive, loop.time()) if keepalive else None
         self._keepalive_timer: asyncio.TimerHandle | None = None
@@ -59,8 +59,9 @@ class FrameProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
+        self._transport = transport  # type: ignore[assignment]
+        self._closing = False
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple) and len(peername) >= 2:
             self.peer = f"{peername[0]}:{peername[1]}"

@@ -37,7 +37,7 @@ class Dispatcher(Protocol):
 
 
 class ServerConnection(FrameProtocol):
-    __slots__ = ("_dispatch", "_on_close", "active", "draining", "last_stream_id")
+    __slots__ = ("_dispatch", "_on_close", "_on_open", "active", "draining", "last_stream_id")
 
     def __init__(
         self,
@@ -45,15 +45,21 @@ class ServerConnection(FrameProtocol):
         limits: Limits,
         keepalive: KeepaliveConfig | None,
         dispatch: Dispatcher,
+        on_open: Callable[[ServerConnection], None],
         on_close: Callable[[ServerConnection], None],
     ) -> None:
         super().__init__(loop, limits, keepalive)
         self._dispatch = dispatch
+        self._on_open = on_open
         self._on_close = on_close
         #: Calls whose handler is still running (suspended at least once), by stream id.
         self.active: dict[int, StreamHandle] = {}
         self.draining = False
         self.last_stream_id = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._on_open(self)
 
     def frame_received(self, frame: Frame) -> None:
         ftype = frame.type
@@ -121,13 +127,12 @@ class ServerConnection(FrameProtocol):
             return
         self.draining = True
         self.send(encode_frame(FrameType.GOAWAY, 0, encode_goaway(self.last_stream_id)))
-        if not self.active:
-            self.close()
+        # The client closes once its last answer arrives. Closing from this side while requests
+        # may still be in the socket would make the kernel send RST and drop answers already
+        # written, so the server closes only when the grace period runs out.
 
     def call_finished(self, stream_id: int) -> None:
         self.active.pop(stream_id, None)
-        if self.draining and not self.active:
-            self.close()
 
     def lost(self, exc: Exception | None) -> None:
         active, self.active = self.active, {}
@@ -160,9 +165,10 @@ class Listener:
         loop = asyncio.get_running_loop()
 
         def factory() -> ServerConnection:
-            conn = ServerConnection(loop, self._limits, self._keepalive, self._dispatch, self.connections.discard)
-            self.connections.add(conn)
-            return conn
+            # Tracked from connection_made on: a TLS handshake that fails never gets there.
+            return ServerConnection(
+                loop, self._limits, self._keepalive, self._dispatch, self.connections.add, self.connections.discard
+            )
 
         self._server = await loop.create_server(factory, host, port, ssl=self._ssl, backlog=backlog, reuse_address=True)
         sockname = self._server.sockets[0].getsockname()
@@ -177,9 +183,10 @@ class Listener:
             conn.start_drain()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while any(c.active for c in self.connections) and loop.time() < deadline:
-            waiters = [c.closed for c in self.connections if c.active]
-            await asyncio.wait(waiters, timeout=max(0.0, deadline - loop.time()))
+        # Clients close their side after their last answer; wait for that, up to the grace period.
+        while self.connections and loop.time() < deadline:
+            waiters = [c.closed for c in self.connections]
+            await asyncio.wait(waiters, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
         cancelled = 0
         for conn in list(self.connections):
             cancelled += len(conn.active)

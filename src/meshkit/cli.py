@@ -1,0 +1,158 @@
+"""The ``meshkit`` command: run a service, call one, benchmark, and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from meshkit import __version__
+from meshkit.errors import RpcError
+from meshkit.rpc.client import Client
+from meshkit.rpc.server import Server
+from meshkit.rpc.service import Service
+from meshkit.transport.loop import run as run_loop
+
+EXIT_USAGE = 2
+EXIT_RPC_ERROR = 1
+
+
+def _load_service(spec: str) -> Service:
+    """``package.module:Class`` -> an instance of that Service class."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"meshkit: expected MODULE:Class, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"meshkit: cannot import {module_name!r}: {exc}") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise SystemExit(f"meshkit: module {module_name!r} has no attribute {attr!r}")
+    if isinstance(obj, type) and issubclass(obj, Service):
+        return obj()
+    if isinstance(obj, Service):
+        return obj
+    raise SystemExit(f"meshkit: {spec} is not a meshkit Service class")
+
+
+def _setup_logging(level: str, access_log: bool) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not access_log:
+        logging.getLogger("meshkit.access").setLevel(logging.WARNING)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    services = [_load_service(s) for s in args.service]
+    server = Server(services, host=args.host, port=args.port)
+    await server.start()
+    print(f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print(f"meshkit: draining (grace {args.grace}s)", flush=True)
+    await server.stop(grace=args.grace)
+    return 0
+
+
+async def _call(args: argparse.Namespace) -> int:
+    service, sep, method = args.method.rpartition(".")
+    if not sep or not service or not method:
+        print(f"meshkit call: expected SERVICE.METHOD, got {args.method!r}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        payload = json.loads(args.args) if args.args else {}
+    except json.JSONDecodeError as exc:
+        print(f"meshkit call: arguments are not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(payload, dict):
+        print("meshkit call: arguments must be a JSON object of parameter names to values", file=sys.stderr)
+        return EXIT_USAGE
+    metadata: dict[str, Any] = {}
+    for item in args.metadata or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            print(f"meshkit call: --metadata wants KEY=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_USAGE
+        metadata[key] = value
+    client = Client(target=args.target, timeout=args.timeout, middleware=[])
+    try:
+        if args.stream:
+            async for item in client.stream(service, method, payload, metadata=metadata):
+                print(json.dumps(item, default=str), flush=True)
+        else:
+            result = await client.call(service, method, payload, metadata=metadata)
+            print(json.dumps(result, indent=2, default=str))
+    except RpcError as exc:
+        print(f"error: {exc.code.name}: {exc.message}", file=sys.stderr)
+        return EXIT_RPC_ERROR
+    finally:
+        await client.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshkit", description="meshkit: asyncio microservices with governance built in")
+    parser.add_argument("--version", action="version", version=f"meshkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="serve one or more Service classes")
+    p.add_argument("service", nargs="+", help="MODULE:Class of a meshkit Service (several allowed)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7001, help="port to bind (0 picks a free one; default 7001)")
+    p.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM (default 5)")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log a line per call")
+
+    p = sub.add_parser("call", help="call a method with JSON arguments and print the JSON result")
+    p.add_argument("target", help="HOST:PORT of a server (comma-separated for several)")
+    p.add_argument("method", help="SERVICE.METHOD")
+    p.add_argument("args", nargs="?", default="{}", help="JSON object of arguments (default {})")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--stream", action="store_true", help="the method is server-streaming: print each message")
+    p.add_argument("--metadata", "-m", action="append", help="KEY=VALUE request metadata (repeatable)")
+
+    sub.add_parser("bench", help="benchmark meshkit against gRPC and a raw asyncio echo", add_help=False)
+    p = sub.add_parser("demo", help="run the demo system with a live view")
+    p.add_argument("--duration", type=float, default=None, help="run N seconds then exit (non-interactive)")
+    p.add_argument("--concurrency", type=int, default=8, help="concurrent callers driving the demo (default 8)")
+    p.add_argument("--rate", type=float, default=200.0, help="target calls/s (0 = as fast as possible; default 200)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from meshkit.benchmark.harness import main as bench_main
+
+        return bench_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        _setup_logging(args.log_level, not args.no_access_log)
+        return run_loop(_serve(args))
+    if args.command == "call":
+        return run_loop(_call(args))
+    if args.command == "demo":
+        from meshkit.demo.runner import run_demo
+
+        return run_demo(duration=args.duration, concurrency=args.concurrency, rate=args.rate)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

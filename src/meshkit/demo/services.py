@@ -1,0 +1,77 @@
+"""The demo's two services. ``Order.place`` calls ``Inventory.reserve``: a nested call that inherits
+the caller's deadline, so a slow inventory can never hold an order past its budget."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+import msgspec
+
+from meshkit import Client, RpcError, Service, StatusCode, rpc
+
+
+class Reservation(msgspec.Struct):
+    sku: str
+    qty: int
+    left: int
+
+
+class OrderRequest(msgspec.Struct):
+    customer: str
+    sku: str
+    qty: int = 1
+
+
+class OrderResult(msgspec.Struct):
+    order_id: int
+    sku: str
+    qty: int
+    stock_left: int
+
+
+SKUS = ("apple", "pear", "plum", "fig", "kiwi")
+
+
+class Inventory(Service, name="inventory"):
+    """Keeps stock per SKU and restocks when it runs low, so the demo keeps flowing."""
+
+    def __init__(self) -> None:
+        self.stock = dict.fromkeys(SKUS, 1000)
+        self.latency = float(os.environ.get("MESHKIT_DEMO_INVENTORY_LATENCY", "0.0005"))
+
+    @rpc
+    async def reserve(self, sku: str, qty: int) -> Reservation:
+        if qty <= 0:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, f"qty must be positive, got {qty}")
+        if sku not in self.stock:
+            raise RpcError(StatusCode.NOT_FOUND, f"unknown sku {sku!r}")
+        if self.latency:
+            await asyncio.sleep(random.expovariate(1 / self.latency))
+        if self.stock[sku] < qty:
+            self.stock[sku] += 500  # the truck arrives
+            raise RpcError(StatusCode.FAILED_PRECONDITION, f"{sku} is out of stock")
+        self.stock[sku] -= qty
+        return Reservation(sku, qty, self.stock[sku])
+
+    @rpc
+    async def stock_of(self, sku: str) -> int:
+        if sku not in self.stock:
+            raise RpcError(StatusCode.NOT_FOUND, f"unknown sku {sku!r}")
+        return self.stock[sku]
+
+
+class Order(Service, name="order"):
+    """Places orders by reserving stock in ``inventory`` (found at $INVENTORY_TARGET)."""
+
+    def __init__(self) -> None:
+        target = os.environ.get("INVENTORY_TARGET", "127.0.0.1:7001")
+        self.inventory = Client(target=target, middleware=[]).proxy(Inventory)
+        self.next_id = 0
+
+    @rpc
+    async def place(self, order: OrderRequest) -> OrderResult:
+        reservation = await self.inventory.reserve(order.sku, order.qty)
+        self.next_id += 1
+        return OrderResult(self.next_id, order.sku, order.qty, reservation.left)

@@ -1,0 +1,126 @@
+"""Services shared by the RPC tests (importable by subprocesses as tests.rpc.services)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from meshkit import Client, RpcError, Service, StatusCode, current_context, rpc
+
+
+class Item(msgspec.Struct):
+    id: int
+    name: str
+    tags: list[str]
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Probe:
+    """Shared by a test and the service it runs, to observe the handler's side."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.release = asyncio.Event()
+        self.seen_deadline: float | None = None
+        self.produced = 0
+
+
+class Greeter(Service, name="greeter"):
+    def __init__(self, probe: Probe | None = None) -> None:
+        self.probe = probe or Probe()
+
+    @rpc
+    async def hello(self, name: str) -> str:
+        return f"hello {name}"
+
+    @rpc
+    async def echo(self, item: Item) -> Item:
+        return item
+
+    @rpc
+    async def move(self, p: Point, dx: int = 1) -> Point:
+        return Point(p.x + dx, p.y)
+
+    @rpc
+    async def sleep(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "slept"
+
+    @rpc
+    async def wait(self) -> str:
+        """Blocks until the test releases it; records cancellation."""
+        self.probe.started.set()
+        try:
+            await self.probe.release.wait()
+        except asyncio.CancelledError:
+            self.probe.cancelled.set()
+            raise
+        return "released"
+
+    @rpc
+    async def fail(self, code: int, message: str) -> None:
+        raise RpcError(StatusCode(code), message, {"hint": "details survive"})
+
+    @rpc
+    async def crash(self) -> None:
+        raise ValueError("boom")
+
+    @rpc
+    async def whoami(self) -> dict[str, str | int | float | bool | None]:
+        ctx = current_context()
+        assert ctx is not None
+        return dict(ctx.metadata)
+
+    @rpc
+    async def remaining(self) -> float | None:
+        ctx = current_context()
+        assert ctx is not None
+        return ctx.time_remaining()
+
+    @rpc
+    async def count(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            self.probe.produced = i + 1
+            yield i
+
+    @rpc
+    async def count_then_fail(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+        raise RpcError(StatusCode.ABORTED, "stream broke")
+
+    @rpc
+    async def big(self, size: int) -> bytes:
+        return b"x" * size
+
+    @rpc
+    async def pid(self) -> int:
+        return os.getpid()
+
+
+class Relay(Service, name="relay"):
+    """Calls Greeter.remaining from inside a handler: the nested call inherits the deadline."""
+
+    def __init__(self, target: str = "") -> None:
+        self.target = target or os.environ.get("GREETER_TARGET", "")
+
+    @rpc
+    async def inner_remaining(self) -> list[float | None]:
+        client = Client(target=self.target, middleware=[], timeout=30.0)
+        try:
+            outer = current_context()
+            assert outer is not None
+            inner = await client.proxy(Greeter).remaining()
+            return [outer.time_remaining(), inner]
+        finally:
+            await client.close()

@@ -1,0 +1,74 @@
+"""Deadlines on both sides, propagation into nested calls, and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from meshkit import Client, RpcError, Server, StatusCode
+from tests.rpc.services import Greeter, Probe, Relay
+
+
+async def test_deadline_exceeded_on_caller_cancels_handler(client: Client, probe: Probe) -> None:
+    with pytest.raises(RpcError) as info:
+        await client.proxy(Greeter).with_options(timeout=0.05).wait()
+    assert info.value.code is StatusCode.DEADLINE_EXCEEDED
+    assert probe.started.is_set()
+    # The server cancels the handler at the deadline (and on the caller's CANCEL): wait for it, bounded.
+    await asyncio.wait_for(probe.cancelled.wait(), timeout=5)
+
+
+async def test_server_side_deadline_cancels_handler_without_caller_cancel(probe: Probe) -> None:
+    async with Server([Greeter(probe)], middleware=[]) as srv, Client(target=srv.address, middleware=[]) as c:
+        # Caller's own budget is long; the server sees only the propagated one via metadata.
+        call = asyncio.create_task(c.proxy(Greeter).with_options(timeout=0.1).wait())
+        await asyncio.wait_for(probe.cancelled.wait(), timeout=5)
+        with pytest.raises(RpcError) as info:
+            await call
+        assert info.value.code is StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_deadline_travels_as_remaining_budget(client: Client) -> None:
+    remaining = await client.proxy(Greeter).with_options(timeout=2.0).remaining()
+    assert remaining is not None and 1.0 < remaining <= 2.0
+    assert await client.proxy(Greeter).with_options(timeout=None).remaining() is None
+
+
+async def test_nested_call_inherits_deadline(probe: Probe) -> None:
+    async with Server([Greeter(probe)], middleware=[]) as greeter_srv:
+        async with Server([Relay(greeter_srv.address)], middleware=[]) as relay_srv:
+            async with Client(target=relay_srv.address) as c:
+                outer, inner = await c.proxy(Relay).with_options(timeout=0.5).inner_remaining()
+    assert outer is not None and inner is not None
+    # The inner client asked for 30 s, but the handler had at most 0.5 s left: it inherits that.
+    assert 0 < inner <= outer <= 0.5
+
+
+async def test_caller_cancellation_cancels_handler(client: Client, probe: Probe) -> None:
+    task = asyncio.create_task(client.proxy(Greeter).wait())
+    await asyncio.wait_for(probe.started.wait(), timeout=5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.wait_for(probe.cancelled.wait(), timeout=5)
+
+
+async def test_expired_deadline_is_not_sent(client: Client) -> None:
+    g = client.proxy(Greeter)
+
+    async def inside() -> None:
+        await g.with_options(timeout=0.001).sleep(0.05)
+
+    with pytest.raises(RpcError) as info:
+        await inside()
+    assert info.value.code is StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_calls_after_timeouts_still_work(client: Client) -> None:
+    g = client.proxy(Greeter)
+    results = await asyncio.gather(
+        *(g.with_options(timeout=0.02).sleep(1) for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, RpcError) and r.code is StatusCode.DEADLINE_EXCEEDED for r in results)
+    assert await g.hello("after") == "hello after"
