@@ -107,7 +107,9 @@ async def _call(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meshkit", description="meshkit: asyncio microservices with governance built in")
+    parser = argparse.ArgumentParser(
+        prog="meshkit", description="meshkit: asyncio microservices with governance built in"
+    )
     parser.add_argument("--version", action="version", version=f"meshkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

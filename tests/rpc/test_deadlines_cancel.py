@@ -67,8 +67,6 @@ async def test_expired_deadline_is_not_sent(client: Client) -> None:
 
 async def test_calls_after_timeouts_still_work(client: Client) -> None:
     g = client.proxy(Greeter)
-    results = await asyncio.gather(
-        *(g.with_options(timeout=0.02).sleep(1) for _ in range(20)), return_exceptions=True
-    )
+    results = await asyncio.gather(*(g.with_options(timeout=0.02).sleep(1) for _ in range(20)), return_exceptions=True)
     assert all(isinstance(r, RpcError) and r.code is StatusCode.DEADLINE_EXCEEDED for r in results)
     assert await g.hello("after") == "hello after"

@@ -92,9 +92,7 @@ def _view(stats: RollingStats, children: list[Child], started: float, concurrenc
     return Panel(Group(table, procs), title=title)
 
 
-async def _drive(
-    target: str, stats: RollingStats, concurrency: int, rate: float, stop: asyncio.Event
-) -> None:
+async def _drive(target: str, stats: RollingStats, concurrency: int, rate: float, stop: asyncio.Event) -> None:
     client = Client(target=target, timeout=2.0, middleware=[])
     order = client.proxy(Order)
     rng = random.Random(7)
@@ -111,7 +109,9 @@ async def _drive(
             start = time.perf_counter()
             error = None
             try:
-                await order.place(OrderRequest(customer=f"c{rng.randrange(1000)}", sku=rng.choice(SKUS), qty=rng.randint(1, 5)))
+                await order.place(
+                    OrderRequest(customer=f"c{rng.randrange(1000)}", sku=rng.choice(SKUS), qty=rng.randint(1, 5))
+                )
             except RpcError as exc:
                 error = exc.code.name
             stats.record(time.monotonic(), time.perf_counter() - start, error)
@@ -129,8 +129,10 @@ async def _main(duration: float | None, concurrency: int, rate: float, console: 
         children.append(inventory)
         order = _spawn("order", "meshkit.demo.services:Order", env={"INVENTORY_TARGET": inventory.address})
         children.append(order)
-        console.print(f"[bold]meshkit demo[/]: inventory on {inventory.address} (pid {inventory.process.pid}), "
-                      f"order on {order.address} (pid {order.process.pid})")
+        console.print(
+            f"[bold]meshkit demo[/]: inventory on {inventory.address} (pid {inventory.process.pid}), "
+            f"order on {order.address} (pid {order.process.pid})"
+        )
         stats = RollingStats()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

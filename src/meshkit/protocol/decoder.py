@@ -70,7 +70,9 @@ class FrameDecoder:
                 if magic != MAGIC:
                     raise BadMagic(f"bad magic {bytes(magic)!r} at a frame boundary; expected {MAGIC!r}")
                 if version != VERSION:
-                    raise UnsupportedVersion(f"protocol version {version} is not supported (this build speaks {VERSION})")
+                    raise UnsupportedVersion(
+                        f"protocol version {version} is not supported (this build speaks {VERSION})"
+                    )
                 if not 0 < frame_type < FRAME_TYPE_LIMIT:
                     raise UnknownFrameType(f"unknown frame type {frame_type}")
                 if flags & ~KNOWN_FLAGS:

@@ -61,4 +61,3 @@ def access_log(logger_name: str = "meshkit.access") -> Middleware:
         return handler
 
     return middleware
-

@@ -20,7 +20,7 @@ from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import _current
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain
 from meshkit.rpc.service import MethodSpec, RpcOptions, Service, method_specs, service_name
-from meshkit.serde import Signature, msgpack_encode, json_encode
+from meshkit.serde import Signature, json_encode, msgpack_encode
 from meshkit.transport.backoff import Backoff, BackoffPolicy
 from meshkit.transport.client import DEFAULT_STREAM_WINDOW, ClientConnection, StreamReceiver, connect
 from meshkit.transport.pool import Peer
@@ -33,6 +33,7 @@ _COMPRESSED = int(Flags.COMPRESSED)
 #: A call that the server certainly never processed is re-sent at most this many times.
 MAX_TRANSPARENT_RETRIES = 2
 DEFAULT_TIMEOUT = 10.0
+CLIENT_KEEPALIVE = KeepaliveConfig()
 
 
 class _Unset:
@@ -88,7 +89,7 @@ class Client:
         metadata: Mapping[str, MetadataValue] | None = None,
         pool_size: int = 1,
         limits: Limits | None = None,
-        keepalive: KeepaliveConfig | None = KeepaliveConfig(),
+        keepalive: KeepaliveConfig | None = CLIENT_KEEPALIVE,
         ssl: _ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         connect_timeout: float = 5.0,
@@ -116,6 +117,7 @@ class Client:
             for h, p in self._addresses
         ]
         self._rr = itertools.count()
+        self._single = len(self._peers) == 1
         self._middleware = list(default_client_middleware() if middleware is None else middleware)
         self._defaults = _Options(timeout, dict(metadata or {}), compression, json)
         self._check_metadata(self._defaults.metadata)
@@ -210,12 +212,10 @@ class Client:
 
         return open_connection
 
-    async def _pick(self, exclude: Peer | None = None) -> Peer:
+    def _pick(self, exclude: Peer | None = None) -> Peer:
         peers = self._peers
         n = len(peers)
         start = next(self._rr)
-        if n == 1:
-            return peers[0]
         for i in range(n):
             peer = peers[(start + i) % n]
             if peer is not exclude and peer.available:
@@ -249,7 +249,9 @@ class Client:
         try:
             body = json_encode(args) if opts.json else msgpack_encode(args)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise RpcError(StatusCode.INVALID_ARGUMENT, f"arguments of {spec.qualname} cannot be encoded: {exc}") from None
+            raise RpcError(
+                StatusCode.INVALID_ARGUMENT, f"arguments of {spec.qualname} cannot be encoded: {exc}"
+            ) from None
         flags = _JSON if opts.json else 0
         if opts.compression and len(body) >= MIN_COMPRESS_SIZE:
             body = compress(body)
@@ -277,11 +279,13 @@ class Client:
             if deadline is not None:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise RpcError(StatusCode.DEADLINE_EXCEEDED, f"deadline of {spec.qualname} passed before it was sent")
+                    raise RpcError(
+                        StatusCode.DEADLINE_EXCEEDED, f"deadline of {spec.qualname} passed before it was sent"
+                    )
                 deadline_ms = int(remaining * 1000) or 1
-            peer = await self._pick(tried)
+            peer = self._peers[0] if self._single else self._pick(tried)
             try:
-                conn = await peer.acquire()
+                conn = peer.pick() or await peer.acquire()
                 call.peer = conn.peer
                 sid, fut = conn.request(template.render(deadline_ms, extra), body, flags, deadline)
                 try:
@@ -368,7 +372,7 @@ class StreamCall:
         attempt = 0
         tried: Peer | None = None
         while True:
-            peer = await client._pick(tried)
+            peer = client._pick(tried)
             try:
                 conn = await peer.acquire()
                 return conn.open_stream(

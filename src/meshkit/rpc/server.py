@@ -35,6 +35,8 @@ _JSON = int(Flags.JSON)
 _COMPRESSED = int(Flags.COMPRESSED)
 _STREAM = int(Flags.STREAM)
 _DEADLINE_MSG = "deadline exceeded"
+#: Servers ping idle clients less often than clients ping servers: a dead client costs little.
+SERVER_KEEPALIVE = KeepaliveConfig(interval=30.0, timeout=10.0)
 
 
 def default_server_middleware() -> list[Middleware]:
@@ -102,7 +104,7 @@ class Server:
         *,
         middleware: Sequence[Middleware] | None = None,
         limits: Limits | None = None,
-        keepalive: KeepaliveConfig | None = KeepaliveConfig(interval=30.0, timeout=10.0),
+        keepalive: KeepaliveConfig | None = SERVER_KEEPALIVE,
         ssl: _ssl.SSLContext | None = None,
         registry: str | None = None,
         deadline_resolution: float = 0.005,
@@ -241,7 +243,9 @@ class Server:
             remaining = md.get(DEADLINE)
             if remaining is not None:
                 if type(remaining) is not int and type(remaining) is not float:
-                    raise RpcError(StatusCode.INVALID_ARGUMENT, f"metadata 'deadline' must be a number of ms, got {remaining!r}")
+                    raise RpcError(
+                        StatusCode.INVALID_ARGUMENT, f"metadata 'deadline' must be a number of ms, got {remaining!r}"
+                    )
                 if remaining <= 0:
                     raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline had passed before the call arrived")
                 deadline = loop.time() + remaining / 1000.0

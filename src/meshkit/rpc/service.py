@@ -35,10 +35,11 @@ class MethodSpec:
     attr: str
     options: RpcOptions
     signature: Signature
+    qualname: str = ""
 
-    @property
-    def qualname(self) -> str:
-        return f"{self.service}.{self.name}"
+    def __post_init__(self) -> None:
+        if not self.qualname:
+            object.__setattr__(self, "qualname", f"{self.service}.{self.name}")
 
     @property
     def streaming(self) -> bool:

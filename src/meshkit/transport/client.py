@@ -136,7 +136,9 @@ class ClientConnection(FrameProtocol):
         self._next_id = sid + 1 if sid < 0xFFFFFFFF else 1
         return sid
 
-    def request(self, metadata: bytes, body: bytes, flags: int, deadline: float | None) -> tuple[int, asyncio.Future[Frame]]:
+    def request(
+        self, metadata: bytes, body: bytes, flags: int, deadline: float | None
+    ) -> tuple[int, asyncio.Future[Frame]]:
         """Send a unary REQUEST; the future resolves to the RESPONSE frame or fails with RpcError."""
         if self._closing or self.draining:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
@@ -148,7 +150,9 @@ class ClientConnection(FrameProtocol):
         self.send(_encode(_REQUEST, sid, body, metadata, flags))
         return sid, fut
 
-    def open_stream(self, metadata: bytes, body: bytes, flags: int, deadline: float | None, window: int) -> StreamReceiver:
+    def open_stream(
+        self, metadata: bytes, body: bytes, flags: int, deadline: float | None, window: int
+    ) -> StreamReceiver:
         if self._closing or self.draining:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
         sid = self._allocate_id()
@@ -180,7 +184,7 @@ class ClientConnection(FrameProtocol):
 
     def frame_received(self, frame: Frame) -> None:
         ftype = frame.type
-        if ftype == _RESPONSE or ftype == _ERROR:
+        if ftype in (_RESPONSE, _ERROR):
             entry = self.pending.pop(frame.stream_id, None)
             if entry is None:
                 return  # answer to a call that was cancelled or timed out: expected, ignore
@@ -197,7 +201,7 @@ class ClientConnection(FrameProtocol):
                     entry.set_exception(decode_error(frame.body, not_processed=bool(frame.flags & _NOT_PROCESSED)))
             if self.draining:
                 self._maybe_finish_drain()
-        elif ftype == _STREAM_DATA or ftype == _STREAM_END:
+        elif ftype in (_STREAM_DATA, _STREAM_END):
             entry = self.pending.get(frame.stream_id)
             if entry is None:
                 return

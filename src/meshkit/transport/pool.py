@@ -149,9 +149,8 @@ class Peer:
 
     def _state_changed(self, conn: ClientConnection) -> None:
         """A connection went away or stopped taking calls: drop it and replace it."""
-        if conn.is_closing:
-            if conn in self.connections:
-                self.connections.remove(conn)
+        if conn.is_closing and conn in self.connections:
+            self.connections.remove(conn)
         if self._closed:
             return
         if not any(c.usable for c in self.connections) and self._loop is not None:

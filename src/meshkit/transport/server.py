@@ -107,7 +107,9 @@ class ServerConnection(FrameProtocol):
         self, stream_id: int, code: StatusCode, message: str, details: Any = None, *, not_processed: bool = False
     ) -> None:
         self.send(
-            encode_frame(_ERROR, stream_id, encode_error(code, message, details), b"", _NOT_PROCESSED if not_processed else 0)
+            encode_frame(
+                _ERROR, stream_id, encode_error(code, message, details), b"", _NOT_PROCESSED if not_processed else 0
+            )
         )
 
     def pause_writing(self) -> None:

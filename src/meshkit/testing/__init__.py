@@ -1,0 +1,36 @@
+"""Helpers for testing services built on meshkit: an in-process server with a loopback client.
+
+    async with serve(Greeter()) as (server, client):
+        assert await client.proxy(Greeter).hello("ann") == "hello ann"
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from meshkit.rpc.client import Client
+from meshkit.rpc.middleware import Middleware
+from meshkit.rpc.server import Server
+from meshkit.rpc.service import Service
+
+__all__ = ["serve"]
+
+
+@asynccontextmanager
+async def serve(
+    *services: Service,
+    middleware: Sequence[Middleware] | None = None,
+    client_middleware: Sequence[Middleware] | None = None,
+    **client_options: Any,
+) -> AsyncIterator[tuple[Server, Client]]:
+    """Start ``services`` on a free loopback port and yield the server and a client for it."""
+    server = Server(list(services), middleware=middleware)
+    await server.start()
+    client = Client(target=server.address, middleware=client_middleware, **client_options)
+    try:
+        yield server, client
+    finally:
+        await client.close()
+        await server.stop(grace=1.0)
