@@ -13,6 +13,7 @@ on. The tree::
         ├── FrameTooLarge
         ├── MetadataTooLarge
         ├── MalformedFrame
+        ├── InternalError             this side failed handling a frame (a bug), not the peer
         └── TooManyStreams
 
 Driver and socket exceptions are translated at the layer that sees them (a lost connection becomes
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "BadMagic",
     "FrameTooLarge",
+    "InternalError",
     "MalformedFrame",
     "MeshkitError",
     "MetadataTooLarge",
@@ -142,6 +144,10 @@ class MetadataTooLarge(ProtocolError):
 
 class MalformedFrame(ProtocolError):
     """A frame is structurally wrong: reserved bits set, bad metadata, a body where none belongs."""
+
+
+class InternalError(ProtocolError):
+    """This side failed while handling a frame (a bug); the connection is closed with this code."""
 
 
 class TooManyStreams(ProtocolError):

@@ -24,7 +24,7 @@ msgpack_encode = msgspec.msgpack.Encoder().encode
 json_encode = msgspec.json.Encoder().encode
 
 
-def describe_validation_error(exc: msgspec.MsgspecError) -> str:
+def describe_validation_error(exc: Exception) -> str:
     """msgspec's message with its ``$.a.b`` path rewritten as the field a person would name."""
     text = str(exc)
     return _AT_PATH.sub(lambda m: f" (field `{m.group(1)}`)" if m.group(1) else "", text)
@@ -59,7 +59,7 @@ class Signature:
             raise RpcError(
                 StatusCode.INVALID_ARGUMENT, f"invalid arguments for {qualname}: {describe_validation_error(exc)}"
             ) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise RpcError(StatusCode.INVALID_ARGUMENT, f"arguments for {qualname} are not decodable: {exc}") from None
 
     def decode_result(self, qualname: str, body: bytes, json: bool) -> Any:
@@ -67,7 +67,7 @@ class Signature:
             if json:
                 return self.decode_result_json(body)
             return self.decode_result_msgpack(body)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
             raise RpcError(
                 StatusCode.INTERNAL, f"result of {qualname} does not match its type: {describe_validation_error(exc)}"
             ) from None

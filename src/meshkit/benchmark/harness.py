@@ -116,7 +116,7 @@ async def closed_loop(
     return result
 
 
-async def _run_phase(tasks: list[asyncio.Future[None]], seconds: float) -> None:
+async def _run_phase(tasks: Sequence[asyncio.Future[None]], seconds: float) -> None:
     """Let the callers run for ``seconds``; a caller that ends early has failed, so re-raise."""
     done, _ = await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
     for task in done:
@@ -355,9 +355,11 @@ class ServerProcess:
 
     def __init__(self, system: str, cpu: int | None, env: dict[str, str]) -> None:
         self.system = system
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; closed in stop()
         cmd = [sys.executable, "-m", "meshkit.benchmark", "serve", system, "--port", "0", *_cpu_args(cpu)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=env
+        )
 
     @property
     def pid(self) -> int:
@@ -444,7 +446,8 @@ def run_load(
     if done.returncode != 0 or not lines:
         tail = done.stderr.strip()[-2000:]
         raise BenchmarkError(
-            f"the {system} client exited with code {done.returncode} and no result" + (f"; its stderr:\n{tail}" if tail else "")
+            f"the {system} client exited with code {done.returncode} and no result"
+            + (f"; its stderr:\n{tail}" if tail else "")
         )
     result: dict[str, Any] = json.loads(lines[-1])
     if done.stderr.strip():
@@ -462,6 +465,16 @@ def measure(
         return run_load(system, port, concurrency, duration, warmup, placement.client_cpu, env)
     finally:
         server.stop()
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of repeated runs of one system at one concurrency, the one with the median calls/s (the
+    lower middle one for an even count), annotated with how many runs there were and their rates."""
+    ordered = sorted(runs, key=lambda r: r["calls_per_s"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    row["runs"] = len(runs)
+    row["calls_per_s_runs"] = [r["calls_per_s"] for r in runs]
+    return row
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -513,7 +526,9 @@ def format_plain(rows: list[dict[str, Any]]) -> str:
     left = {0}
 
     def line(cols: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths, strict=True)))
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths, strict=True))
+        )
 
     out = [line(COLUMNS), "  ".join("-" * w for w in widths)]
     out.extend(line(c) for c in cells)
@@ -530,7 +545,7 @@ def print_rich(rows: list[dict[str, Any]], header: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=header, title_justify="left")
+    table = Table()
     for i, name in enumerate(COLUMNS):
         table.add_column(name, justify="left" if i == 0 else "right")
     previous = None
@@ -539,7 +554,9 @@ def print_rich(rows: list[dict[str, Any]], header: str) -> None:
             table.add_section()
         previous = row["concurrency"]
         table.add_row(*cells, style="dim" if row["system"] == BASELINE else None)
-    Console().print(table)
+    console = Console()
+    console.print(header, highlight=False, soft_wrap=True)
+    console.print(table)
 
 
 def report(rows: list[dict[str, Any]], header: str, markdown: bool) -> None:
@@ -611,10 +628,22 @@ def build_parser() -> argparse.ArgumentParser:
             "different cores."
         ),
     )
-    parser.add_argument("--duration", type=_positive_float, default=5.0, metavar="SECONDS", help="measured seconds per run (default 5)")
-    parser.add_argument("--warmup", type=_non_negative_float, default=1.0, metavar="SECONDS", help="unmeasured seconds before each run (default 1)")
     parser.add_argument(
-        "--concurrency", type=_concurrency_list, default=[1, 64], metavar="N,N", help="concurrent callers, comma-separated (default 1,64)"
+        "--duration", type=_positive_float, default=5.0, metavar="SECONDS", help="measured seconds per run (default 5)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="unmeasured seconds before each run (default 1)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency_list,
+        default=[1, 64],
+        metavar="N,N",
+        help="concurrent callers, comma-separated (default 1,64)",
     )
     parser.add_argument(
         "--systems",
@@ -623,8 +652,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME,NAME",
         help=f"systems to run, comma-separated (default {','.join(ALL_SYSTEMS)})",
     )
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results to PATH as JSON")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the results to PATH as JSON"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run every measurement N times, interleaved, and report the median run by calls/s (default 1)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to cores")
     return parser
 
@@ -657,26 +695,32 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     fatal: str | None = None
-    total = len(systems) * len(args.concurrency)
+    total = len(systems) * len(args.concurrency) * args.repeat
     step = 0
     try:
         for concurrency in args.concurrency:
-            for system in systems:
-                step += 1
-                print(f"[{step}/{total}] {system} at concurrency {concurrency} ...", end="", file=err, flush=True)
-                try:
-                    row = measure(system, concurrency, args.duration, args.warmup, placement, env)
-                except ServerStartError as exc:
-                    print(" failed", file=err)
-                    fatal = str(exc)
-                    raise
-                except BenchmarkError as exc:
-                    print(" failed", file=err)
-                    failures.append(str(exc))
-                    print(f"error: {exc}", file=err)
-                    continue
-                print(f" {row['calls_per_s']:,.0f} calls/s, p50 {_num(row['p50_us'], ',.1f')} µs", file=err)
-                rows.append(row)
+            runs: dict[str, list[dict[str, Any]]] = {system: [] for system in systems}
+            for round_no in range(args.repeat):  # rounds interleave the systems, so drift hits all alike
+                for system in systems:
+                    step += 1
+                    label = f"{system} at concurrency {concurrency}"
+                    if args.repeat > 1:
+                        label += f", run {round_no + 1}/{args.repeat}"
+                    print(f"[{step}/{total}] {label} ...", end="", file=err, flush=True)
+                    try:
+                        row = measure(system, concurrency, args.duration, args.warmup, placement, env)
+                    except ServerStartError as exc:
+                        print(" failed", file=err)
+                        fatal = str(exc)
+                        raise
+                    except BenchmarkError as exc:
+                        print(" failed", file=err)
+                        failures.append(str(exc))
+                        print(f"error: {exc}", file=err)
+                        continue
+                    print(f" {row['calls_per_s']:,.0f} calls/s, p50 {_num(row['p50_us'], ',.1f')} µs", file=err)
+                    runs[system].append(row)
+            rows.extend(median_run(r) for r in runs.values() if r)
     except ServerStartError:
         pass
     except KeyboardInterrupt:
@@ -696,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup_s": args.warmup,
                 "concurrency": args.concurrency,
                 "systems": args.systems,
+                "repeat": args.repeat,
                 "host": HOST,
             },
             "skipped": skipped,

@@ -19,9 +19,11 @@ from meshkit.errors import (
 from meshkit.protocol.frames import (
     FRAME_TYPE_LIMIT,
     HEADER,
+    HEADER_FAST,
     HEADER_SIZE,
     KNOWN_FLAGS,
     MAGIC,
+    MAGIC_U16,
     VERSION,
     Frame,
 )
@@ -64,48 +66,67 @@ class FrameDecoder:
         end = len(view)
         pos = 0
         frames: list[Frame] = []
-        try:
-            while end - pos >= HEADER_SIZE:
-                magic, version, frame_type, flags, md_len, stream_id, body_len = _unpack_from(view, pos)
-                if magic != MAGIC:
-                    raise BadMagic(f"bad magic {bytes(magic)!r} at a frame boundary; expected {MAGIC!r}")
-                if version != VERSION:
-                    raise UnsupportedVersion(
-                        f"protocol version {version} is not supported (this build speaks {VERSION})"
-                    )
-                if not 0 < frame_type < FRAME_TYPE_LIMIT:
-                    raise UnknownFrameType(f"unknown frame type {frame_type}")
-                if flags & ~KNOWN_FLAGS:
-                    raise MalformedFrame(f"unknown flag bits {flags & ~KNOWN_FLAGS:#x} on frame type {frame_type}")
-                if view[pos + 5] != 0:
-                    raise MalformedFrame("reserved header byte is not zero")
-                if body_len > self._max_body:
-                    raise FrameTooLarge(f"frame body of {body_len} bytes is over the limit of {self._max_body} bytes")
-                if md_len > self._max_metadata:
-                    raise MetadataTooLarge(
-                        f"frame metadata of {md_len} bytes is over the limit of {self._max_metadata} bytes"
-                    )
-                frame_end = pos + HEADER_SIZE + md_len + body_len
-                if frame_end > end:
-                    break
-                md_start = pos + HEADER_SIZE
-                body_start = md_start + md_len
-                frames.append(
-                    Frame(
-                        frame_type,
-                        flags,
-                        stream_id,
-                        bytes(view[md_start:body_start]) if md_len else b"",
-                        bytes(view[body_start:frame_end]),
-                    )
+        append = frames.append
+        max_body = self._max_body
+        max_metadata = self._max_metadata
+        while end - pos >= HEADER_SIZE:
+            magic, version, frame_type, flags, reserved, md_len, stream_id, body_len = _unpack_fast(view, pos)
+            if (
+                magic != MAGIC_U16
+                or version != VERSION
+                or reserved
+                or flags & _UNKNOWN_FLAGS
+                or not 0 < frame_type < FRAME_TYPE_LIMIT
+                or body_len > max_body
+                or md_len > max_metadata
+            ):
+                self._error = _header_error(view, pos, max_body, max_metadata)
+                buffer.clear()
+                raise self._error
+            body_start = pos + HEADER_SIZE + md_len
+            frame_end = body_start + body_len
+            if frame_end > end:
+                break
+            append(
+                Frame(
+                    frame_type,
+                    flags,
+                    stream_id,
+                    view[pos + HEADER_SIZE : body_start] if md_len else b"",  # type: ignore[arg-type]
+                    view[body_start:frame_end],  # type: ignore[arg-type]  # bytearray: made bytes below
                 )
-                pos = frame_end
-        except Exception as exc:
-            self._error = exc
-            buffer.clear()
-            raise
+            )
+            pos = frame_end
         if buffer:
             del buffer[:pos]
+            if frames and buffer is view:
+                # Frames sliced from a bytearray are bytearrays; hand out immutable bytes.
+                for frame in frames:
+                    frame.body = bytes(frame.body)
+                    if frame.metadata:
+                        frame.metadata = bytes(frame.metadata)
         elif pos < end:
             buffer += view[pos:] if pos else view
         return frames
+
+
+_unpack_fast = HEADER_FAST.unpack_from
+_UNKNOWN_FLAGS = ~KNOWN_FLAGS
+
+
+def _header_error(view: bytes | bytearray, pos: int, max_body: int, max_metadata: int) -> Exception:
+    """The specific error for a header that failed the combined fast check."""
+    magic, version, frame_type, flags, md_len, _stream_id, body_len = _unpack_from(view, pos)
+    if magic != MAGIC:
+        return BadMagic(f"bad magic {bytes(magic)!r} at a frame boundary; expected {MAGIC!r}")
+    if version != VERSION:
+        return UnsupportedVersion(f"protocol version {version} is not supported (this build speaks {VERSION})")
+    if not 0 < frame_type < FRAME_TYPE_LIMIT:
+        return UnknownFrameType(f"unknown frame type {frame_type}")
+    if flags & ~KNOWN_FLAGS:
+        return MalformedFrame(f"unknown flag bits {flags & ~KNOWN_FLAGS:#x} on frame type {frame_type}")
+    if view[pos + 5] != 0:
+        return MalformedFrame("reserved header byte is not zero")
+    if body_len > max_body:
+        return FrameTooLarge(f"frame body of {body_len} bytes is over the limit of {max_body} bytes")
+    return MetadataTooLarge(f"frame metadata of {md_len} bytes is over the limit of {max_metadata} bytes")

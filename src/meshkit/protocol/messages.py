@@ -57,7 +57,7 @@ def encode_goaway(last_stream_id: int, code: StatusCode = StatusCode.OK, message
 def decode_goaway(body: bytes) -> GoAwayBody:
     try:
         return _goaway_decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedFrame(f"unreadable GOAWAY body: {exc}") from None
 
 

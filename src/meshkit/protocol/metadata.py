@@ -45,7 +45,8 @@ def decode_metadata(raw: bytes) -> Metadata:
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise MalformedFrame(f"metadata must be a map of string to scalar: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec reports invalid UTF-8 in a str as UnicodeDecodeError, not DecodeError.
         raise MalformedFrame(f"metadata is not valid msgpack: {exc}") from None
 
 
@@ -53,13 +54,25 @@ class MetadataTemplate:
     """Pre-encoded metadata for one method: the fixed keys are encoded once, and each call only
     appends its deadline and any extra keys. Saves a dict build and a full encode per call."""
 
-    __slots__ = ("_count", "_entries")
+    __slots__ = ("_count", "_entries", "_last")
 
     def __init__(self, fixed: Metadata) -> None:
         self._count = len(fixed)
         self._entries = _strip_map_header(encode_metadata(fixed))
+        self._last: tuple[int | None, bytes] = (-1, b"")
 
     def render(self, deadline_ms: int | None = None, extra: Metadata | None = None) -> bytes:
+        if not extra:
+            # Calls with the same timeout mostly send the same remaining budget: reuse the bytes.
+            last = self._last
+            if last[0] == deadline_ms:
+                return last[1]
+            rendered = self._render(deadline_ms, None)
+            self._last = (deadline_ms, rendered)
+            return rendered
+        return self._render(deadline_ms, extra)
+
+    def _render(self, deadline_ms: int | None, extra: Metadata | None) -> bytes:
         count = self._count
         parts = [b"", self._entries]
         if deadline_ms is not None:

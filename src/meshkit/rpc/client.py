@@ -66,7 +66,7 @@ def parse_target(target: str) -> list[tuple[str, int]]:
 
 class _Options(msgspec.Struct, frozen=True):
     timeout: float | None
-    metadata: Mapping[str, MetadataValue]
+    metadata: dict[str, MetadataValue]
     compression: bool
     json: bool
 
@@ -230,12 +230,10 @@ class Client:
         return handler
 
     async def _invoke(self, spec: MethodSpec, args: Any, opts: _Options) -> Any:
-        if self._closed:
-            raise RpcError(StatusCode.CANCELLED, "client is closed")
+        if not self._middleware:
+            return await self._transmit(spec, args, opts, opts.metadata or None, opts.timeout, None)
         call = Call(spec, args, dict(opts.metadata) if opts.metadata else {}, "", opts.timeout)
         call.options = opts
-        if not self._middleware:
-            return await self._send(call)
         return await self._handler(spec)(call)
 
     def _deadline(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | None:
@@ -264,20 +262,35 @@ class Client:
         return body, flags
 
     async def _send(self, call: Call) -> Any:
-        """The innermost client handler: pick a connection, send, await the answer, decode it."""
-        spec = call.spec
-        opts: _Options = call.options
+        """The innermost handler of the client's middleware chain."""
+        return await self._transmit(call.spec, call.args, call.options, call.metadata or None, call.timeout, call)
+
+    async def _transmit(
+        self, spec: MethodSpec, args: Any, opts: _Options, extra: Metadata | None, timeout: float | None, call: Any
+    ) -> Any:
+        """Pick a connection, send, await the answer, decode it; re-send what was never processed.
+
+        This is the hot path of every unary call: it is written flat on purpose.
+        """
+        if self._closed:
+            raise RpcError(StatusCode.CANCELLED, "client is closed")
         loop = asyncio.get_running_loop()
-        deadline = self._deadline(loop, call.timeout)
-        body, flags = self._encode_body(spec, call.args, opts)
+        now = loop.time()
+        ctx = _current.get()
+        if timeout is not None:
+            deadline: float | None = now + timeout
+            if ctx is not None and ctx.deadline is not None and ctx.deadline < deadline:  # type: ignore[operator]
+                deadline = ctx.deadline
+        else:
+            deadline = ctx.deadline if ctx is not None else None
+        body, flags = self._encode_body(spec, args, opts)
         template = _template(spec)
-        extra = call.metadata or None
         attempt = 0
         tried: Peer | None = None
         while True:
             deadline_ms = None
             if deadline is not None:
-                remaining = deadline - loop.time()
+                remaining = deadline - now
                 if remaining <= 0:
                     raise RpcError(
                         StatusCode.DEADLINE_EXCEEDED, f"deadline of {spec.qualname} passed before it was sent"
@@ -286,7 +299,8 @@ class Client:
             peer = self._peers[0] if self._single else self._pick(tried)
             try:
                 conn = peer.pick() or await peer.acquire()
-                call.peer = conn.peer
+                if call is not None:
+                    call.peer = conn.peer
                 sid, fut = conn.request(template.render(deadline_ms, extra), body, flags, deadline)
                 try:
                     frame: Frame = await fut
@@ -297,8 +311,14 @@ class Client:
                 if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES:
                     attempt += 1
                     tried = peer
+                    now = loop.time()
                     continue
                 raise
+            if not frame.flags:
+                try:
+                    return spec.signature.decode_result_msgpack(frame.body)
+                except (msgspec.MsgspecError, UnicodeDecodeError):
+                    pass  # the slow path below builds the error message
             return _decode(spec, frame, self.limits)
 
 

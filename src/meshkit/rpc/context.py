@@ -5,42 +5,33 @@ without threading a parameter through user code."""
 from __future__ import annotations
 
 import contextvars
-from typing import Any
+from collections.abc import Callable
+
+import msgspec
 
 from meshkit.protocol.metadata import Metadata
 
 
-class Context:
+class Context(msgspec.Struct):
     """What a handler may want to know about the call it serves.
 
     ``deadline`` is an absolute time on the event loop's clock (``loop.time()``), or None for no
-    deadline. ``time_remaining()`` is what a nested call inherits.
+    deadline; ``clock`` is that clock. ``time_remaining()`` is what a nested call inherits.
+    (A msgspec Struct because one is built per call: C construction is ~4x cheaper.)
     """
 
-    __slots__ = ("_clock", "deadline", "metadata", "method", "peer", "service")
-
-    def __init__(
-        self,
-        service: str,
-        method: str,
-        metadata: Metadata,
-        deadline: float | None,
-        peer: str,
-        clock: Any,
-    ) -> None:
-        self.service = service
-        self.method = method
-        self.metadata = metadata
-        self.deadline = deadline
-        self.peer = peer
-        self._clock = clock
+    service: str
+    method: str
+    metadata: Metadata
+    deadline: float | None
+    peer: str
+    clock: Callable[[], float]
 
     def time_remaining(self) -> float | None:
         """Seconds left before the deadline (may be negative), or None without a deadline."""
         if self.deadline is None:
             return None
-        now: float = self._clock()
-        return self.deadline - now
+        return self.deadline - self.clock()
 
     @property
     def request_id(self) -> str | None:

@@ -12,7 +12,7 @@ import msgspec
 
 from meshkit.errors import FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
-from meshkit.protocol.frames import Flags, Frame, FrameType, encode_frame
+from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.protocol.messages import encode_error
@@ -22,15 +22,20 @@ from meshkit.rpc.context import Context, _current
 from meshkit.rpc.eager import resume
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain
 from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
-from meshkit.serde import encode_result
+from meshkit.serde import encode_result, msgpack_encode
+
+_msgpack_encode = msgpack_encode
 from meshkit.transport.deadlines import DeadlineWheel
 from meshkit.transport.server import Listener, ServerConnection
 
 log = logging.getLogger("meshkit.server")
 
 _astuple = msgspec.structs.astuple
-_RESPONSE = FrameType.RESPONSE
-_ERROR = FrameType.ERROR
+_RESPONSE = int(FrameType.RESPONSE)
+_pack = HEADER.pack
+_MAGIC = MAGIC
+_VERSION = VERSION
+_ERROR = int(FrameType.ERROR)
 _JSON = int(Flags.JSON)
 _COMPRESSED = int(Flags.COMPRESSED)
 _STREAM = int(Flags.STREAM)
@@ -45,12 +50,14 @@ def default_server_middleware() -> list[Middleware]:
 
 
 class _Route:
-    __slots__ = ("bound", "handler", "spec")
+    __slots__ = ("bound", "decode", "handler", "spec", "streaming")
 
     def __init__(self, spec: MethodSpec, bound: Any, handler: Handler | None) -> None:
         self.spec = spec
         self.bound = bound
         self.handler = handler  # None: no middleware, call ``bound`` directly
+        self.decode = spec.signature.decode_args_msgpack
+        self.streaming = spec.streaming
 
 
 class _StreamSink:
@@ -231,10 +238,16 @@ class Server:
         spec = route.spec
         try:
             body = frame.body
-            if flags & _COMPRESSED:
-                body = decompress(body, self.limits.max_decompressed_size)
-            args = spec.signature.decode_args(spec.qualname, body, json)
-            if bool(flags & _STREAM) != spec.streaming:
+            if flags:
+                if flags & _COMPRESSED:
+                    body = decompress(body, self.limits.max_decompressed_size)
+                args = spec.signature.decode_args(spec.qualname, body, json)
+            else:
+                try:
+                    args = route.decode(body)
+                except (msgspec.MsgspecError, UnicodeDecodeError):
+                    args = spec.signature.decode_args(spec.qualname, body, False)  # raises, naming the field
+            if bool(flags & _STREAM) != route.streaming:
                 kind = "a server-streaming" if spec.streaming else "a unary"
                 raise RpcError(StatusCode.FAILED_PRECONDITION, f"{spec.qualname} is {kind} method; call it as one")
             loop = self._loop
@@ -256,7 +269,7 @@ class Server:
             conn.send_error(sid, StatusCode.INVALID_ARGUMENT, f"bad request body: {exc}", not_processed=True)
             return
         ctx = Context(spec.service, spec.name, md, deadline, conn.peer, loop.time)
-        if spec.streaming:
+        if route.streaming:
             self._start_stream(conn, sid, route, args, md, ctx, json)
             return
         handler = route.handler
@@ -269,7 +282,15 @@ class Server:
             try:
                 yielded = coro.send(None)
             except StopIteration as stop:
-                self._respond(conn, sid, stop.value, json, flags)
+                if flags:
+                    self._respond(conn, sid, stop.value, json, flags)
+                    return
+                try:
+                    out = _msgpack_encode(stop.value)
+                except (TypeError, ValueError, OverflowError):
+                    self._respond(conn, sid, stop.value, json, flags)  # answers with the encoding error
+                    return
+                conn.send(_pack(_MAGIC, _VERSION, _RESPONSE, 0, 0, sid, len(out)) + out)
                 return
             except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
                 self._fail(conn, sid, spec, exc)

@@ -36,14 +36,13 @@ class MethodSpec:
     options: RpcOptions
     signature: Signature
     qualname: str = ""
+    streaming: bool = False
 
     def __post_init__(self) -> None:
+        # Plain fields rather than properties: both are read on every call.
         if not self.qualname:
             object.__setattr__(self, "qualname", f"{self.service}.{self.name}")
-
-    @property
-    def streaming(self) -> bool:
-        return self.signature.streaming
+        object.__setattr__(self, "streaming", self.signature.streaming)
 
 
 @overload

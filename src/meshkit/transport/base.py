@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from meshkit.errors import ProtocolError, StatusCode
+from meshkit.errors import InternalError, ProtocolError, StatusCode
 from meshkit.protocol.decoder import FrameDecoder
 from meshkit.protocol.frames import Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import Keepalive, KeepaliveAction, KeepaliveConfig
@@ -77,10 +77,17 @@ class FrameProtocol(asyncio.Protocol):
             self.protocol_error(exc)
             return
         frame_received = self.frame_received
-        for frame in frames:
-            frame_received(frame)
-            if self._closing:
-                return
+        try:
+            for frame in frames:
+                frame_received(frame)
+                if self._closing:
+                    return
+        except ProtocolError as exc:
+            self.protocol_error(exc)
+        except Exception as exc:
+            # A bug must not leave a half-handled connection behind: log it, close this one only.
+            log.exception("error handling a frame from %s; closing the connection", self.peer)
+            self.protocol_error(InternalError(f"{type(exc).__name__}: {exc}"))
 
     def eof_received(self) -> bool | None:
         return None  # close our side too

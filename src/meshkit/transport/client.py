@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meshkit.errors import MalformedFrame, ProtocolError, RpcError, StatusCode
-from meshkit.protocol.frames import Flags, Frame, FrameType, encode_frame
+from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.protocol.messages import decode_error, decode_goaway, encode_credit
@@ -19,13 +19,16 @@ from meshkit.transport.deadlines import DeadlineWheel
 
 log = logging.getLogger("meshkit.transport")
 
-_REQUEST = FrameType.REQUEST
-_RESPONSE = FrameType.RESPONSE
-_ERROR = FrameType.ERROR
-_STREAM_DATA = FrameType.STREAM_DATA
-_STREAM_END = FrameType.STREAM_END
+_REQUEST = int(FrameType.REQUEST)
+_RESPONSE = int(FrameType.RESPONSE)
+_ERROR = int(FrameType.ERROR)
+_STREAM_DATA = int(FrameType.STREAM_DATA)
+_STREAM_END = int(FrameType.STREAM_END)
 _NOT_PROCESSED = Flags.NOT_PROCESSED
 _encode = encode_frame
+_pack = HEADER.pack
+_MAGIC = MAGIC
+_VERSION = VERSION
 
 #: How many stream messages the caller allows in flight before it must send CREDIT.
 DEFAULT_STREAM_WINDOW = 64
@@ -147,7 +150,7 @@ class ClientConnection(FrameProtocol):
         self.pending[sid] = fut
         if deadline is not None:
             self._wheel.add(sid, deadline)
-        self.send(_encode(_REQUEST, sid, body, metadata, flags))
+        self.send(b"".join((_pack(_MAGIC, _VERSION, _REQUEST, flags, len(metadata), sid, len(body)), metadata, body)))
         return sid, fut
 
     def open_stream(

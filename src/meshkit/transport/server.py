@@ -21,8 +21,8 @@ from meshkit.transport.base import FrameProtocol
 
 log = logging.getLogger("meshkit.transport")
 
-_REQUEST = FrameType.REQUEST
-_ERROR = FrameType.ERROR
+_REQUEST = int(FrameType.REQUEST)
+_ERROR = int(FrameType.ERROR)
 _NOT_PROCESSED = int(Flags.NOT_PROCESSED)
 
 

@@ -1,0 +1,37 @@
+"""Smoke test of the RPC benchmark harness: every system serves and answers in child processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from meshkit.benchmark import harness
+
+
+@pytest.mark.slow
+def test_each_system_completes_calls(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    code = harness.main(["--duration", "0.5", "--warmup", "0.2", "--concurrency", "4", "--json", str(out)])
+    assert code == 0
+
+    data = json.loads(out.read_text())
+    ran = [s for s in harness.ALL_SYSTEMS if s not in data["skipped"]]
+    assert "grpc" in ran or "grpc" in data["skipped"]  # optional extra: skipped with a reason, never lost
+    assert set(ran) >= {"meshkit", "meshkit-default", "raw"}
+    assert [row["system"] for row in data["results"]] == ran
+    assert data["failures"] == []
+    for row in data["results"]:
+        assert set(harness.ROW_KEYS) <= row.keys(), row
+        assert row["concurrency"] == 4
+        assert row["calls"] > 0, row
+        assert row["calls_per_s"] > 0, row
+        assert 0 < row["p50_us"] <= row["p99_us"], row
+        assert row["calls_per_s_vs_raw"] is not None and row["p50_vs_raw"] is not None, row
+    assert {"cpu_model", "cores", "python", "uvloop", "pinned"} <= data["machine"].keys()
+
+    printed = capsys.readouterr().out
+    assert "calls/s" in printed
+    for system in ran:
+        assert system in printed
