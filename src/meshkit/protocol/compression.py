@@ -25,4 +25,6 @@ def decompress(body: bytes, max_size: int) -> bytes:
         raise FrameTooLarge(f"compressed body inflates past the limit of {max_size} bytes")
     if not inflater.eof:
         raise MalformedFrame("compressed body is truncated")
+    if inflater.unused_data:
+        raise MalformedFrame(f"{len(inflater.unused_data)} bytes follow the end of the compressed body")
     return out

@@ -57,6 +57,8 @@ class FrameDecoder:
         """Add ``data`` and return every frame that is now complete, in order."""
         if self._error is not None:
             raise self._error
+        if type(data) is not bytes:
+            data = bytes(data)  # frames must not share a buffer the caller may reuse
         buffer = self._buffer
         if buffer:
             buffer += data

@@ -45,11 +45,13 @@ class Keepalive:
         self._ping_sent_at = None
 
     def tick(self, now: float) -> KeepaliveAction:
+        # Compare against the same sums next_check() returns, so that a tick at exactly that
+        # time acts (``now - a >= b`` and ``now >= a + b`` can disagree in floating point).
         if self._ping_sent_at is not None:
-            if now - self._ping_sent_at >= self._config.timeout:
+            if now >= self._ping_sent_at + self._config.timeout:
                 return KeepaliveAction.PEER_DEAD
             return KeepaliveAction.NOTHING
-        if now - self._last_heard >= self._config.interval:
+        if now >= self._last_heard + self._config.interval:
             self._ping_sent_at = now
             return KeepaliveAction.SEND_PING
         return KeepaliveAction.NOTHING

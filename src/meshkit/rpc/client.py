@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 
 import msgspec
 
-from meshkit.errors import RpcError, StatusCode
+from meshkit.errors import ProtocolError, RpcError, StatusCode
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
 from meshkit.protocol.frames import Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
@@ -325,7 +325,10 @@ class Client:
 def _decode(spec: MethodSpec, frame: Frame, limits: Limits) -> Any:
     body = frame.body
     if frame.flags & _COMPRESSED:
-        body = decompress(body, limits.max_decompressed_size)
+        try:
+            body = decompress(body, limits.max_decompressed_size)
+        except ProtocolError as exc:
+            raise RpcError(StatusCode.INTERNAL, f"result of {spec.qualname} could not be decompressed: {exc}") from None
     return spec.signature.decode_result(spec.qualname, body, bool(frame.flags & _JSON))
 
 

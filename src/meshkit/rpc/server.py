@@ -23,12 +23,11 @@ from meshkit.rpc.eager import resume
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain
 from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
 from meshkit.serde import encode_result, msgpack_encode
-
-_msgpack_encode = msgpack_encode
 from meshkit.transport.deadlines import DeadlineWheel
 from meshkit.transport.server import Listener, ServerConnection
 
 log = logging.getLogger("meshkit.server")
+_msgpack_encode = msgpack_encode
 
 _astuple = msgspec.structs.astuple
 _RESPONSE = int(FrameType.RESPONSE)

@@ -176,7 +176,11 @@ class FrameProtocol(asyncio.Protocol):
         if not self._closing and self._transport is not None:
             self._end_tick()
             self._transport.write(
-                encode_frame(FrameType.GOAWAY, 0, encode_goaway(0, exc.code, f"protocol error: {exc}"))
+                encode_frame(
+                    FrameType.GOAWAY,
+                    0,
+                    encode_goaway(self.goaway_last_stream_id(), exc.code, f"protocol error: {exc}"),
+                )
             )
         self.close()
 
@@ -211,8 +215,9 @@ class FrameProtocol(asyncio.Protocol):
     def answer_ping(self, frame: Frame) -> None:
         self.send(encode_frame(FrameType.PONG, 0, frame.body))
 
-    def goaway_code(self) -> StatusCode:
-        return StatusCode.OK
+    def goaway_last_stream_id(self) -> int:
+        """What a GOAWAY from this side reports as processed; streams above it are safe to retry."""
+        return 0
 
     def extra(self, name: str) -> Any:
         return self._transport.get_extra_info(name) if self._transport is not None else None

@@ -69,8 +69,8 @@ class Peer:
         if len(conns) == 1:
             conn = conns[0]
             if conn.usable:
-                if self.size > 1 and not conn.has_capacity:
-                    self._spawn_connect()
+                if self.size > 1 and conn.pending:
+                    self._grow()
                 return conn
         best: ClientConnection | None = None
         usable = 0
@@ -80,8 +80,15 @@ class Peer:
                 if best is None or conn.in_flight < best.in_flight:
                     best = conn
         if usable < self.size and (best is None or best.in_flight > 0):
-            self._spawn_connect()
+            self._grow()
         return best
+
+    def _grow(self) -> None:
+        """Open one more connection in the background, unless the peer is in backoff."""
+        if self._connecting is None and not self._closed:
+            loop = self._loop
+            if loop is None or loop.time() >= self._retry_at:
+                self._spawn_connect()
 
     async def acquire(self) -> ClientConnection:
         conn = self.pick()

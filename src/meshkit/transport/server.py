@@ -112,6 +112,10 @@ class ServerConnection(FrameProtocol):
             )
         )
 
+    def goaway_last_stream_id(self) -> int:
+        # Everything up to the highest stream seen may have run: only later ones are safe to retry.
+        return self.last_stream_id
+
     def pause_writing(self) -> None:
         # A peer that does not read must not make us buffer without bound: stop reading its requests.
         super().pause_writing()

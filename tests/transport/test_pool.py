@@ -1,0 +1,62 @@
+"""The per-peer pool: least-loaded pick, fail-fast during backoff, reconnect after it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from meshkit import RpcError, Server, StatusCode
+from meshkit.transport.backoff import Backoff, BackoffPolicy
+from meshkit.transport.client import connect
+from meshkit.transport.pool import Peer
+from tests.rpc.services import Greeter
+
+
+def connector(host: str, port: int):  # type: ignore[no-untyped-def]
+    async def open_connection(on_state_change):  # type: ignore[no-untyped-def]
+        return await connect(host, port, on_state_change=on_state_change, timeout=1.0)
+
+    return open_connection
+
+
+async def test_pool_opens_up_to_size_connections_under_load() -> None:
+    async with Server([Greeter()], middleware=[]) as srv:
+        peer = Peer(srv.address, connector("127.0.0.1", srv.port), size=3)
+        first = await peer.acquire()
+        assert len(peer.connections) == 1
+        # While the only connection is busy, picking asks for more, up to the size.
+        first.pending[999] = asyncio.get_running_loop().create_future()
+        peer.pick()
+        for _ in range(100):
+            if len(peer.connections) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert 2 <= len(peer.connections) <= 3
+        assert peer.pick() is not first  # the idle connection is the least loaded
+        first.pending.pop(999).cancel()
+        await peer.close()
+
+
+async def test_unreachable_peer_fails_fast_during_backoff() -> None:
+    peer = Peer("127.0.0.1:1", connector("127.0.0.1", 1), backoff=Backoff(BackoffPolicy(initial=30.0)))
+    with pytest.raises(RpcError) as info:
+        await peer.acquire()
+    assert info.value.code is StatusCode.UNAVAILABLE and info.value.not_processed
+    assert not peer.available
+    with pytest.raises(RpcError) as info:
+        await peer.acquire()  # no new attempt: we are inside the 30 s backoff
+    assert "next attempt in" in info.value.message
+    await peer.close()
+
+
+async def test_lost_connection_is_replaced() -> None:
+    async with Server([Greeter()], middleware=[]) as srv:
+        peer = Peer(srv.address, connector("127.0.0.1", srv.port))
+        conn = await peer.acquire()
+        conn.abort()
+        await conn.closed
+        assert conn not in peer.connections
+        replacement = await peer.acquire()
+        assert replacement is not conn and replacement.usable
+        await peer.close()
