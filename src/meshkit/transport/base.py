@@ -10,6 +10,7 @@ to put client and server into lock-step; writing the first frame eagerly keeps b
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any
 
@@ -22,9 +23,16 @@ from meshkit.protocol.messages import encode_goaway
 
 log = logging.getLogger("meshkit.transport")
 
+#: Coalesced writes are handed to the transport early once they pass this many bytes.
+FLUSH_THRESHOLD = 64 * 1024
+
 
 class FrameProtocol(asyncio.Protocol):
+    #: Whether frames read while writing is paused wait in a backlog (the server's side does).
+    _holds_backlog = False
+
     __slots__ = (
+        "_backlog",
         "_closing",
         "_decoder",
         "_drain_waiters",
@@ -34,6 +42,7 @@ class FrameProtocol(asyncio.Protocol):
         "_loop",
         "_paused",
         "_pending",
+        "_pending_size",
         "_transport",
         "_wrote_this_tick",
         "closed",
@@ -47,6 +56,7 @@ class FrameProtocol(asyncio.Protocol):
         self._decoder = FrameDecoder(limits)
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
+        self._pending_size = 0
         self._wrote_this_tick = False
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -56,6 +66,7 @@ class FrameProtocol(asyncio.Protocol):
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
         self.peer = "?"
+        self._backlog: collections.deque[Frame] = collections.deque()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -78,9 +89,13 @@ class FrameProtocol(asyncio.Protocol):
             return
         frame_received = self.frame_received
         try:
-            for frame in frames:
+            for index, frame in enumerate(frames):
                 frame_received(frame)
                 if self._closing:
+                    return
+                if self._paused and self._holds_backlog:
+                    # The peer is not reading our answers: keep the rest for resume_writing().
+                    self._backlog.extend(frames[index + 1 :])
                     return
         except ProtocolError as exc:
             self.protocol_error(exc)
@@ -98,6 +113,7 @@ class FrameProtocol(asyncio.Protocol):
             self._keepalive_timer.cancel()
             self._keepalive_timer = None
         self._pending.clear()
+        self._pending_size = 0
         for waiter in self._drain_waiters:
             if not waiter.done():
                 waiter.set_exception(ConnectionResetError("connection lost"))
@@ -129,18 +145,26 @@ class FrameProtocol(asyncio.Protocol):
             return
         if self._wrote_this_tick:
             self._pending.append(data)
+            self._pending_size += len(data)
+            if self._pending_size > FLUSH_THRESHOLD:
+                # Big answers go to the transport now, so its flow control (pause_writing) sees them.
+                self._flush()
             return
         self._wrote_this_tick = True
         self._transport.write(data)  # type: ignore[union-attr]
         self._loop.call_soon(self._end_tick)
 
-    def _end_tick(self) -> None:
-        self._wrote_this_tick = False
+    def _flush(self) -> None:
         pending = self._pending
         if pending and not self._closing:
             data = b"".join(pending) if len(pending) > 1 else pending[0]
             pending.clear()
+            self._pending_size = 0
             self._transport.write(data)  # type: ignore[union-attr]
+
+    def _end_tick(self) -> None:
+        self._wrote_this_tick = False
+        self._flush()
 
     async def drain(self) -> None:
         """Wait until the socket's write buffer is below its high-water mark."""

@@ -37,6 +37,7 @@ class Dispatcher(Protocol):
 
 
 class ServerConnection(FrameProtocol):
+    _holds_backlog = True
     __slots__ = ("_dispatch", "_on_close", "_on_open", "active", "draining", "last_stream_id")
 
     def __init__(
@@ -117,14 +118,18 @@ class ServerConnection(FrameProtocol):
         return self.last_stream_id
 
     def pause_writing(self) -> None:
-        # A peer that does not read must not make us buffer without bound: stop reading its requests.
+        # A peer that does not read must not make us buffer without bound: stop reading its
+        # requests, and stop handling those already read (they wait in the backlog).
         super().pause_writing()
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if self._transport is not None and not self._closing:
+        backlog = self._backlog
+        while backlog and not self._paused and not self._closing:
+            self.frame_received(backlog.popleft())
+        if self._transport is not None and not self._closing and not self._paused:
             self._transport.resume_reading()
 
     def start_drain(self) -> None:

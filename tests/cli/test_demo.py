@@ -1,0 +1,67 @@
+"""The demo, run as a user runs it (non-interactive), and its statistics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meshkit.demo.stats import RollingStats
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_demo_runs_and_stops_its_processes() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "meshkit", "demo", "--duration", "3", "--rate", "300"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "inventory on 127.0.0.1:" in out and "order on 127.0.0.1:" in out
+    assert "calls/s=" in out
+    last = [line for line in out.splitlines() if line.startswith("t=")][-1]
+    ok = int(last.split("ok=")[1].split()[0])
+    assert ok > 300  # about 300 calls/s for 3 s, all successful
+    # Every child it started is gone.
+    for line in out.splitlines():
+        if "(pid " in line:
+            for part in line.split("(pid ")[1:]:
+                pid = int(part.split(")")[0])
+                assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_rolling_stats() -> None:
+    s = RollingStats(window=5)
+    for i in range(100):
+        s.record(10.0 + i / 100, latency=i / 1000)
+    s.record(10.5, latency=0.5, error="UNAVAILABLE")
+    assert s.rate(11.2) == 101
+    assert s.total_ok == 100 and s.total_errors["UNAVAILABLE"] == 1
+    assert s.percentile(11.2, 0.5) == pytest.approx(0.050, abs=0.002)
+    assert s.percentile(11.2, 0.99) == pytest.approx(0.099, abs=0.002)
+    assert s.error_rate(11.2) == pytest.approx(1 / 101)
+    assert s.rate(20.0) == 0 and s.percentile(20.0, 0.5) is None
+
+
+def test_cli_usage_errors() -> None:
+    from meshkit.cli import main
+
+    assert main(["call", "127.0.0.1:1", "nodot", "{}"]) == 2
+    assert main(["call", "127.0.0.1:1", "a.b", "not json"]) == 2
+    assert main(["call", "127.0.0.1:1", "a.b", "[1]"]) == 2
+    with pytest.raises(SystemExit):
+        main(["run", "no_such_module_xyz:Thing"])
