@@ -1,7 +1,7 @@
 """Helpers for testing services built on meshkit: an in-process server with a loopback client.
 
-    async with serve(Greeter()) as (server, client):
-        assert await client.proxy(Greeter).hello("ann") == "hello ann"
+async with serve(Greeter()) as (server, client):
+    assert await client.proxy(Greeter).hello("ann") == "hello ann"
 """
 
 from __future__ import annotations

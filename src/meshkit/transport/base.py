@@ -14,7 +14,7 @@ import collections
 import logging
 from typing import Any
 
-from meshkit.errors import InternalError, ProtocolError, StatusCode
+from meshkit.errors import InternalError, ProtocolError
 from meshkit.protocol.decoder import FrameDecoder
 from meshkit.protocol.frames import Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import Keepalive, KeepaliveAction, KeepaliveConfig
