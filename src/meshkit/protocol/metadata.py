@@ -54,21 +54,22 @@ class MetadataTemplate:
     """Pre-encoded metadata for one method: the fixed keys are encoded once, and each call only
     appends its deadline and any extra keys. Saves a dict build and a full encode per call."""
 
-    __slots__ = ("_count", "_entries", "_last")
+    __slots__ = ("_count", "_entries", "last")
 
     def __init__(self, fixed: Metadata) -> None:
         self._count = len(fixed)
         self._entries = _strip_map_header(encode_metadata(fixed))
-        self._last: tuple[int | None, bytes] = (-1, b"")
+        #: (deadline_ms, bytes) of the last render without extra keys; callers may check it first.
+        self.last: tuple[int | None, bytes] = (-1, b"")
 
     def render(self, deadline_ms: int | None = None, extra: Metadata | None = None) -> bytes:
         if not extra:
             # Calls with the same timeout mostly send the same remaining budget: reuse the bytes.
-            last = self._last
+            last = self.last
             if last[0] == deadline_ms:
                 return last[1]
             rendered = self._render(deadline_ms, None)
-            self._last = (deadline_ms, rendered)
+            self.last = (deadline_ms, rendered)
             return rendered
         return self._render(deadline_ms, extra)
 

@@ -15,7 +15,7 @@ from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
 from meshkit.protocol.frames import Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
-from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, MetadataTemplate, MetadataValue
+from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, MetadataValue
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import _current
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain
@@ -26,6 +26,7 @@ from meshkit.transport.client import DEFAULT_STREAM_WINDOW, ClientConnection, St
 from meshkit.transport.pool import Peer
 
 S = TypeVar("S", bound=Service)
+_msgpack_encode = msgpack_encode
 
 _RESERVED = frozenset({SERVICE, METHOD, DEADLINE})
 _JSON = int(Flags.JSON)
@@ -69,6 +70,10 @@ class _Options(msgspec.Struct, frozen=True):
     metadata: dict[str, MetadataValue]
     compression: bool
     json: bool
+    plain: bool = False  # msgpack, uncompressed: the fast path
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "plain", not self.json and not self.compression)
 
 
 class Client:
@@ -122,6 +127,7 @@ class Client:
         self._defaults = _Options(timeout, dict(metadata or {}), compression, json)
         self._check_metadata(self._defaults.metadata)
         self._handlers: dict[tuple[str, str], Handler] = {}
+        self._max_frame = self.limits.max_frame_size
         self._closed = False
 
     # -- public API ----------------------------------------------------------------------
@@ -283,8 +289,17 @@ class Client:
                 deadline = ctx.deadline
         else:
             deadline = ctx.deadline if ctx is not None else None
-        body, flags = self._encode_body(spec, args, opts)
-        template = _template(spec)
+        if opts.plain:
+            try:
+                body = _msgpack_encode(args)
+            except (TypeError, ValueError, OverflowError):
+                body = b""  # _encode_body below raises with the message
+            flags = 0
+            if not body or len(body) > self._max_frame:
+                body, flags = self._encode_body(spec, args, opts)
+        else:
+            body, flags = self._encode_body(spec, args, opts)
+        template = spec.template
         attempt = 0
         tried: Peer | None = None
         while True:
@@ -298,10 +313,15 @@ class Client:
                 deadline_ms = int(remaining * 1000) or 1
             peer = self._peers[0] if self._single else self._pick(tried)
             try:
-                conn = peer.pick() or await peer.acquire()
+                conn = peer.ready or peer.pick() or await peer.acquire()
                 if call is not None:
                     call.peer = conn.peer
-                sid, fut = conn.request(template.render(deadline_ms, extra), body, flags, deadline)
+                last = template.last
+                if extra is None and last[0] == deadline_ms:
+                    metadata = last[1]
+                else:
+                    metadata = template.render(deadline_ms, extra)
+                sid, fut = conn.request(metadata, body, flags, deadline)
                 try:
                     frame: Frame = await fut
                 except asyncio.CancelledError:
@@ -330,17 +350,6 @@ def _decode(spec: MethodSpec, frame: Frame, limits: Limits) -> Any:
         except ProtocolError as exc:
             raise RpcError(StatusCode.INTERNAL, f"result of {spec.qualname} could not be decompressed: {exc}") from None
     return spec.signature.decode_result(spec.qualname, body, bool(frame.flags & _JSON))
-
-
-_templates: dict[tuple[str, str], MetadataTemplate] = {}
-
-
-def _template(spec: MethodSpec) -> MetadataTemplate:
-    key = (spec.service, spec.name)
-    tpl = _templates.get(key)
-    if tpl is None:
-        tpl = _templates[key] = MetadataTemplate({SERVICE: spec.service, METHOD: spec.name})
-    return tpl
 
 
 _dynamic_specs: dict[tuple[str, str, bool], MethodSpec] = {}
@@ -399,7 +408,7 @@ class StreamCall:
             try:
                 conn = await peer.acquire()
                 return conn.open_stream(
-                    _template(spec).render(deadline_ms, extra), body, flags, deadline, client._stream_window
+                    spec.template.render(deadline_ms, extra), body, flags, deadline, client._stream_window
                 )
             except RpcError as exc:
                 if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES:
@@ -439,19 +448,31 @@ class StreamCall:
 
 
 class _BoundMethod:
-    __slots__ = ("_client", "_opts", "_qualname", "_sig", "_spec")
+    """One method of a proxy. Calling it is the first step of every call, so it keeps what the
+    call needs at hand and, without client middleware, goes straight to the transmit path."""
+
+    __slots__ = ("_args_type", "_bare", "_client", "_extra", "_opts", "_qualname", "_spec", "_streaming", "_timeout")
 
     def __init__(self, client: Client, spec: MethodSpec, opts: _Options) -> None:
         self._client = client
         self._spec = spec
-        self._sig = spec.signature
+        self._args_type = spec.signature.args_type
         self._qualname = spec.qualname
+        self._streaming = spec.streaming
         self._opts = opts
+        self._bare = not client._middleware
+        self._extra = opts.metadata or None
+        self._timeout = opts.timeout
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        struct = self._sig.build_args(self._qualname, args, kwargs)
-        if self._spec.streaming:
+        try:
+            struct = self._args_type(*args, **kwargs)
+        except TypeError as exc:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, f"{self._qualname}: {exc}") from None
+        if self._streaming:
             return StreamCall(self._client, self._spec, struct, self._opts)
+        if self._bare:
+            return self._client._transmit(self._spec, struct, self._opts, self._extra, self._timeout, None)
         return self._client._invoke(self._spec, struct, self._opts)
 
     def __repr__(self) -> str:

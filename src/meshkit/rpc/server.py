@@ -16,7 +16,7 @@ from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameT
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.protocol.messages import encode_error
-from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, decode_metadata
+from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, decode_metadata
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import Context, _current
 from meshkit.rpc.eager import resume
@@ -39,6 +39,7 @@ _JSON = int(Flags.JSON)
 _COMPRESSED = int(Flags.COMPRESSED)
 _STREAM = int(Flags.STREAM)
 _DEADLINE_MSG = "deadline exceeded"
+_MD_CACHE_SIZE = 256
 #: Servers ping idle clients less often than clients ping servers: a dead client costs little.
 SERVER_KEEPALIVE = KeepaliveConfig(interval=30.0, timeout=10.0)
 
@@ -141,6 +142,7 @@ class Server:
         self._wheel: DeadlineWheel[asyncio.Task[Any]] | None = None
         self._deadline_resolution = deadline_resolution
         self._started = False
+        self._md_cache: dict[bytes, Metadata] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -207,11 +209,20 @@ class Server:
 
     def _dispatch(self, conn: ServerConnection, frame: Frame) -> None:
         sid = frame.stream_id
-        try:
-            md = decode_metadata(frame.metadata)
-        except ProtocolError as exc:
-            conn.protocol_error(exc)
-            return
+        raw = frame.metadata
+        cached = self._md_cache.get(raw)
+        if cached is not None:
+            md = cached.copy()  # a handler or middleware may change its own copy
+        else:
+            try:
+                md = decode_metadata(raw)
+            except ProtocolError as exc:
+                conn.protocol_error(exc)
+                return
+            # Callers with one timeout send byte-identical metadata for most calls: remember a few.
+            if len(self._md_cache) >= _MD_CACHE_SIZE:
+                self._md_cache.clear()
+            self._md_cache[raw] = md.copy()
         service = md.get(SERVICE)
         routes = self._routes.get(service)  # type: ignore[arg-type]
         if routes is None:

@@ -7,9 +7,10 @@ arguments and results by construction rather than by a separate IDL.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeVar, overload
 
+from meshkit.protocol.metadata import METHOD, SERVICE, MetadataTemplate
 from meshkit.serde import Signature, signature_of
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,12 +38,15 @@ class MethodSpec:
     signature: Signature
     qualname: str = ""
     streaming: bool = False
+    #: The request metadata naming this method, pre-encoded once (see MetadataTemplate).
+    template: MetadataTemplate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Plain fields rather than properties: both are read on every call.
+        # Plain fields rather than properties: all are read on every call.
         if not self.qualname:
             object.__setattr__(self, "qualname", f"{self.service}.{self.name}")
         object.__setattr__(self, "streaming", self.signature.streaming)
+        object.__setattr__(self, "template", MetadataTemplate({SERVICE: self.service, METHOD: self.name}))
 
 
 @overload

@@ -101,7 +101,19 @@ class ClientConnection(FrameProtocol):
     is lost, so the pool can replace it.
     """
 
-    __slots__ = ("_next_id", "_on_state_change", "_wheel", "draining", "last_stream_id", "pending")
+    __slots__ = (
+        "_deadline_timer",
+        "_compact_at",
+        "_deadlines",
+        "_last_deadline",
+        "_next_id",
+        "_on_state_change",
+        "_wheel",
+        "_wheel_used",
+        "draining",
+        "last_stream_id",
+        "pending",
+    )
 
     def __init__(
         self,
@@ -117,7 +129,18 @@ class ClientConnection(FrameProtocol):
         self.draining = False
         self.last_stream_id = 0
         self._on_state_change = on_state_change
+        # Deadlines: calls with one timeout arrive in deadline order, so a FIFO with one timer at
+        # its head covers them for the price of an append; the rare out-of-order deadline (a
+        # shorter timeout, an inherited budget) goes to a wheel. Finished calls leave the FIFO
+        # lazily; it is compacted when it grows past twice the calls in flight.
+        self._deadlines: collections.deque[tuple[float, int, asyncio.Future[Frame] | StreamReceiver]] = (
+            collections.deque()
+        )
+        self._last_deadline = 0.0
+        self._compact_at = 1024
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._wheel: DeadlineWheel[int] = DeadlineWheel(loop.call_at, self._expire, deadline_resolution)
+        self._wheel_used = False
 
     @property
     def in_flight(self) -> int:
@@ -145,13 +168,66 @@ class ClientConnection(FrameProtocol):
         """Send a unary REQUEST; the future resolves to the RESPONSE frame or fails with RpcError."""
         if self._closing or self.draining:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
-        sid = self._allocate_id()
+        pending = self.pending
+        sid = self._next_id
+        if sid in pending or sid >= 0xFFFFFFFF:
+            sid = self._allocate_id()
+        else:
+            self._next_id = sid + 1
         fut: asyncio.Future[Frame] = self._loop.create_future()
-        self.pending[sid] = fut
+        pending[sid] = fut
         if deadline is not None:
-            self._wheel.add(sid, deadline)
+            # Inline copy of the common case of _track_deadline: an in-order deadline, timer armed.
+            if deadline >= self._last_deadline and self._deadline_timer is not None:
+                self._last_deadline = deadline
+                queue = self._deadlines
+                queue.append((deadline, sid, fut))
+                if len(queue) > self._compact_at:
+                    self._compact_deadlines()
+            else:
+                self._track_deadline(sid, deadline, fut)
         self.send(b"".join((_pack(_MAGIC, _VERSION, _REQUEST, flags, len(metadata), sid, len(body)), metadata, body)))
         return sid, fut
+
+    def _track_deadline(self, sid: int, deadline: float, entry: asyncio.Future[Frame] | StreamReceiver) -> None:
+        if deadline < self._last_deadline:
+            self._wheel_used = True
+            self._wheel.add(sid, deadline)
+            return
+        self._last_deadline = deadline
+        queue = self._deadlines
+        queue.append((deadline, sid, entry))
+        if self._deadline_timer is None:
+            self._deadline_timer = self._loop.call_at(deadline, self._sweep_deadlines)
+        elif len(queue) > self._compact_at:
+            self._compact_deadlines()
+
+    def _compact_deadlines(self) -> None:
+        """Drop finished calls from the FIFO. The next compaction waits until the FIFO has grown by
+        the calls now in flight plus 1024, so the work per call stays constant."""
+        pending = self.pending
+        self._deadlines = collections.deque(e for e in self._deadlines if pending.get(e[1]) is e[2])
+        self._compact_at = 2 * len(self._deadlines) + 1024
+
+    def _sweep_deadlines(self) -> None:
+        """Expire due calls at the head of the FIFO, drop finished ones, re-arm at the new head."""
+        self._deadline_timer = None
+        if self._closing:
+            return
+        now = self._loop.time()
+        queue = self._deadlines
+        pending = self.pending
+        while queue:
+            deadline, sid, entry = queue[0]
+            if pending.get(sid) is not entry:
+                queue.popleft()
+            elif deadline <= now:
+                queue.popleft()
+                self._expire(sid)
+            else:
+                break
+        if queue:
+            self._deadline_timer = self._loop.call_at(queue[0][0], self._sweep_deadlines)
 
     def open_stream(
         self, metadata: bytes, body: bytes, flags: int, deadline: float | None, window: int
@@ -162,14 +238,15 @@ class ClientConnection(FrameProtocol):
         receiver = StreamReceiver(self, sid, window)
         self.pending[sid] = receiver
         if deadline is not None:
-            self._wheel.add(sid, deadline)
+            self._track_deadline(sid, deadline, receiver)
         self.send(_encode(_REQUEST, sid, body, metadata, flags | Flags.STREAM))
         return receiver
 
     def cancel_stream(self, stream_id: int) -> None:
         """The caller gave up on a call: forget it and tell the server to stop the handler."""
         if self.pending.pop(stream_id, None) is not None:
-            self._wheel.discard(stream_id)
+            if self._wheel_used:
+                self._wheel.discard(stream_id)
             self.send(_encode(FrameType.CANCEL, stream_id))
             self._maybe_finish_drain()
 
@@ -191,7 +268,8 @@ class ClientConnection(FrameProtocol):
             entry = self.pending.pop(frame.stream_id, None)
             if entry is None:
                 return  # answer to a call that was cancelled or timed out: expected, ignore
-            self._wheel.discard(frame.stream_id)
+            if self._wheel_used:
+                self._wheel.discard(frame.stream_id)
             if isinstance(entry, StreamReceiver):
                 if ftype == _ERROR:
                     entry.finish(decode_error(frame.body, not_processed=bool(frame.flags & _NOT_PROCESSED)))
@@ -218,7 +296,8 @@ class ClientConnection(FrameProtocol):
                     self.protocol_error(exc)
             else:
                 del self.pending[frame.stream_id]
-                self._wheel.discard(frame.stream_id)
+                if self._wheel_used:
+                    self._wheel.discard(frame.stream_id)
                 entry.finish()
                 self._maybe_finish_drain()
         elif ftype == FrameType.PING:
@@ -260,6 +339,10 @@ class ClientConnection(FrameProtocol):
 
     def lost(self, exc: Exception | None) -> None:
         self._wheel.close()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self._deadlines.clear()
         pending, self.pending = self.pending, {}
         reason = f"connection to {self.peer} lost" + (f": {exc}" if exc else "")
         for entry in pending.values():

@@ -33,6 +33,7 @@ class Peer:
         "_retry_timer",
         "address",
         "connections",
+        "ready",
         "size",
     )
 
@@ -44,6 +45,8 @@ class Peer:
         self._connect = connect
         self._backoff = backoff or Backoff()
         self.connections: list[ClientConnection] = []
+        #: With a pool of one, the connection to use without looking (None: ask ``pick``).
+        self.ready: ClientConnection | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._retry_timer: asyncio.TimerHandle | None = None
@@ -139,6 +142,7 @@ class Peer:
                 self._last_error = None
                 self._retry_at = 0.0
                 self.connections.append(conn)
+                self._update_ready()
         finally:
             self._connecting = None
 
@@ -154,10 +158,15 @@ class Peer:
         if not self._closed and not any(c.usable for c in self.connections):
             self._spawn_connect()
 
+    def _update_ready(self) -> None:
+        conns = self.connections
+        self.ready = conns[0] if self.size == 1 and len(conns) == 1 and conns[0].usable else None
+
     def _state_changed(self, conn: ClientConnection) -> None:
         """A connection went away or stopped taking calls: drop it and replace it."""
         if conn.is_closing and conn in self.connections:
             self.connections.remove(conn)
+        self._update_ready()
         if self._closed:
             return
         if not any(c.usable for c in self.connections) and self._loop is not None:
@@ -170,6 +179,7 @@ class Peer:
             self._retry_timer.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
+        self.ready = None
         for conn in list(self.connections):
             conn.close()
         waiters = [c.closed for c in self.connections]
