@@ -70,3 +70,28 @@ async def test_calls_after_timeouts_still_work(client: Client) -> None:
     results = await asyncio.gather(*(g.with_options(timeout=0.02).sleep(1) for _ in range(20)), return_exceptions=True)
     assert all(isinstance(r, RpcError) and r.code is StatusCode.DEADLINE_EXCEEDED for r in results)
     assert await g.hello("after") == "hello after"
+
+
+async def test_mixed_timeouts_expire_in_deadline_order(client: Client) -> None:
+    g = client.proxy(Greeter)
+    order: list[float] = []
+
+    async def call(timeout: float) -> None:
+        with pytest.raises(RpcError) as info:
+            await g.with_options(timeout=timeout).sleep(5)
+        assert info.value.code is StatusCode.DEADLINE_EXCEEDED
+        order.append(timeout)
+
+    # Deadlines that arrive out of order (a shorter timeout after a longer one) must not wait
+    # behind the longer one.
+    await asyncio.gather(call(0.9), call(0.3), call(0.6))
+    assert order == [0.3, 0.6, 0.9]
+
+
+async def test_finished_calls_do_not_pile_up_in_the_deadline_queue(client: Client) -> None:
+    g = client.proxy(Greeter)
+    for _ in range(10):
+        await asyncio.gather(*(g.hello("x") for _ in range(500)))
+    conn = client._peers[0].connections[0]
+    # 5,000 calls with a 10 s timeout finished; the queue holds at most a compaction's worth.
+    assert len(conn._deadlines) <= 2 * 500 + 1024 + 500
