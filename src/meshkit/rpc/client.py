@@ -316,11 +316,8 @@ class Client:
                 conn = peer.ready or peer.pick() or await peer.acquire()
                 if call is not None:
                     call.peer = conn.peer
-                last = template.last
-                if extra is None and last[0] == deadline_ms:
-                    metadata = last[1]
-                else:
-                    metadata = template.render(deadline_ms, extra)
+                last = template.last  # the common case, inline: same budget, no extra keys
+                metadata = last[1] if extra is None and last[0] == deadline_ms else template.render(deadline_ms, extra)
                 sid, fut = conn.request(metadata, body, flags, deadline)
                 try:
                     frame: Frame = await fut

@@ -102,8 +102,8 @@ class ClientConnection(FrameProtocol):
     """
 
     __slots__ = (
-        "_deadline_timer",
         "_compact_at",
+        "_deadline_timer",
         "_deadlines",
         "_last_deadline",
         "_next_id",
