@@ -1,0 +1,47 @@
+"""The public surface is pinned: adding or removing a name is a decision, made here on purpose."""
+
+from __future__ import annotations
+
+import meshkit
+
+EXPECTED = {
+    "Call",
+    "Client",
+    "Context",
+    "Handler",
+    "KeepaliveConfig",
+    "Limits",
+    "MeshkitError",
+    "Middleware",
+    "ProtocolError",
+    "RpcError",
+    "Server",
+    "Service",
+    "StatusCode",
+    "__version__",
+    "current_context",
+    "rpc",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(meshkit.__all__) == EXPECTED
+
+
+def test_every_exported_name_exists() -> None:
+    for name in meshkit.__all__:
+        assert hasattr(meshkit, name), name
+
+
+def test_status_codes_match_grpc_numbers() -> None:
+    codes = {c.name: int(c) for c in meshkit.StatusCode}
+    assert codes["OK"] == 0 and codes["DEADLINE_EXCEEDED"] == 4 and codes["UNAVAILABLE"] == 14
+    assert codes["UNAUTHENTICATED"] == 16 and len(codes) == 17
+
+
+def test_rpc_error_pickles_with_its_fields() -> None:
+    import pickle
+
+    err = meshkit.RpcError(meshkit.StatusCode.NOT_FOUND, "gone", {"id": 1}, not_processed=True)
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.code, back.message, back.details, back.not_processed) == (err.code, "gone", {"id": 1}, True)
