@@ -90,7 +90,12 @@ async def _call(args: argparse.Namespace) -> int:
             print(f"meshkit call: --metadata wants KEY=VALUE, got {item!r}", file=sys.stderr)
             return EXIT_USAGE
         metadata[key] = value
-    client = Client(target=args.target, timeout=args.timeout, middleware=[])
+    try:
+        client = Client(target=args.target, timeout=args.timeout, middleware=[])
+        client._check_metadata(metadata)
+    except (ValueError, TypeError) as exc:
+        print(f"meshkit call: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.stream:
             async for item in client.stream(service, method, payload, metadata=metadata):

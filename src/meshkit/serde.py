@@ -35,6 +35,7 @@ class Signature:
     """Everything needed to move one method's arguments and result across the wire."""
 
     names: tuple[str, ...]
+    kwonly: tuple[str, ...]
     args_type: type[msgspec.Struct]
     result_type: Any
     streaming: bool
@@ -120,8 +121,12 @@ def signature_of(func: Callable[..., Any], qualname: str) -> Signature:
         result_type = _stream_item_type(result_type)
     elif result_type is type(None):
         result_type = None
+    kwonly = tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+    if kwonly and [p.name for p in params][-len(kwonly) :] != list(kwonly):
+        raise TypeError(f"{qualname}: keyword-only parameters must come last")
     return Signature(
         names=tuple(p.name for p in params),
+        kwonly=kwonly,
         args_type=args_type,
         result_type=result_type,
         streaming=streaming,

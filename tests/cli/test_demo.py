@@ -63,5 +63,7 @@ def test_cli_usage_errors() -> None:
     assert main(["call", "127.0.0.1:1", "nodot", "{}"]) == 2
     assert main(["call", "127.0.0.1:1", "a.b", "not json"]) == 2
     assert main(["call", "127.0.0.1:1", "a.b", "[1]"]) == 2
+    assert main(["call", "127.0.0.1:1", "a.b", "{}", "-m", "deadline=1"]) == 2
+    assert main(["call", "not-a-target", "a.b", "{}"]) == 2
     with pytest.raises(SystemExit):
         main(["run", "no_such_module_xyz:Thing"])

@@ -54,9 +54,38 @@ async def test_lost_connection_is_replaced() -> None:
     async with Server([Greeter()], middleware=[]) as srv:
         peer = Peer(srv.address, connector("127.0.0.1", srv.port))
         conn = await peer.acquire()
+        _sid, fut = conn.request(b"", b"", 0, None)  # the server answers (UNIMPLEMENTED): it talks
+        await asyncio.gather(fut, return_exceptions=True)
         conn.abort()
         await conn.closed
         assert conn not in peer.connections
         replacement = await peer.acquire()
         assert replacement is not conn and replacement.usable
         await peer.close()
+
+
+async def test_peer_that_hangs_up_at_once_is_retried_on_backoff() -> None:
+    accepted = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    peer = Peer(f"127.0.0.1:{port}", connector("127.0.0.1", port), backoff=Backoff(BackoffPolicy(initial=30.0)))
+    try:
+        for _ in range(20):
+            try:
+                conn = await peer.acquire()
+                await conn.closed
+            except RpcError:
+                pass
+        # One or two attempts, then the 30 s backoff: not one connection per loop iteration.
+        assert accepted <= 2
+        assert not peer.available
+    finally:
+        await peer.close()
+        server.close()
+        await server.wait_closed()

@@ -33,6 +33,8 @@ _JSON = int(Flags.JSON)
 _COMPRESSED = int(Flags.COMPRESSED)
 #: A call that the server certainly never processed is re-sent at most this many times.
 MAX_TRANSPARENT_RETRIES = 2
+#: Not-processed refusals worth sending elsewhere; INVALID_ARGUMENT and the like would fail again.
+_RESEND_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
 DEFAULT_TIMEOUT = 10.0
 CLIENT_KEEPALIVE = KeepaliveConfig()
 
@@ -109,6 +111,8 @@ class Client:
             raise NotImplementedError("registry-based discovery arrives with issue #3; pass target='host:port'")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 or None, got {timeout}")
+        if not 1 <= stream_window <= 65536:
+            raise ValueError(f"stream_window must be in 1..65536, got {stream_window}")
         self._addresses = parse_target(target or "")
         self.limits = limits or Limits()
         self._keepalive = keepalive
@@ -160,7 +164,7 @@ class Client:
     ) -> AsyncIterator[Any]:
         """A dynamic server-streaming call by name."""
         spec = _dynamic_spec(service, method, streaming=True)
-        opts = self._options(self._defaults, None if timeout is _UNSET else timeout, metadata, None, None)
+        opts = self._options(self._defaults, timeout, metadata, None, None)
         return StreamCall(self, spec, dict(args or {}), opts)
 
     async def close(self) -> None:
@@ -303,17 +307,20 @@ class Client:
         attempt = 0
         tried: Peer | None = None
         while True:
-            deadline_ms = None
-            if deadline is not None:
-                remaining = deadline - now
-                if remaining <= 0:
-                    raise RpcError(
-                        StatusCode.DEADLINE_EXCEEDED, f"deadline of {spec.qualname} passed before it was sent"
-                    )
-                deadline_ms = int(remaining * 1000) or 1
             peer = self._peers[0] if self._single else self._pick(tried)
             try:
-                conn = peer.ready or peer.pick() or await peer.acquire()
+                conn = peer.ready
+                if conn is None or conn._closing or conn.draining:
+                    conn = peer.pick() or await peer.acquire()
+                    now = loop.time()  # connecting took time: the budget sent must be what is left
+                deadline_ms = None
+                if deadline is not None:
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        raise RpcError(
+                            StatusCode.DEADLINE_EXCEEDED, f"deadline of {spec.qualname} passed before it was sent"
+                        )
+                    deadline_ms = int(remaining * 1000) or 1
                 if call is not None:
                     call.peer = conn.peer
                 last = template.last  # the common case, inline: same budget, no extra keys
@@ -325,7 +332,7 @@ class Client:
                     conn.cancel_stream(sid)
                     raise
             except RpcError as exc:
-                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES:
+                if exc.not_processed and exc.code in _RESEND_CODES and attempt < MAX_TRANSPARENT_RETRIES:
                     attempt += 1
                     tried = peer
                     now = loop.time()
@@ -360,6 +367,7 @@ def _dynamic_spec(service: str, method: str, streaming: bool = False) -> MethodS
         any_json = msgspec.json.Decoder().decode
         sig = Signature(
             names=(),
+            kwonly=(),
             args_type=msgspec.Struct,
             result_type=Any,
             streaming=streaming,
@@ -386,8 +394,27 @@ class StreamCall:
         self._receiver: StreamReceiver | None = None
         self._done = False
 
-    def __aiter__(self) -> StreamCall:
-        return self
+    def __aiter__(self) -> AsyncIterator[Any]:
+        # An async generator, so that leaving an ``async for`` early (break, return, an exception)
+        # closes it promptly and the stream is cancelled on the server.
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        try:
+            while True:
+                try:
+                    item = await self.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            self._cancel()
+
+    def _cancel(self) -> None:
+        if not self._done:
+            self._done = True
+            if self._receiver is not None:
+                self._receiver.cancel()
 
     async def _open(self) -> StreamReceiver:
         client = self._client
@@ -408,7 +435,7 @@ class StreamCall:
                     spec.template.render(deadline_ms, extra), body, flags, deadline, client._stream_window
                 )
             except RpcError as exc:
-                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES:
+                if exc.not_processed and exc.code in _RESEND_CODES and attempt < MAX_TRANSPARENT_RETRIES:
                     attempt += 1
                     tried = peer
                     continue
@@ -432,10 +459,7 @@ class StreamCall:
         return _decode(self._spec, frame, self._client.limits)
 
     async def aclose(self) -> None:
-        if not self._done:
-            self._done = True
-            if self._receiver is not None:
-                self._receiver.cancel()
+        self._cancel()
 
     async def __aenter__(self) -> StreamCall:
         return self

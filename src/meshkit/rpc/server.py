@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import copy_context
 from typing import Any
 
 import msgspec
@@ -19,7 +20,8 @@ from meshkit.protocol.messages import encode_error
 from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, decode_metadata
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import Context, _current
-from meshkit.rpc.eager import resume
+from meshkit.rpc.eager import EagerCall, install, resume
+from meshkit.rpc.eager import step as _eager_step
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain
 from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
 from meshkit.serde import encode_result, msgpack_encode
@@ -44,13 +46,28 @@ _MD_CACHE_SIZE = 256
 SERVER_KEEPALIVE = KeepaliveConfig(interval=30.0, timeout=10.0)
 
 
+def make_invoker(bound: Any, signature: Any) -> Callable[[Any], Any]:
+    """A function from the arguments Struct to the handler's coroutine. Keyword-only parameters
+    are passed by name; the rest positionally (the fast, common case)."""
+    kwonly = signature.kwonly
+    if not kwonly:
+        return lambda args: bound(*_astuple(args))
+    n = len(signature.names) - len(kwonly)
+
+    def invoke(args: Any) -> Any:
+        values = _astuple(args)
+        return bound(*values[:n], **dict(zip(kwonly, values[n:], strict=True)))
+
+    return invoke
+
+
 def default_server_middleware() -> list[Middleware]:
     """The chain a Server gets when ``middleware`` is not given: the access log."""
     return [access_log("meshkit.access")]
 
 
 class _Route:
-    __slots__ = ("bound", "decode", "handler", "spec", "streaming")
+    __slots__ = ("bound", "decode", "handler", "invoke", "spec", "streaming")
 
     def __init__(self, spec: MethodSpec, bound: Any, handler: Handler | None) -> None:
         self.spec = spec
@@ -58,12 +75,13 @@ class _Route:
         self.handler = handler  # None: no middleware, call ``bound`` directly
         self.decode = spec.signature.decode_args_msgpack
         self.streaming = spec.streaming
+        self.invoke = make_invoker(bound, spec.signature)
 
 
 class _StreamSink:
     """Server side of one server stream: waits for credit (and socket drain) before each message."""
 
-    __slots__ = ("_conn", "_credit", "_json", "_waiter", "stream_id", "task")
+    __slots__ = ("_conn", "_credit", "_json", "_waiter", "cancel_requested", "stream_id", "task")
 
     def __init__(self, conn: ServerConnection, stream_id: int, credit: int, json: bool) -> None:
         self._conn = conn
@@ -72,6 +90,7 @@ class _StreamSink:
         self._json = json
         self._waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.cancel_requested: str | None = None
 
     def add_credit(self, n: int) -> None:
         self._credit += n
@@ -79,6 +98,7 @@ class _StreamSink:
             self._waiter.set_result(None)
 
     def cancel(self, msg: Any = None) -> Any:
+        self.cancel_requested = str(msg) if msg is not None else "cancelled"
         if self.task is not None:
             self.task.cancel(msg)
 
@@ -139,7 +159,7 @@ class Server:
         self.registry = registry
         self._listener = Listener(self._dispatch, limits=self.limits, keepalive=keepalive, ssl=ssl)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wheel: DeadlineWheel[asyncio.Task[Any]] | None = None
+        self._wheel: DeadlineWheel[EagerCall | _StreamSink] | None = None
         self._deadline_resolution = deadline_resolution
         self._started = False
         self._md_cache: dict[bytes, Metadata] = {}
@@ -157,7 +177,8 @@ class Server:
         if self._started:
             raise RuntimeError("server already started")
         self._loop = asyncio.get_running_loop()
-        self._wheel = DeadlineWheel(self._loop.call_at, _expire_task, self._deadline_resolution)
+        install()  # asyncio.current_task() works inside eager handler steps
+        self._wheel = DeadlineWheel(self._loop.call_at, _expire_call, self._deadline_resolution)
         await self._listener.start(self.host, self._port)
         self._started = True
         log.info("serving %s on %s", ", ".join(self._routes), self.address)
@@ -188,10 +209,11 @@ class Server:
     # -- dispatch ----------------------------------------------------------------------------
     def _build_handler(self, spec: MethodSpec, bound: Any) -> Handler | None:
         if spec.streaming:
+            open_stream = make_invoker(bound, spec.signature)
 
             async def pump(call: Call) -> Any:
                 sink: _StreamSink = call.stream
-                agen = bound(*_astuple(call.args))
+                agen = open_stream(call.args)
                 try:
                     async for item in agen:
                         await sink.send(item)
@@ -202,8 +224,10 @@ class Server:
         if not self._middleware:
             return None
 
+        call_handler = make_invoker(bound, spec.signature)
+
         async def invoke(call: Call) -> Any:
-            return await bound(*_astuple(call.args))
+            return await call_handler(call.args)
 
         return chain(self._middleware, invoke)
 
@@ -283,34 +307,71 @@ class Server:
             self._start_stream(conn, sid, route, args, md, ctx, json)
             return
         handler = route.handler
-        if handler is None:
-            coro = route.bound(*_astuple(args))
-        else:
-            coro = handler(Call(spec, args, md, conn.peer, None if deadline is None else remaining / 1000.0))  # type: ignore[operator]
-        token = _current.set(ctx)
         try:
+            if handler is None:
+                coro = route.invoke(args)
+            else:
+                coro = handler(Call(spec, args, md, conn.peer, None if deadline is None else remaining / 1000.0))  # type: ignore[operator]
+        except Exception as exc:  # noqa: BLE001 - a call that cannot be made fails its own stream only
+            self._fail(conn, sid, spec, exc, None)
+            return
+        call = EagerCall(loop, coro, copy_context(), self._continuation, (conn, sid, spec, json, flags))
+        call.context.run(self._step, conn, sid, call, ctx, json, flags, spec, deadline)
+
+    def _step(
+        self,
+        conn: ServerConnection,
+        sid: int,
+        call: EagerCall,
+        ctx: Context,
+        json: bool,
+        flags: int,
+        spec: MethodSpec,
+        deadline: float | None,
+    ) -> None:
+        """The eager first step, inside the call's own Context (see rpc/eager.py)."""
+        _current.set(ctx)
+        try:
+            yielded = _eager_step(call)
+        except StopIteration as stop:
+            call.finished = True
+            if flags:
+                self._respond(conn, sid, stop.value, json, flags)
+                return
             try:
-                yielded = coro.send(None)
-            except StopIteration as stop:
-                if flags:
-                    self._respond(conn, sid, stop.value, json, flags)
-                    return
-                try:
-                    out = _msgpack_encode(stop.value)
-                except (TypeError, ValueError, OverflowError):
-                    self._respond(conn, sid, stop.value, json, flags)  # answers with the encoding error
-                    return
-                conn.send(_pack(_MAGIC, _VERSION, _RESPONSE, 0, 0, sid, len(out)) + out)
+                out = _msgpack_encode(stop.value)
+            except (TypeError, ValueError, OverflowError):
+                self._respond(conn, sid, stop.value, json, flags)  # answers with the encoding error
                 return
-            except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
-                self._fail(conn, sid, spec, exc)
-                return
-            task = loop.create_task(self._finish(conn, sid, coro, yielded, json, flags, spec))
-        finally:
-            _current.reset(token)
-        conn.active[sid] = task
+            conn.send(_pack(_MAGIC, _VERSION, _RESPONSE, 0, 0, sid, len(out)) + out)
+            return
+        except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
+            call.finished = True
+            self._fail(conn, sid, spec, exc, None)
+            return
+        # Suspended: a Task continues the call (it may exist already, see EagerCall.materialize).
+        call.yielded = yielded
+        call.materialize()
+        conn.active[sid] = call
         if deadline is not None:
-            self._wheel.add(task, deadline)  # type: ignore[union-attr]
+            self._wheel.add(call, deadline)  # type: ignore[union-attr]
+
+    async def _continuation(self, call: EagerCall) -> None:
+        call.started = True
+        if call.finished:
+            return  # the handler finished in its eager step; the Task was made but not needed
+        conn, sid, spec, json, flags = call.owner
+        throw = None if call.cancel_requested is None else asyncio.CancelledError(call.cancel_requested)
+        try:
+            result = await resume(call.coro, call.yielded, throw)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(conn, sid, spec, exc, call.cancel_requested)
+        else:
+            self._respond(conn, sid, result, json, flags)
+        finally:
+            conn.call_finished(sid)
+            if self._wheel is not None:
+                self._wheel.discard(call)
 
     def _respond(self, conn: ServerConnection, sid: int, value: Any, json: bool, req_flags: int) -> None:
         try:
@@ -324,34 +385,28 @@ class Server:
             flags |= _COMPRESSED
         conn.send(encode_frame(_RESPONSE, sid, body, b"", flags))
 
-    def _fail(self, conn: ServerConnection, sid: int, spec: MethodSpec, exc: BaseException) -> None:
+    def _fail(
+        self, conn: ServerConnection, sid: int, spec: MethodSpec, exc: BaseException, requested: str | None
+    ) -> None:
+        """Answer a failed call. ``requested`` says why meshkit itself cancelled it, if it did."""
         if isinstance(exc, RpcError):
             conn.send(encode_frame(_ERROR, sid, encode_error(exc.code, exc.message, exc.details)))
         elif isinstance(exc, asyncio.CancelledError):
-            if exc.args and exc.args[0] == _DEADLINE_MSG:
+            if requested == _DEADLINE_MSG:
                 conn.send_error(sid, StatusCode.DEADLINE_EXCEEDED, f"{spec.qualname} ran past its deadline")
-            # cancelled by the caller or by shutdown: whoever cancelled answers, if anyone
+            elif requested is None:
+                # Nobody here cancelled it: the handler's own await was cancelled. Say so, or the
+                # caller would wait for an answer that never comes.
+                conn.send_error(sid, StatusCode.CANCELLED, f"{spec.qualname} was cancelled inside the handler")
+            # else: cancelled by the caller or by shutdown; whoever cancelled answers, if anyone
+        elif isinstance(exc, ConnectionError) and conn.is_closing:
+            pass  # the connection went away under the handler: nobody to answer
         elif isinstance(exc, Exception):
             log.error("%s raised %s", spec.qualname, type(exc).__name__, exc_info=exc)
             conn.send_error(sid, StatusCode.UNKNOWN, f"{spec.qualname} raised {type(exc).__name__}: {exc}")
         else:
             conn.send_error(sid, StatusCode.INTERNAL, f"{spec.qualname} was interrupted")
             raise exc
-
-    async def _finish(
-        self, conn: ServerConnection, sid: int, coro: Any, yielded: Any, json: bool, flags: int, spec: MethodSpec
-    ) -> None:
-        try:
-            result = await resume(coro, yielded)
-        except BaseException as exc:  # noqa: BLE001
-            self._fail(conn, sid, spec, exc)
-        else:
-            self._respond(conn, sid, result, json, flags)
-        finally:
-            conn.call_finished(sid)
-            task = asyncio.current_task()
-            if task is not None and self._wheel is not None:
-                self._wheel.discard(task)
 
     def _start_stream(
         self, conn: ServerConnection, sid: int, route: _Route, args: Any, md: Any, ctx: Context, json: bool
@@ -362,30 +417,27 @@ class Server:
         sink = _StreamSink(conn, sid, credit, json)
         call = Call(route.spec, args, md, conn.peer, ctx.time_remaining())
         call.stream = sink
-        token = _current.set(ctx)
-        try:
-            task = asyncio.get_running_loop().create_task(self._run_stream(conn, sid, route, call, sink))
-        finally:
-            _current.reset(token)
+        context = copy_context()
+        context.run(_current.set, ctx)
+        task = asyncio.get_running_loop().create_task(self._run_stream(conn, sid, route, call, sink), context=context)
         sink.task = task
         conn.active[sid] = sink
         if ctx.deadline is not None:
-            self._wheel.add(task, ctx.deadline)  # type: ignore[union-attr]
+            self._wheel.add(sink, ctx.deadline)  # type: ignore[union-attr]
 
     async def _run_stream(self, conn: ServerConnection, sid: int, route: _Route, call: Call, sink: _StreamSink) -> None:
         try:
             assert route.handler is not None
             await route.handler(call)
         except BaseException as exc:  # noqa: BLE001
-            self._fail(conn, sid, route.spec, exc)
+            self._fail(conn, sid, route.spec, exc, sink.cancel_requested)
         else:
             conn.send(encode_frame(FrameType.STREAM_END, sid))
         finally:
             conn.call_finished(sid)
-            task = asyncio.current_task()
-            if task is not None and self._wheel is not None:
-                self._wheel.discard(task)
+            if self._wheel is not None:
+                self._wheel.discard(sink)
 
 
-def _expire_task(task: asyncio.Task[Any]) -> None:
-    task.cancel(_DEADLINE_MSG)
+def _expire_call(call: EagerCall | _StreamSink) -> None:
+    call.cancel(_DEADLINE_MSG)

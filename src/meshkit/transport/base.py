@@ -52,7 +52,9 @@ class FrameProtocol(asyncio.Protocol):
         "_transport",
         "_wrote_this_tick",
         "closed",
+        "heard_any",
         "limits",
+        "opened_at",
         "peer",
     )
 
@@ -73,6 +75,8 @@ class FrameProtocol(asyncio.Protocol):
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
         self.peer = "?"
+        self.opened_at = 0.0
+        self.heard_any = False  # the peer has sent at least one byte: it speaks to us
         self._backlog: collections.deque[Frame] = collections.deque()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -80,6 +84,7 @@ class FrameProtocol(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
         self._transport = transport  # type: ignore[assignment]
         self._closing = False
+        self.opened_at = self._loop.time()
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple) and len(peername) >= 2:
             self.peer = f"{peername[0]}:{peername[1]}"
@@ -89,6 +94,7 @@ class FrameProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._heard = True
+        self.heard_any = True
         # A read starts a new burst: the first frame written in answer goes out at once, the rest
         # are joined and written when this read is handled (or at the end of the loop iteration).
         self._wrote_this_tick = False

@@ -133,9 +133,10 @@ class ClientConnection(FrameProtocol):
         # its head covers them for the price of an append; the rare out-of-order deadline (a
         # shorter timeout, an inherited budget) goes to a wheel. Finished calls leave the FIFO
         # lazily; it is compacted when it grows past twice the calls in flight.
-        self._deadlines: collections.deque[tuple[float, int, asyncio.Future[Frame] | StreamReceiver]] = (
-            collections.deque()
-        )
+        # Entries are (deadline, stream id) only: holding the future would keep finished answers
+        # alive. Stream ids are not reused while in flight, and compaction drops finished entries
+        # long before the u32 id space could wrap onto one.
+        self._deadlines: collections.deque[tuple[float, int]] = collections.deque()
         self._last_deadline = 0.0
         self._compact_at = 1024
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -155,11 +156,12 @@ class ClientConnection(FrameProtocol):
         return len(self.pending) < self.limits.max_concurrent_streams
 
     def _allocate_id(self) -> int:
+        """The next free stream id in 1..2^32-2, wrapping (the fast path in request() inlines this)."""
         sid = self._next_id
         pending = self.pending
-        while sid in pending:
-            sid = sid + 1 if sid < 0xFFFFFFFF else 1
-        self._next_id = sid + 1 if sid < 0xFFFFFFFF else 1
+        while sid in pending or not 0 < sid < 0xFFFFFFFF:
+            sid = sid + 1 if 0 < sid < 0xFFFFFFFE else 1
+        self._next_id = sid + 1
         return sid
 
     def request(
@@ -181,22 +183,22 @@ class ClientConnection(FrameProtocol):
             if deadline >= self._last_deadline and self._deadline_timer is not None:
                 self._last_deadline = deadline
                 queue = self._deadlines
-                queue.append((deadline, sid, fut))
+                queue.append((deadline, sid))
                 if len(queue) > self._compact_at:
                     self._compact_deadlines()
             else:
-                self._track_deadline(sid, deadline, fut)
+                self._track_deadline(sid, deadline)
         self.send(b"".join((_pack(_MAGIC, _VERSION, _REQUEST, flags, len(metadata), sid, len(body)), metadata, body)))
         return sid, fut
 
-    def _track_deadline(self, sid: int, deadline: float, entry: asyncio.Future[Frame] | StreamReceiver) -> None:
+    def _track_deadline(self, sid: int, deadline: float) -> None:
         if deadline < self._last_deadline:
             self._wheel_used = True
             self._wheel.add(sid, deadline)
             return
         self._last_deadline = deadline
         queue = self._deadlines
-        queue.append((deadline, sid, entry))
+        queue.append((deadline, sid))
         if self._deadline_timer is None:
             self._deadline_timer = self._loop.call_at(deadline, self._sweep_deadlines)
         elif len(queue) > self._compact_at:
@@ -206,20 +208,18 @@ class ClientConnection(FrameProtocol):
         """Drop finished calls from the FIFO. The next compaction waits until the FIFO has grown by
         the calls now in flight plus 1024, so the work per call stays constant."""
         pending = self.pending
-        self._deadlines = collections.deque(e for e in self._deadlines if pending.get(e[1]) is e[2])
+        self._deadlines = collections.deque(e for e in self._deadlines if e[1] in pending)
         self._compact_at = 2 * len(self._deadlines) + 1024
 
     def _sweep_deadlines(self) -> None:
         """Expire due calls at the head of the FIFO, drop finished ones, re-arm at the new head."""
         self._deadline_timer = None
-        if self._closing:
-            return
         now = self._loop.time()
         queue = self._deadlines
         pending = self.pending
         while queue:
-            deadline, sid, entry = queue[0]
-            if pending.get(sid) is not entry:
+            deadline, sid = queue[0]
+            if sid not in pending:
                 queue.popleft()
             elif deadline <= now:
                 queue.popleft()
@@ -238,7 +238,7 @@ class ClientConnection(FrameProtocol):
         receiver = StreamReceiver(self, sid, window)
         self.pending[sid] = receiver
         if deadline is not None:
-            self._track_deadline(sid, deadline, receiver)
+            self._track_deadline(sid, deadline)
         self.send(_encode(_REQUEST, sid, body, metadata, flags | Flags.STREAM))
         return receiver
 

@@ -18,6 +18,9 @@ from meshkit.transport.client import ClientConnection
 
 log = logging.getLogger("meshkit.transport")
 
+#: A connection that lived this long counts as healthy: losing it resets the reconnect backoff.
+HEALTHY_AFTER = 1.0
+
 Connector = Callable[[Callable[[ClientConnection], None]], Awaitable[ClientConnection]]
 
 
@@ -109,8 +112,11 @@ class Peer:
                 not_processed=True,
             )
         self._spawn_connect()
-        assert self._connecting is not None
-        await asyncio.shield(self._connecting)
+        connecting = self._connecting
+        if connecting is not None:
+            # wait() neither raises the connect task's outcome nor cancels it if we are cancelled;
+            # a close() that cancels the connect ends up below as UNAVAILABLE.
+            await asyncio.wait([connecting])
         conn = self.pick()
         if conn is None:
             raise self._last_error or RpcError(
@@ -129,22 +135,27 @@ class Peer:
         try:
             conn = await self._connect(self._state_changed)
         except RpcError as exc:
-            self._last_error = exc
-            delay = self._backoff.next_delay()
-            self._retry_at = loop.time() + delay
-            log.info("connect to %s failed (%s); retrying in %.2fs", self.address, exc.message, delay)
-            self._schedule_retry(delay)
+            self._connection_failed(loop, exc)
         else:
             if self._closed:
                 conn.close()
+            elif conn.is_closing:
+                # Lost before we got here (the peer accepted and hung up): a failed attempt.
+                self._connection_failed(loop, RpcError(StatusCode.UNAVAILABLE, f"{self.address} closed at once"))
             else:
-                self._backoff.reset()
                 self._last_error = None
                 self._retry_at = 0.0
                 self.connections.append(conn)
                 self._update_ready()
         finally:
             self._connecting = None
+
+    def _connection_failed(self, loop: asyncio.AbstractEventLoop, exc: RpcError) -> None:
+        self._last_error = exc
+        delay = self._backoff.next_delay()
+        self._retry_at = loop.time() + delay
+        log.info("connection to %s failed (%s); next attempt in %.2fs", self.address, exc.message, delay)
+        self._schedule_retry(delay)
 
     def _schedule_retry(self, delay: float) -> None:
         if self._closed or self._loop is None:
@@ -169,9 +180,20 @@ class Peer:
         self._update_ready()
         if self._closed:
             return
-        if not any(c.usable for c in self.connections) and self._loop is not None:
-            # Reconnect right away once; failures then follow the backoff schedule.
-            self._spawn_connect()
+        if not conn.is_closing or self._loop is None:
+            if not any(c.usable for c in self.connections) and self._loop is not None:
+                self._grow()  # a GOAWAY: open a replacement (unless in backoff)
+            return
+        loop = self._loop
+        if conn.heard_any or loop.time() - conn.opened_at >= HEALTHY_AFTER:
+            # A connection that talked or served for a while: reconnect at once, start over.
+            self._backoff.reset()
+            if not any(c.usable for c in self.connections):
+                self._grow()
+        else:
+            # Dropped right after connecting: count it as a failed attempt, so a peer that accepts
+            # and hangs up is retried on the backoff schedule, not in a hot loop.
+            self._connection_failed(loop, RpcError(StatusCode.UNAVAILABLE, f"{self.address} dropped the connection"))
 
     async def close(self) -> None:
         self._closed = True

@@ -207,7 +207,10 @@ class Listener:
             conn.close()
         if self._server is not None:
             await self._server.wait_closed()
+        waiters = [conn.closed for conn in self.connections if not conn.closed.done()]
+        if waiters:
+            await asyncio.wait(waiters, timeout=1.0)
         for conn in list(self.connections):
-            if not conn.closed.done():
-                await asyncio.wait([conn.closed], timeout=1.0)
+            # Still open: a client that does not read keeps our answers stuck in the buffer.
+            conn.abort()
         return cancelled
