@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as _ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -239,12 +239,12 @@ class Client:
             handler = self._handlers[key] = chain(self._middleware, self._send)
         return handler
 
-    async def _invoke(self, spec: MethodSpec, args: Any, opts: _Options) -> Any:
+    def _invoke(self, spec: MethodSpec, args: Any, opts: _Options) -> Awaitable[Any]:
         if not self._middleware:
-            return await self._transmit(spec, args, opts, opts.metadata or None, opts.timeout, None)
+            return self._transmit(spec, args, opts, opts.metadata or None, opts.timeout, None)
         call = Call(spec, args, dict(opts.metadata) if opts.metadata else {}, "", opts.timeout)
         call.options = opts
-        return await self._handler(spec)(call)
+        return self._handler(spec)(call)
 
     def _deadline(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | None:
         deadline = None if timeout is None else loop.time() + timeout
@@ -271,9 +271,9 @@ class Client:
             )
         return body, flags
 
-    async def _send(self, call: Call) -> Any:
-        """The innermost handler of the client's middleware chain."""
-        return await self._transmit(call.spec, call.args, call.options, call.metadata or None, call.timeout, call)
+    def _send(self, call: Call) -> Awaitable[Any]:
+        """The innermost handler of the client's middleware chain (returns the transmit coroutine)."""
+        return self._transmit(call.spec, call.args, call.options, call.metadata or None, call.timeout, call)
 
     async def _transmit(
         self, spec: MethodSpec, args: Any, opts: _Options, extra: Metadata | None, timeout: float | None, call: Any

@@ -88,37 +88,39 @@ class EagerCall:
             self.task.cancel(msg)
 
 
-#: The call being stepped right now (at most one per thread: steps are synchronous).
-_stepping: list[EagerCall | None] = [None]
+#: What is being stepped right now, at most one per thread (steps are synchronous): None, or a
+#: tuple ``(factory, *args)`` that makes the EagerCall if someone asks for the current task, or
+#: that EagerCall once made. The server sets and clears it around each step.
+stepping: list[Any] = [None]
 
 
-def step(call: EagerCall) -> Any:
-    """Run the first step of ``call.coro``; returns what it yielded, or raises StopIteration /
-    the handler's exception. Must run inside ``call.context``."""
-    previous = _stepping[0]
-    _stepping[0] = call
-    try:
-        return call.coro.send(None)
-    finally:
-        _stepping[0] = previous
-        if call.entered:
-            call.entered = False
-            assert call.task is not None
-            _leave_task(call.loop, call.task)
+def end_step(call: EagerCall) -> None:
+    """After a step that made ``call`` the current task: it is not current any more."""
+    if call.entered:
+        call.entered = False
+        assert call.task is not None
+        _leave_task(call.loop, call.task)
 
 
 _original_current_task = asyncio.current_task
 
 
 def _current_task(loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[Any] | None:
-    call = _stepping[0]
-    if call is not None and _get_running_loop() is call.loop and (loop is None or loop is call.loop):
-        task = call.materialize()
-        if not call.entered:
-            _enter_task(call.loop, task)
-            call.entered = True
-        return task
-    return _original_current_task(loop)
+    made = stepping[0]
+    if made is None:
+        return _original_current_task(loop)
+    if made.__class__ is not EagerCall:
+        running = _get_running_loop()
+        if running is None or running is not made[1] or (loop is not None and loop is not running):
+            return _original_current_task(loop)
+        made = stepping[0] = made[0](*made[1:])
+    if loop is not None and loop is not made.loop:
+        return _original_current_task(loop)
+    task: asyncio.Task[Any] = made.materialize()
+    if not made.entered:
+        _enter_task(made.loop, task)
+        made.entered = True
+    return task
 
 
 def install() -> None:

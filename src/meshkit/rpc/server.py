@@ -20,8 +20,8 @@ from meshkit.protocol.messages import encode_error
 from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, decode_metadata
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import Context, _current
-from meshkit.rpc.eager import EagerCall, install, resume
-from meshkit.rpc.eager import step as _eager_step
+from meshkit.rpc.eager import EagerCall, end_step, install, resume
+from meshkit.rpc.eager import stepping as _stepping
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain
 from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
 from meshkit.serde import encode_result, msgpack_encode
@@ -226,8 +226,8 @@ class Server:
 
         call_handler = make_invoker(bound, spec.signature)
 
-        async def invoke(call: Call) -> Any:
-            return await call_handler(call.args)
+        def invoke(call: Call) -> Any:
+            return call_handler(call.args)  # the handler's own coroutine: no extra frame
 
         return chain(self._middleware, invoke)
 
@@ -315,26 +315,21 @@ class Server:
         except Exception as exc:  # noqa: BLE001 - a call that cannot be made fails its own stream only
             self._fail(conn, sid, spec, exc, None)
             return
-        call = EagerCall(loop, coro, copy_context(), self._continuation, (conn, sid, spec, json, flags))
-        call.context.run(self._step, conn, sid, call, ctx, json, flags, spec, deadline)
-
-    def _step(
-        self,
-        conn: ServerConnection,
-        sid: int,
-        call: EagerCall,
-        ctx: Context,
-        json: bool,
-        flags: int,
-        spec: MethodSpec,
-        deadline: float | None,
-    ) -> None:
-        """The eager first step, inside the call's own Context (see rpc/eager.py)."""
-        _current.set(ctx)
+        # The eager first step (see rpc/eager.py), in a fresh copy of the context. Everything on
+        # this path is a C call but for the handler itself: no EagerCall is made unless the
+        # handler suspends or asks for the current task.
+        context = copy_context()
+        context.run(_current.set, ctx)
+        stepping = _stepping
+        stepping[0] = (self._make_eager, loop, coro, context, conn, sid, spec, json, flags)
         try:
-            yielded = _eager_step(call)
+            yielded = context.run(coro.send, None)
         except StopIteration as stop:
-            call.finished = True
+            made = stepping[0]
+            stepping[0] = None
+            if made.__class__ is EagerCall:
+                made.finished = True
+                end_step(made)
             if flags:
                 self._respond(conn, sid, stop.value, json, flags)
                 return
@@ -346,15 +341,39 @@ class Server:
             conn.send(_pack(_MAGIC, _VERSION, _RESPONSE, 0, 0, sid, len(out)) + out)
             return
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
-            call.finished = True
+            made = stepping[0]
+            stepping[0] = None
+            if made.__class__ is EagerCall:
+                made.finished = True
+                end_step(made)
             self._fail(conn, sid, spec, exc, None)
             return
         # Suspended: a Task continues the call (it may exist already, see EagerCall.materialize).
+        made = stepping[0]
+        stepping[0] = None
+        if made.__class__ is EagerCall:
+            call: EagerCall = made
+            end_step(call)
+        else:
+            call = self._make_eager(loop, coro, context, conn, sid, spec, json, flags)
+            call.materialize()
         call.yielded = yielded
-        call.materialize()
         conn.active[sid] = call
         if deadline is not None:
             self._wheel.add(call, deadline)  # type: ignore[union-attr]
+
+    def _make_eager(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Any,
+        context: Any,
+        conn: ServerConnection,
+        sid: int,
+        spec: MethodSpec,
+        json: bool,
+        flags: int,
+    ) -> EagerCall:
+        return EagerCall(loop, coro, context, self._continuation, (conn, sid, spec, json, flags))
 
     async def _continuation(self, call: EagerCall) -> None:
         call.started = True
