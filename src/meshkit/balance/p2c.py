@@ -1,0 +1,93 @@
+"""Power of two choices with peak-EWMA latency and calls in flight (Finagle, Linkerd, Kratos).
+
+Pick two nodes at random and take the one with the lower cost, ``latency_ewma * (in_flight + 1) /
+weight``. Two random choices avoid the herding of "always the best" (every client would pile onto
+the same node) while still steering away from slow or busy nodes almost as well as full knowledge.
+The latency average decays with time (time constant ``tau``), so a node that was slow a minute ago
+is not punished forever; a failed call counts as at least ``failure_penalty`` seconds, so a node
+that fails fast does not look attractive. A new node starts at the mean of the others, not at zero,
+so it is not flooded the moment it appears.
+"""
+
+from __future__ import annotations
+
+import math
+import random as _random
+import time
+from collections.abc import Callable, Sequence
+from typing import Generic
+
+from meshkit.balance.base import Done, N, no_nodes, usable
+
+DEFAULT_TAU = 10.0
+DEFAULT_LATENCY = 0.010
+DEFAULT_FAILURE_PENALTY = 0.250
+
+
+class _Stat:
+    __slots__ = ("ewma", "in_flight", "stamp")
+
+    def __init__(self, ewma: float, stamp: float) -> None:
+        self.ewma = ewma
+        self.in_flight = 0
+        self.stamp = stamp
+
+
+class P2CBalancer(Generic[N]):
+    def __init__(
+        self,
+        rng: _random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tau: float = DEFAULT_TAU,
+        failure_penalty: float = DEFAULT_FAILURE_PENALTY,
+    ) -> None:
+        if tau <= 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self._rng = rng or _random.Random()
+        self._clock = clock
+        self._tau = tau
+        self._penalty = failure_penalty
+        self._nodes: list[N] = []
+        self.stats: dict[str, _Stat] = {}
+
+    def update(self, nodes: Sequence[N]) -> None:
+        self._nodes = usable(nodes)
+        known = [s.ewma for k, s in self.stats.items()]
+        start = sum(known) / len(known) if known else DEFAULT_LATENCY
+        now = self._clock()
+        self.stats = {n.key: self.stats.get(n.key) or _Stat(start, now) for n in self._nodes}
+
+    def cost(self, node: N) -> float:
+        stat = self.stats[node.key]
+        return stat.ewma * (stat.in_flight + 1) / node.weight
+
+    def pick(self, key: str | None = None) -> tuple[N, Done]:
+        nodes = self._nodes
+        if not nodes:
+            raise no_nodes()
+        if len(nodes) == 1:
+            chosen = nodes[0]
+        else:
+            i = self._rng.randrange(len(nodes))
+            j = self._rng.randrange(len(nodes) - 1)
+            if j >= i:
+                j += 1
+            a, b = nodes[i], nodes[j]
+            chosen = a if self.cost(a) <= self.cost(b) else b
+        stat = self.stats[chosen.key]
+        stat.in_flight += 1
+        return chosen, self._done(stat)
+
+    def _done(self, stat: _Stat) -> Done:
+        def done(latency: float, ok: bool) -> None:
+            if stat.in_flight > 0:
+                stat.in_flight -= 1
+            if not ok:
+                latency = max(latency, self._penalty)
+            now = self._clock()
+            w = math.exp(-max(0.0, now - stat.stamp) / self._tau)
+            stat.stamp = now
+            # Peak-sensitive: a latency above the average replaces it at once; below, it decays in.
+            stat.ewma = latency if latency > stat.ewma else stat.ewma * w + latency * (1 - w)
+
+        return done

@@ -1,0 +1,65 @@
+"""The three stateless-ish balancers: random, round-robin and weighted random."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random as _random
+from collections.abc import Sequence
+from typing import Generic
+
+from meshkit.balance.base import NOOP_DONE, Done, N, no_nodes, usable
+
+
+class RandomBalancer(Generic[N]):
+    """Uniform choice: no state, no coordination, good enough when instances are alike."""
+
+    def __init__(self, rng: _random.Random | None = None) -> None:
+        self._rng = rng or _random.Random()
+        self._nodes: list[N] = []
+
+    def update(self, nodes: Sequence[N]) -> None:
+        self._nodes = usable(nodes)
+
+    def pick(self, key: str | None = None) -> tuple[N, Done]:
+        if not self._nodes:
+            raise no_nodes()
+        return self._rng.choice(self._nodes), NOOP_DONE
+
+
+class RoundRobinBalancer(Generic[N]):
+    """Each node in turn. Starts at a random offset so that many clients do not march in step."""
+
+    def __init__(self, rng: _random.Random | None = None) -> None:
+        self._rng = rng or _random.Random()
+        self._nodes: list[N] = []
+        self._counter = itertools.count()
+
+    def update(self, nodes: Sequence[N]) -> None:
+        self._nodes = usable(nodes)
+        self._counter = itertools.count(self._rng.randrange(max(1, len(self._nodes))))
+
+    def pick(self, key: str | None = None) -> tuple[N, Done]:
+        nodes = self._nodes
+        if not nodes:
+            raise no_nodes()
+        return nodes[next(self._counter) % len(nodes)], NOOP_DONE
+
+
+class WeightedRandomBalancer(Generic[N]):
+    """Choice in proportion to weight: a binary search over cumulative weights, O(log n) a pick."""
+
+    def __init__(self, rng: _random.Random | None = None) -> None:
+        self._rng = rng or _random.Random()
+        self._nodes: list[N] = []
+        self._cumulative: list[int] = []
+
+    def update(self, nodes: Sequence[N]) -> None:
+        self._nodes = usable(nodes)
+        self._cumulative = list(itertools.accumulate(n.weight for n in self._nodes))
+
+    def pick(self, key: str | None = None) -> tuple[N, Done]:
+        if not self._nodes:
+            raise no_nodes()
+        point = self._rng.randrange(self._cumulative[-1])
+        return self._nodes[bisect.bisect_right(self._cumulative, point)], NOOP_DONE
