@@ -59,7 +59,7 @@ class EchoingTransport:
 async def main(rounds: int, middleware: bool) -> None:
     loop = asyncio.get_running_loop()
     client = Client(target="127.0.0.1:1", middleware=None if middleware else [])
-    peer = client._peers[0]
+    peer = client._first_peer()
     conn = ClientConnection(loop, client.limits, None, peer._state_changed)
     transport = EchoingTransport(loop)
     transport.protocol = conn

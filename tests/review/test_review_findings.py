@@ -148,7 +148,7 @@ async def test_break_out_of_stream_cancels_it_on_the_server() -> None:
             break
         gc.collect()
         await asyncio.wait_for(svc.stream_closed.wait(), timeout=2)
-        assert c._peers[0].connections[0].pending == {}
+        assert c._first_peer().connections[0].pending == {}
 
 
 async def test_dynamic_stream_uses_the_client_default_timeout() -> None:

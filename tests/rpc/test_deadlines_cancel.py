@@ -92,6 +92,6 @@ async def test_finished_calls_do_not_pile_up_in_the_deadline_queue(client: Clien
     g = client.proxy(Greeter)
     for _ in range(10):
         await asyncio.gather(*(g.hello("x") for _ in range(500)))
-    conn = client._peers[0].connections[0]
+    conn = client._first_peer().connections[0]
     # 5,000 calls with a 10 s timeout finished; the queue holds at most a compaction's worth.
     assert len(conn._deadlines) <= 2 * 500 + 1024 + 500

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import random
 import ssl as _ssl
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import msgspec
 
+from meshkit.balance import NAMES as BALANCERS
+from meshkit.balance import NOOP_DONE
+from meshkit.discovery import open_registry
+from meshkit.discovery.registry import Registry
 from meshkit.errors import ProtocolError, RpcError, StatusCode
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
 from meshkit.protocol.frames import Flags, Frame
@@ -18,6 +22,7 @@ from meshkit.protocol.limits import Limits
 from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, MetadataValue
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import _current
+from meshkit.rpc.endpoints import Endpoints, instance_entries, no_instances, watch_service
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain
 from meshkit.rpc.service import MethodSpec, RpcOptions, Service, method_specs, service_name
 from meshkit.serde import Signature, json_encode, msgpack_encode
@@ -36,6 +41,8 @@ MAX_TRANSPARENT_RETRIES = 2
 #: Not-processed refusals worth sending elsewhere; INVALID_ARGUMENT and the like would fail again.
 _RESEND_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
 DEFAULT_TIMEOUT = 10.0
+#: Round-robin until discovery's p2c is wired to outlier ejection (issue #3); any of BALANCERS works.
+DEFAULT_BALANCER = "round_robin"
 CLIENT_KEEPALIVE = KeepaliveConfig()
 
 
@@ -72,6 +79,7 @@ class _Options(msgspec.Struct, frozen=True):
     metadata: dict[str, MetadataValue]
     compression: bool
     json: bool
+    hash_key: str | None = None
     plain: bool = False  # msgpack, uncompressed: the fast path
 
     def __post_init__(self) -> None:
@@ -91,6 +99,7 @@ class Client:
         target: str | None = None,
         *,
         registry: str | None = None,
+        balancer: str = DEFAULT_BALANCER,
         middleware: Sequence[Middleware] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         metadata: Mapping[str, MetadataValue] | None = None,
@@ -105,15 +114,14 @@ class Client:
         json: bool = False,
         stream_window: int = DEFAULT_STREAM_WINDOW,
     ) -> None:
-        if target is None and registry is None:
-            raise ValueError("Client needs a target ('host:port,...') or a registry URL")
-        if registry is not None and target is None:
-            raise NotImplementedError("registry-based discovery arrives with issue #3; pass target='host:port'")
+        if (target is None) == (registry is None):
+            raise ValueError("Client needs exactly one of target='host:port,...' or registry='scheme://...'")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0 or None, got {timeout}")
         if not 1 <= stream_window <= 65536:
             raise ValueError(f"stream_window must be in 1..65536, got {stream_window}")
-        self._addresses = parse_target(target or "")
+        if balancer not in BALANCERS:
+            raise ValueError(f"unknown balancer {balancer!r}; choose one of: {', '.join(BALANCERS)}")
         self.limits = limits or Limits()
         self._keepalive = keepalive
         self._ssl = ssl
@@ -121,12 +129,19 @@ class Client:
         self._connect_timeout = connect_timeout
         self._backoff_policy = backoff or BackoffPolicy()
         self._stream_window = stream_window
-        self._peers = [
-            Peer(f"{h}:{p}", self._connector(h, p), size=pool_size, backoff=Backoff(self._backoff_policy))
-            for h, p in self._addresses
-        ]
-        self._rr = itertools.count()
-        self._single = len(self._peers) == 1
+        self._pool_size = pool_size
+        self._balancer = balancer
+        self._rng = random.Random()
+        self._registry: Registry | None = None
+        self._services: dict[str, Endpoints] = {}
+        self._static: Endpoints | None = None
+        if target is not None:
+            addresses = parse_target(target)
+            self._static = Endpoints(target, balancer, self._make_peer, self._rng)
+            self._static.set_instances([(f"{h}:{p}", f"{h}:{p}", 1, None) for h, p in addresses])
+        else:
+            assert registry is not None
+            self._registry = open_registry(registry)
         self._middleware = list(default_client_middleware() if middleware is None else middleware)
         self._defaults = _Options(timeout, dict(metadata or {}), compression, json)
         self._check_metadata(self._defaults.metadata)
@@ -169,7 +184,10 @@ class Client:
 
     async def close(self) -> None:
         self._closed = True
-        await asyncio.gather(*(p.close() for p in self._peers))
+        endpoints = list(self._services.values()) + ([self._static] if self._static is not None else [])
+        await asyncio.gather(*(e.close() for e in endpoints))
+        if self._registry is not None:
+            await self._registry.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -205,13 +223,17 @@ class Client:
             md,
             base.compression if compression is None else compression,
             base.json if json is None else json,
+            base.hash_key,
         )
 
-    def _connector(self, host: str, port: int) -> Any:
+    def _make_peer(self, address: str) -> Peer:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+
         async def open_connection(on_state_change: Any) -> ClientConnection:
             return await connect(
                 host,
-                port,
+                int(port),
                 limits=self.limits,
                 keepalive=self._keepalive,
                 ssl=self._ssl,
@@ -220,17 +242,41 @@ class Client:
                 on_state_change=on_state_change,
             )
 
-        return open_connection
+        return Peer(address, open_connection, size=self._pool_size, backoff=Backoff(self._backoff_policy))
 
-    def _pick(self, exclude: Peer | None = None) -> Peer:
-        peers = self._peers
-        n = len(peers)
-        start = next(self._rr)
-        for i in range(n):
-            peer = peers[(start + i) % n]
-            if peer is not exclude and peer.available:
-                return peer
-        return peers[start % n]
+    def _first_peer(self) -> Peer:
+        """The peer of the first static target (tests and benchmarks look inside it)."""
+        assert self._static is not None
+        self._endpoints_now("")
+        return self._static.nodes[0].peer
+
+    def _endpoints_now(self, service: str) -> Endpoints | None:
+        """The endpoints of ``service`` if they are known already (the hot path: a dict lookup)."""
+        eps = self._static or self._services.get(service)
+        return eps if eps is not None and eps.resolved else None
+
+    async def _endpoints(self, service: str) -> Endpoints:
+        """Resolve ``service`` the first time and keep watching it."""
+        eps = self._endpoints_now(service)
+        if eps is not None:
+            return eps
+        assert self._registry is not None
+        eps = self._services.get(service)
+        if eps is None:
+            eps = self._services[service] = Endpoints(service, self._balancer, self._make_peer, self._rng)
+            try:
+                instances = await self._registry.resolve(service)
+            except Exception as exc:  # noqa: BLE001 - a registry failure is the caller's UNAVAILABLE
+                del self._services[service]
+                raise RpcError(
+                    StatusCode.UNAVAILABLE, f"cannot resolve {service!r}: {exc}", not_processed=True
+                ) from None
+            eps.set_instances(instance_entries(instances))
+            eps.watch_task = asyncio.get_running_loop().create_task(
+                watch_service(self._registry, eps, Backoff(self._backoff_policy))
+            )
+        await eps.ready.wait()
+        return eps
 
     def _handler(self, spec: MethodSpec) -> Handler:
         key = (spec.service, spec.name)
@@ -307,7 +353,16 @@ class Client:
         attempt = 0
         tried: Peer | None = None
         while True:
-            peer = self._peers[0] if self._single else self._pick(tried)
+            eps = self._static or self._services.get(spec.service)
+            if eps is None or not eps.resolved:
+                eps = await self._endpoints(spec.service)
+            peer = eps.only
+            if peer is not None:
+                done = NOOP_DONE
+            else:
+                if not eps.nodes:
+                    raise no_instances(spec.service)
+                peer, done = eps.pick(opts.hash_key, tried)
             try:
                 conn = peer.ready
                 if conn is None or conn._closing or conn.draining:
@@ -332,12 +387,20 @@ class Client:
                     conn.cancel_stream(sid)
                     raise
             except RpcError as exc:
+                if done is not NOOP_DONE:
+                    done(loop.time() - now, False)
                 if exc.not_processed and exc.code in _RESEND_CODES and attempt < MAX_TRANSPARENT_RETRIES:
                     attempt += 1
                     tried = peer
                     now = loop.time()
                     continue
                 raise
+            except BaseException:
+                if done is not NOOP_DONE:
+                    done(loop.time() - now, False)
+                raise
+            if done is not NOOP_DONE:
+                done(loop.time() - now, True)
             if not frame.flags:
                 try:
                     return spec.signature.decode_result_msgpack(frame.body)
@@ -428,7 +491,11 @@ class StreamCall:
         attempt = 0
         tried: Peer | None = None
         while True:
-            peer = client._pick(tried)
+            eps = client._endpoints_now(spec.service) or await client._endpoints(spec.service)
+            if not eps.nodes:
+                raise no_instances(spec.service)
+            peer, done = eps.pick(self._opts.hash_key, tried)
+            done(0.0, True)  # streams are long-lived: they do not feed latency to the balancer
             try:
                 conn = await peer.acquire()
                 return conn.open_stream(
@@ -523,7 +590,7 @@ class Proxy:
         """A proxy whose calls use these options; the original is unchanged."""
         opts = self._client._options(self._opts, timeout, metadata, compression, json)
         if hash_key is not None:
-            opts = self._client._options(opts, _UNSET, {"hash-key": hash_key}, None, None)
+            opts = msgspec.structs.replace(opts, hash_key=hash_key)
         return Proxy(self._client, self._service, opts)
 
     def __repr__(self) -> str:

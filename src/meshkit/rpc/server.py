@@ -11,6 +11,9 @@ from typing import Any
 
 import msgspec
 
+from meshkit.discovery import open_registry
+from meshkit.discovery.instance import Instance
+from meshkit.discovery.registry import Registry
 from meshkit.errors import FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
 from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
@@ -134,12 +137,14 @@ class Server:
         keepalive: KeepaliveConfig | None = SERVER_KEEPALIVE,
         ssl: _ssl.SSLContext | None = None,
         registry: str | None = None,
+        weight: int = 100,
         deadline_resolution: float = 0.005,
     ) -> None:
         if not services:
             raise ValueError("a Server needs at least one service")
-        if registry is not None:
-            raise NotImplementedError("registration in a registry arrives with issue #3")
+        self._registry: Registry | None = open_registry(registry) if registry is not None else None
+        self.instances: list[Instance] = []
+        self.weight = weight
         self.host = host
         self._port = port
         self.limits = limits or Limits()
@@ -182,6 +187,13 @@ class Server:
         await self._listener.start(self.host, self._port)
         self._started = True
         log.info("serving %s on %s", ", ".join(self._routes), self.address)
+        if self._registry is not None:
+            # Registered only once listening, so nobody is sent here before we can answer.
+            self.instances = [
+                Instance(service=name, host=self.host, port=self.port, weight=self.weight) for name in self._routes
+            ]
+            for instance in self.instances:
+                await self._registry.register(instance)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, send GOAWAY, wait up to ``grace`` seconds for calls in flight, then
@@ -189,6 +201,13 @@ class Server:
         if not self._started:
             return
         self._started = False
+        if self._registry is not None:
+            # Deregistered *before* draining: clients stop choosing us while we finish what we have.
+            for instance in self.instances:
+                try:
+                    await self._registry.deregister(instance)
+                except Exception as exc:  # noqa: BLE001 - the lease will expire; draining must go on
+                    log.warning("could not deregister %s: %s", instance.id, exc)
         cancelled = await self._listener.stop(grace)
         if self._wheel is not None:
             self._wheel.close()

@@ -1,0 +1,135 @@
+"""The instances a client can send one service's calls to: peers, a balancer, and discovery.
+
+Static targets (``Client(target=…)``) make one fixed set shared by every service. With a registry
+(``Client(registry=…)``) each service gets its own set, filled by ``resolve`` and kept current by
+``watch``; if the registry becomes unreachable the last known set stays ("unreachable is not
+empty"), and the watch is retried on the backoff schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+from meshkit.balance import NOOP_DONE, Done, make
+from meshkit.balance.base import Balancer
+from meshkit.discovery.instance import Instance
+from meshkit.discovery.registry import Registry
+from meshkit.errors import RpcError, StatusCode
+from meshkit.transport.backoff import Backoff
+from meshkit.transport.pool import Peer
+
+log = logging.getLogger("meshkit.discovery")
+
+#: How long a peer that left the registry keeps its connections for calls still in flight.
+RETIRE_GRACE = 30.0
+
+
+class PeerNode:
+    """A balancer node backed by a peer (Node protocol: ``key``, ``weight``)."""
+
+    __slots__ = ("instance", "key", "peer", "weight")
+
+    def __init__(self, key: str, weight: int, peer: Peer, instance: Instance | None) -> None:
+        self.key = key
+        self.weight = weight
+        self.peer = peer
+        self.instance = instance
+
+
+class Endpoints:
+    def __init__(self, name: str, balancer: str, make_peer: Callable[[str], Peer], rng: random.Random) -> None:
+        self.name = name
+        self._make_peer = make_peer
+        self.balancer: Balancer[PeerNode] = make(balancer, rng=rng)
+        self.nodes: list[PeerNode] = []
+        self.peers: dict[str, Peer] = {}
+        #: With exactly one node and a balancer that does not learn, calls skip the balancer.
+        self.only: Peer | None = None
+        self._learns = balancer in ("p2c", "consistent_hash")
+        self.ready = asyncio.Event()
+        self.resolved = False  # ready.is_set(), as a plain attribute for the hot path
+        self.watch_task: asyncio.Task[None] | None = None
+
+    def set_instances(self, entries: Sequence[tuple[str, str, int, Instance | None]]) -> None:
+        """Replace the set with (key, address, weight, instance) entries; reuse peers by address."""
+        wanted: dict[str, Peer] = {}
+        nodes = []
+        for key, address, weight, instance in entries:
+            peer = wanted.get(address) or self.peers.get(address) or self._make_peer(address)
+            wanted[address] = peer
+            nodes.append(PeerNode(key, weight, peer, instance))
+        for address, peer in self.peers.items():
+            if address not in wanted:
+                asyncio.get_running_loop().create_task(_retire(peer))  # never at construction
+        self.peers = wanted
+        self.nodes = nodes
+        self.balancer.update(nodes)
+        self.only = nodes[0].peer if len(nodes) == 1 and not self._learns else None
+        self.resolved = True
+        self.ready.set()
+
+    def pick(self, hash_key: str | None, avoid: Peer | None) -> tuple[Peer, Done]:
+        only = self.only
+        if only is not None:
+            return only, NOOP_DONE
+        node, done = self.balancer.pick(hash_key)
+        if (node.peer is avoid or not node.peer.available) and len(self.nodes) > 1:
+            # A peer in reconnect backoff (or the one that just refused): try the balancer again.
+            for _ in range(len(self.nodes)):
+                done(0.0, True)
+                node, done = self.balancer.pick(None)
+                if node.peer is not avoid and node.peer.available:
+                    break
+        return node.peer, done
+
+    async def close(self) -> None:
+        if self.watch_task is not None:
+            self.watch_task.cancel()
+        await asyncio.gather(*(p.close() for p in self.peers.values()))
+
+
+async def _retire(peer: Peer) -> None:
+    """Close a peer that left, once its calls in flight are done (or the grace period ends)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RETIRE_GRACE
+    while peer.in_flight and loop.time() < deadline:  # noqa: ASYNC110 - a bounded, rare poll
+        await asyncio.sleep(0.1)
+    await peer.close()
+
+
+def instance_entries(instances: Sequence[Instance]) -> list[tuple[str, str, int, Instance | None]]:
+    return [(i.id, i.address, i.weight, i) for i in instances if i.healthy and i.weight > 0]
+
+
+async def watch_service(registry: Registry, endpoints: Endpoints, backoff: Backoff) -> None:
+    """Keep ``endpoints`` equal to the registry's view; survive registry outages."""
+    while True:
+        watcher = registry.watch(endpoints.name)
+        try:
+            async for snapshot in watcher:
+                backoff.reset()
+                # An empty snapshot is the registry saying "none": apply it. An outage raises
+                # instead, and then the last set stays.
+                endpoints.set_instances(instance_entries(snapshot))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any registry failure: keep the last set, retry
+            delay = backoff.next_delay()
+            log.warning(
+                "watch of %s failed (%s); keeping %d known instances, retrying in %.1fs",
+                endpoints.name,
+                exc,
+                len(endpoints.nodes),
+                delay,
+            )
+            await asyncio.sleep(delay)
+        finally:
+            await watcher.close()
+        endpoints.ready.set()
+
+
+def no_instances(service: str) -> RpcError:
+    return RpcError(StatusCode.UNAVAILABLE, f"no instance of {service!r} is registered", not_processed=True)

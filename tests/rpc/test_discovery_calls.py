@@ -1,0 +1,101 @@
+"""Clients that find servers by service name through a registry (memory:// here)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+
+import pytest
+
+from meshkit import Client, RpcError, Server, Service, StatusCode, rpc
+from meshkit.discovery.memory import reset
+
+
+class Who(Service, name="who"):
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @rpc
+    async def am_i(self) -> str:
+        return self.label
+
+    @rpc
+    async def slow(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return self.label
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[Server]]:
+    reset()
+    started = [Server([Who(label)], middleware=[], registry="memory://d") for label in "ab"]
+    for s in started:
+        await s.start()
+    yield started
+    for s in started:
+        await s.stop(grace=1)
+
+
+async def test_calls_spread_over_registered_instances(servers: list[Server]) -> None:
+    async with Client(registry="memory://d", balancer="round_robin") as c:
+        got = collections.Counter([await c.proxy(Who).am_i() for _ in range(20)])
+    assert got == {"a": 10, "b": 10}
+
+
+@pytest.mark.parametrize("balancer", ["random", "weighted_random", "weighted_round_robin", "p2c"])
+async def test_every_balancer_reaches_every_instance(servers: list[Server], balancer: str) -> None:
+    async with Client(registry="memory://d", balancer=balancer) as c:
+        got = collections.Counter(await asyncio.gather(*(c.proxy(Who).am_i() for _ in range(200))))
+    assert set(got) == {"a", "b"}
+
+
+async def test_hash_key_pins_a_key_to_one_instance(servers: list[Server]) -> None:
+    async with Client(registry="memory://d", balancer="consistent_hash") as c:
+        for key in ("ann", "bob", "cid", "dan"):
+            p = c.proxy(Who).with_options(hash_key=key)
+            assert len({await p.am_i() for _ in range(10)}) == 1
+
+
+async def test_stopped_instance_stops_getting_calls_and_none_fail(servers: list[Server]) -> None:
+    async with Client(registry="memory://d", balancer="round_robin") as c:
+        who = c.proxy(Who)
+        assert {await who.am_i() for _ in range(4)} == {"a", "b"}
+        in_flight = [asyncio.create_task(who.slow(0.1)) for _ in range(20)]
+        await asyncio.sleep(0)
+        await servers[0].stop(grace=5)  # deregisters first, then drains
+        during = [asyncio.create_task(who.am_i()) for _ in range(50)]
+        results = await asyncio.gather(*in_flight, *during)
+        assert all(r in ("a", "b") for r in results)
+        assert {await who.am_i() for _ in range(10)} == {"b"}
+
+
+async def test_new_instance_is_picked_up_by_watch(servers: list[Server]) -> None:
+    async with Client(registry="memory://d", balancer="round_robin") as c:
+        who = c.proxy(Who)
+        assert {await who.am_i() for _ in range(4)} == {"a", "b"}
+        late = Server([Who("c")], middleware=[], registry="memory://d")
+        await late.start()
+        try:
+            for _ in range(100):  # the watch delivers on the next loop turns
+                await asyncio.sleep(0)
+            assert {await who.am_i() for _ in range(9)} == {"a", "b", "c"}
+        finally:
+            await late.stop(grace=1)
+
+
+async def test_no_instances_is_unavailable() -> None:
+    reset()
+    async with Client(registry="memory://empty") as c:
+        with pytest.raises(RpcError) as info:
+            await c.proxy(Who).am_i()
+    assert info.value.code is StatusCode.UNAVAILABLE and "who" in info.value.message
+
+
+def test_client_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="p2c"):
+        Client(registry="memory://x", balancer="fastest")
+    with pytest.raises(ValueError, match="exactly one"):
+        Client(target="127.0.0.1:1", registry="memory://x")
+    with pytest.raises(ValueError, match="exactly one"):
+        Client()
