@@ -54,7 +54,14 @@ class Endpoints:
         self.watch_task: asyncio.Task[None] | None = None
 
     def set_instances(self, entries: Sequence[tuple[str, str, int, Instance | None]]) -> None:
-        """Replace the set with (key, address, weight, instance) entries; reuse peers by address."""
+        """Replace the set with (key, address, weight, instance) entries; reuse peers by address.
+
+        A snapshot equal to the current set changes nothing (balancer state, such as a round-robin
+        position or latency averages, survives a watch that repeats itself)."""
+        if self.resolved and [(k, a, w) for k, a, w, _ in entries] == [
+            (n.key, n.peer.address, n.weight) for n in self.nodes
+        ]:
+            return
         wanted: dict[str, Peer] = {}
         nodes = []
         for key, address, weight, instance in entries:
