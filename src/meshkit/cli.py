@@ -57,7 +57,7 @@ def _setup_logging(level: str, access_log: bool) -> None:
 
 async def _serve(args: argparse.Namespace) -> int:
     services = [_load_service(s) for s in args.service]
-    server = Server(services, host=args.host, port=args.port)
+    server = Server(services, host=args.host, port=args.port, registry=args.registry)
     await server.start()
     print(f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}", flush=True)
     stop = asyncio.Event()
@@ -111,6 +111,24 @@ async def _call(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _registry(args: argparse.Namespace) -> int:
+    from meshkit.registry.service import RegistryService
+
+    service = RegistryService()
+    server = Server([service], host=args.host, port=args.port, middleware=[])
+    await server.start()
+    service.start()
+    print(f"meshkit: registry serving on {server.address} (clients: meshkit://{server.address})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await service.stop()
+    await server.stop(grace=1.0)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meshkit", description="meshkit: asyncio microservices with governance built in"
@@ -123,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7001, help="port to bind (0 picks a free one; default 7001)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM (default 5)")
+    p.add_argument("--registry", default=None, help="register in this registry (memory://, meshkit://HOST:PORT)")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument("--no-access-log", action="store_true", help="do not log a line per call")
 
@@ -133,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     p.add_argument("--stream", action="store_true", help="the method is server-streaming: print each message")
     p.add_argument("--metadata", "-m", action="append", help="KEY=VALUE request metadata (repeatable)")
+
+    p = sub.add_parser("registry", help="run the built-in registry server (clients use meshkit://HOST:PORT)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7070, help="port to bind (default 7070)")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
     sub.add_parser("bench", help="benchmark meshkit against gRPC and a raw asyncio echo", add_help=False)
     p = sub.add_parser("demo", help="run the demo system with a live view")
@@ -154,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_loop(_serve(args))
     if args.command == "call":
         return run_loop(_call(args))
+    if args.command == "registry":
+        _setup_logging(args.log_level, access_log=False)
+        return run_loop(_registry(args))
     if args.command == "demo":
         from meshkit.demo.runner import run_demo
 

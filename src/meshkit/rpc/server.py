@@ -208,6 +208,7 @@ class Server:
                     await self._registry.deregister(instance)
                 except Exception as exc:  # noqa: BLE001 - the lease will expire; draining must go on
                     log.warning("could not deregister %s: %s", instance.id, exc)
+            await self._registry.close()  # stops heartbeats: this server created it from the URL
         cancelled = await self._listener.stop(grace)
         if self._wheel is not None:
             self._wheel.close()

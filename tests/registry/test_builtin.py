@@ -1,0 +1,125 @@
+"""The built-in registry over real loopback: servers register, clients watch, leases expire."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+
+import pytest
+
+from meshkit import Client, Server, Service, rpc
+from meshkit.discovery import Instance, open_registry
+from meshkit.registry import BuiltinRegistry, RegistryService
+
+
+class Who(Service, name="who"):
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @rpc
+    async def am_i(self) -> str:
+        return self.label
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[tuple[Server, RegistryService, Clock]]:
+    clock = Clock()
+    service = RegistryService(clock=clock, evict_every=3600)  # eviction driven by the test
+    server = Server([service], middleware=[])
+    await server.start()
+    yield server, service, clock
+    await service.stop()
+    await server.stop(grace=1)
+
+
+async def test_servers_register_and_clients_find_them(registry: tuple[Server, RegistryService, Clock]) -> None:
+    reg_server, service, _ = registry
+    url = f"meshkit://{reg_server.address}"
+    servers = [Server([Who(label)], middleware=[], registry=url) for label in "ab"]
+    for s in servers:
+        await s.start()
+    try:
+        assert len(service.state.snapshot("who")) == 2
+        async with Client(registry=url, balancer="round_robin") as c:
+            got = collections.Counter([await c.proxy(Who).am_i() for _ in range(10)])
+            assert got == {"a": 5, "b": 5}
+            await servers[0].stop(grace=1)  # deregisters: the watch tells the client
+            for _ in range(200):
+                if len(service.state.snapshot("who")) == 1 and {await c.proxy(Who).am_i() for _ in range(4)} == {"b"}:
+                    break
+                await asyncio.sleep(0.01)
+            assert {await c.proxy(Who).am_i() for _ in range(6)} == {"b"}
+    finally:
+        for s in servers:
+            await s.stop(grace=1)
+
+
+async def test_expired_lease_is_evicted_and_watchers_hear_it(registry: tuple[Server, RegistryService, Clock]) -> None:
+    reg_server, service, clock = registry
+    backend = BuiltinRegistry(reg_server.address, ttl=5.0)
+    instance = Instance(service="svc", host="127.0.0.1", port=1234)
+    await backend.register(instance)
+    watcher = backend.watch("svc")
+    snapshots: list[list[str]] = []
+
+    async def consume() -> None:
+        async for snap in watcher:
+            snapshots.append([i.id for i in snap])
+            if not snap:
+                return
+
+    task = asyncio.create_task(consume())
+    for _ in range(200):
+        if snapshots:
+            break
+        await asyncio.sleep(0.01)
+    assert snapshots == [[instance.id]]
+    clock.now = 4.9
+    assert service.evict_now() == []  # not before the TTL
+    clock.now = 5.0
+    assert [i.id for i in service.evict_now()] == [instance.id]
+    await asyncio.wait_for(task, 5)
+    assert snapshots == [[instance.id], []]
+    await watcher.close()
+    await backend.close()
+
+
+async def test_unknown_lease_is_registered_again(registry: tuple[Server, RegistryService, Clock]) -> None:
+    reg_server, service, _ = registry
+    backend = BuiltinRegistry(reg_server.address, ttl=0.3)  # heartbeats every 0.1 s of real time
+    instance = Instance(service="svc", host="127.0.0.1", port=1234)
+    await backend.register(instance)
+    service.state.leases.clear()  # as after a registry restart
+    service.state._by_instance.clear()
+    for _ in range(300):
+        if service.state.snapshot("svc"):
+            break
+        await asyncio.sleep(0.01)
+    assert [i.id for i in service.state.snapshot("svc")] == [instance.id]
+    await backend.close()
+
+
+async def test_bad_registrations_are_refused(registry: tuple[Server, RegistryService, Clock]) -> None:
+    reg_server, _, _ = registry
+    async with Client(target=reg_server.address) as c:
+        from meshkit import RpcError, StatusCode
+
+        with pytest.raises(RpcError) as info:
+            await c.proxy(RegistryService).register(Instance(service="s", host="h", port=1), ttl=-1)
+        assert info.value.code is StatusCode.INVALID_ARGUMENT
+        with pytest.raises(RpcError) as info:
+            await c.proxy(RegistryService).register(Instance(service="", host="h", port=1))
+        assert info.value.code is StatusCode.INVALID_ARGUMENT
+
+
+def test_url_opens_the_builtin_backend() -> None:
+    assert isinstance(open_registry("meshkit://127.0.0.1:7070"), BuiltinRegistry)

@@ -1,0 +1,93 @@
+"""The registry's leases and self-preservation, driven by a number clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshkit.discovery import Instance
+from meshkit.registry.state import RegistryState
+
+
+def inst(n: int, service: str = "s") -> Instance:
+    return Instance(service=service, host="127.0.0.1", port=7000 + n, id=f"i{n}")
+
+
+def run(
+    state: RegistryState, leases: dict[int, int], alive: set[int], start: float, end: float, ttl: float
+) -> list[str]:
+    """Advance time in steps of ttl/3, renewing the alive instances; returns evicted ids in order."""
+    evicted: list[str] = []
+    t = start
+    while t <= end:
+        for n in alive:
+            assert state.renew(leases[n], t)
+        evicted += [i.id for i in state.evict(t)]
+        t += ttl / 3
+    return evicted
+
+
+def test_lease_expires_after_ttl_not_before() -> None:
+    s = RegistryState()
+    lease = s.register(inst(1), ttl=10, now=0)
+    assert s.evict(9.999) == []
+    assert [i.id for i in s.evict(10.0)] == ["i1"]
+    assert s.snapshot("s") == []
+    assert not s.renew(lease, 11)  # unknown now: the instance must register again
+
+
+def test_renewals_keep_it() -> None:
+    s = RegistryState()
+    lease = s.register(inst(1), ttl=10, now=0)
+    for t in range(1, 100, 3):
+        assert s.renew(lease, t)
+        assert s.evict(t) == []
+    assert len(s.snapshot("s")) == 1
+
+
+def test_reregistering_replaces_and_deregister_removes() -> None:
+    s = RegistryState()
+    s.register(inst(1), ttl=10, now=0)
+    s.register(inst(1), ttl=10, now=1)
+    assert len(s.leases) == 1
+    rev = s.revision
+    assert s.deregister("i1") is not None and s.revision == rev + 1
+    assert s.deregister("i1") is None
+    with pytest.raises(ValueError):
+        s.register(inst(2), ttl=0, now=0)
+
+
+def test_one_death_among_many_is_evicted() -> None:
+    s = RegistryState()
+    leases = {n: s.register(inst(n), ttl=10, now=0) for n in range(10)}
+    run(s, leases, set(range(10)), 1, 60, 10)
+    evicted = run(s, leases, set(range(1, 10)), 61, 90, 10)
+    assert evicted == ["i0"]
+    assert not s.preserving
+
+
+def test_mass_silence_triggers_self_preservation_and_recovery_ends_it() -> None:
+    s = RegistryState()
+    leases = {n: s.register(inst(n), ttl=10, now=0) for n in range(10)}
+    run(s, leases, set(range(10)), 1, 60, 10)
+    # A partition: nobody renews. Leases expire, yet nothing is evicted.
+    assert run(s, leases, set(), 61, 100, 10) == []
+    assert s.preserving and len(s.snapshot("s")) == 10
+    # Renewals come back (instances re-register after their renew was refused? no: still known).
+    run(s, leases, set(range(10)), 101, 200, 10)
+    assert not s.preserving and len(s.snapshot("s")) == 10
+
+
+def test_small_registries_do_not_preserve() -> None:
+    s = RegistryState(min_leases=4)
+    leases = {n: s.register(inst(n), ttl=10, now=0) for n in range(3)}
+    run(s, leases, set(range(3)), 1, 60, 10)
+    assert run(s, leases, {1, 2}, 61, 90, 10) == ["i0"]
+
+
+def test_snapshot_is_per_service_and_sorted() -> None:
+    s = RegistryState()
+    s.register(inst(2), ttl=10, now=0)
+    s.register(inst(1), ttl=10, now=0)
+    s.register(inst(3, "other"), ttl=10, now=0)
+    assert [i.id for i in s.snapshot("s")] == ["i1", "i2"]
+    assert s.services() == ["other", "s"]
