@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="run N seconds then exit (non-interactive)")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent callers driving the demo (default 8)")
     p.add_argument("--rate", type=float, default=200.0, help="target calls/s (0 = as fast as possible; default 200)")
+    p.add_argument("--kill-after", type=float, default=None, help="SIGKILL one inventory after N seconds")
     return parser
 
 
@@ -184,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from meshkit.demo.runner import run_demo
 
-        return run_demo(duration=args.duration, concurrency=args.concurrency, rate=args.rate)
+        return run_demo(
+            duration=args.duration, concurrency=args.concurrency, rate=args.rate, kill_after=args.kill_after
+        )
     return EXIT_USAGE
 
 

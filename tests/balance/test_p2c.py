@@ -83,3 +83,17 @@ def test_weight_scales_cost() -> None:
     b.update([N("a", 1), N("b", 4)])
     c = collections.Counter(b.pick()[0].key for _ in range(50))  # nothing finishes
     assert c["b"] > 2 * c["a"]
+
+
+def test_a_node_not_picked_for_a_while_is_probed() -> None:
+    clock = Clock()
+    b: P2CBalancer[N] = P2CBalancer(random.Random(1), clock, probe_after=1.0)
+    b.update(nodes(1, 1))
+    b.stats["a"].ewma, b.stats["a"].sampled = 0.001, True  # a looks much better than unsampled b
+    picks = []
+    for _ in range(300):
+        node, done = b.pick()
+        picks.append(node.key)
+        clock.now += 0.01
+        done(0.001 if node.key == "a" else 0.002, True)
+    assert 1 <= picks.count("b") <= 10  # b is tried about once a second, not starved, not flooded

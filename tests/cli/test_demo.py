@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,27 +15,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_demo_runs_and_stops_its_processes() -> None:
+def test_demo_runs_spreads_calls_survives_a_kill_and_stops_its_processes() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "meshkit", "demo", "--duration", "3", "--rate", "300"],
+        [sys.executable, "-m", "meshkit", "demo", "--duration", "6", "--rate", "300", "--kill-after", "3"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "inventory on 127.0.0.1:" in out and "order on 127.0.0.1:" in out
-    assert "calls/s=" in out
-    last = [line for line in out.splitlines() if line.startswith("t=")][-1]
-    ok = int(last.split("ok=")[1].split()[0])
-    assert ok > 300  # about 300 calls/s for 3 s, all successful
+    assert "registry on 127.0.0.1:" in out and "order on 127.0.0.1:" in out
+    pids = [int(m) for m in re.findall(r"inventory-\d on \S+ \(pid\s+(\d+)\)", out)]
+    assert len(pids) == 2
+    ticks = re.findall(r"t=\s*([\d.]+)s calls/s=.*?ok=(\d+) errors=(\{.*?\}) served_by:((?: inventory-\d+=\d+)*)", out)
+    served_before = {
+        int(p) for t, _, _, served in ticks if float(t) <= 3.0 for p in re.findall(r"inventory-(\d+)=", served)
+    }
+    served_after = {
+        int(p) for t, _, _, served in ticks if float(t) >= 5.0 for p in re.findall(r"inventory-(\d+)=", served)
+    }
+    assert served_before == set(pids)  # calls spread over both instances
+    assert served_after == {pids[1]}  # the killed one gets nothing any more
+    ok = int(ticks[-1][1])
+    assert ok > 1000  # about 300 calls/s for 6 s
     # Every child it started is gone.
-    for line in out.splitlines():
-        if "(pid " in line:
-            for part in line.split("(pid ")[1:]:
-                pid = int(part.split(")")[0])
-                assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+    for pid in [int(p) for p in re.findall(r"\(pid\s+(\d+)\)", out)]:
+        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -6,7 +6,8 @@ the same node) while still steering away from slow or busy nodes almost as well 
 The latency average decays with time (time constant ``tau``), so a node that was slow a minute ago
 is not punished forever; a failed call counts as at least ``failure_penalty`` seconds, so a node
 that fails fast does not look attractive. A new node starts at the mean of the others, not at zero,
-so it is not flooded the moment it appears.
+so it is not flooded the moment it appears; its first real sample replaces that guess, and a node
+not picked for ``probe_after`` seconds is picked once, so no node is starved of samples.
 """
 
 from __future__ import annotations
@@ -22,15 +23,20 @@ from meshkit.balance.base import Done, N, no_nodes, usable
 DEFAULT_TAU = 10.0
 DEFAULT_LATENCY = 0.010
 DEFAULT_FAILURE_PENALTY = 0.250
+#: A candidate not picked for this long is picked anyway: without it a node that never got a
+#: sample keeps its starting estimate and may never be tried (Kratos does the same, "force pick").
+DEFAULT_PROBE_AFTER = 1.0
 
 
 class _Stat:
-    __slots__ = ("ewma", "in_flight", "stamp")
+    __slots__ = ("ewma", "in_flight", "picked_at", "sampled", "stamp")
 
     def __init__(self, ewma: float, stamp: float) -> None:
         self.ewma = ewma
         self.in_flight = 0
         self.stamp = stamp
+        self.picked_at = stamp
+        self.sampled = False
 
 
 class P2CBalancer(Generic[N]):
@@ -40,7 +46,9 @@ class P2CBalancer(Generic[N]):
         clock: Callable[[], float] = time.monotonic,
         tau: float = DEFAULT_TAU,
         failure_penalty: float = DEFAULT_FAILURE_PENALTY,
+        probe_after: float = DEFAULT_PROBE_AFTER,
     ) -> None:
+        self._probe_after = probe_after
         if tau <= 0:
             raise ValueError(f"tau must be > 0, got {tau}")
         self._rng = rng or _random.Random()
@@ -74,8 +82,13 @@ class P2CBalancer(Generic[N]):
                 j += 1
             a, b = nodes[i], nodes[j]
             chosen = a if self.cost(a) <= self.cost(b) else b
+            other = b if chosen is a else a
+            now = self._clock()
+            if now - self.stats[other.key].picked_at > self._probe_after:
+                chosen = other
         stat = self.stats[chosen.key]
         stat.in_flight += 1
+        stat.picked_at = self._clock() if len(nodes) > 1 else stat.picked_at
         return chosen, self._done(stat)
 
     def _done(self, stat: _Stat) -> Done:
@@ -87,6 +100,10 @@ class P2CBalancer(Generic[N]):
             now = self._clock()
             w = math.exp(-max(0.0, now - stat.stamp) / self._tau)
             stat.stamp = now
+            if not stat.sampled:
+                stat.sampled = True  # the first real sample replaces the starting estimate
+                stat.ewma = latency
+                return
             # Peak-sensitive: a latency above the average replaces it at once; below, it decays in.
             stat.ewma = latency if latency > stat.ewma else stat.ewma * w + latency * (1 - w)
 

@@ -6,8 +6,10 @@ Every child process is started here and stopped here, by PID, on exit or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +27,8 @@ from meshkit.errors import RpcError
 from meshkit.rpc.client import Client
 from meshkit.transport.loop import run as run_loop
 
+_SERVING = re.compile(r"meshkit: (?:registry )?serving .*?on (\S+)")
+
 
 @dataclass
 class Child:
@@ -33,8 +37,8 @@ class Child:
     address: str
 
 
-def _spawn(name: str, service: str, env: dict[str, str] | None = None, timeout: float = 15.0) -> Child:
-    cmd = [sys.executable, "-m", "meshkit", "run", service, "--port", "0", "--no-access-log", "--log-level", "WARNING"]
+def _spawn(name: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 15.0) -> Child:
+    cmd = [sys.executable, "-m", "meshkit", *args, "--port", "0", "--log-level", "WARNING"]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -49,17 +53,18 @@ def _spawn(name: str, service: str, env: dict[str, str] | None = None, timeout: 
         line = proc.stdout.readline()
         if not line:
             break
-        if " on " in line and line.startswith("meshkit: serving"):
-            return Child(name, proc, line.rsplit(" on ", 1)[1].strip())
+        match = _SERVING.match(line)
+        if match:
+            return Child(name, proc, match.group(1))
     _stop([Child(name, proc, "?")])
     raise RuntimeError(f"demo: {name} did not start (exit code {proc.poll()})")
 
 
 def _stop(children: list[Child]) -> None:
-    for child in children:
+    """Stop in reverse start order (callers before callees, the registry last), each by PID."""
+    for child in reversed(children):
         if child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
-    for child in children:
         try:
             child.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -67,7 +72,22 @@ def _stop(children: list[Child]) -> None:
             child.process.wait()
 
 
-def _view(stats: RollingStats, children: list[Child], started: float, concurrency: int) -> Panel:
+class Spread:
+    """Which inventory instance served each call, per second (for the live view)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+
+    def record(self, now: float, instance: str) -> None:
+        self.seconds[int(now)][instance] += 1
+        for old in [s for s in self.seconds if s < int(now) - 5]:
+            del self.seconds[old]
+
+    def last_second(self, now: float) -> collections.Counter[str]:
+        return self.seconds.get(int(now) - 1, collections.Counter())
+
+
+def _view(stats: RollingStats, spread: Spread, children: list[Child], started: float, concurrency: int) -> Panel:
     now = time.monotonic()
     table = Table(show_header=True, header_style="bold")
     for col in ("calls/s", "p50 ms", "p99 ms", "error %", "total ok", "errors"):
@@ -83,16 +103,20 @@ def _view(stats: RollingStats, children: list[Child], started: float, concurrenc
         ", ".join(f"{k}={v}" for k, v in stats.total_errors.most_common()) or "0",
     )
     procs = Table(show_header=True, header_style="bold")
-    for col in ("process", "pid", "address", "state"):
+    for col in ("process", "pid", "address", "state", "calls/s served"):
         procs.add_column(col)
+    served = spread.last_second(now)
     for child in children:
         state = "running" if child.process.poll() is None else f"exited {child.process.returncode}"
-        procs.add_row(child.name, str(child.process.pid), child.address, state)
-    title = f"meshkit demo — client → order → inventory — {now - started:.0f}s, {concurrency} callers — Ctrl-C stops"
+        share = served.get(f"inventory-{child.process.pid}")
+        procs.add_row(child.name, str(child.process.pid), child.address, state, "" if share is None else str(share))
+    title = f"meshkit demo — client → order → 2 inventories — {now - started:.0f}s, {concurrency} callers — Ctrl-C"
     return Panel(Group(table, procs), title=title)
 
 
-async def _drive(target: str, stats: RollingStats, concurrency: int, rate: float, stop: asyncio.Event) -> None:
+async def _drive(
+    target: str, stats: RollingStats, spread: Spread, concurrency: int, rate: float, stop: asyncio.Event
+) -> None:
     client = Client(target=target, timeout=2.0, middleware=[])
     order = client.proxy(Order)
     rng = random.Random(7)
@@ -109,9 +133,10 @@ async def _drive(target: str, stats: RollingStats, concurrency: int, rate: float
             start = time.perf_counter()
             error = None
             try:
-                await order.place(
+                result = await order.place(
                     OrderRequest(customer=f"c{rng.randrange(1000)}", sku=rng.choice(SKUS), qty=rng.randint(1, 5))
                 )
+                spread.record(time.monotonic(), result.inventory)
             except RpcError as exc:
                 error = exc.code.name
             stats.record(time.monotonic(), time.perf_counter() - start, error)
@@ -122,54 +147,83 @@ async def _drive(target: str, stats: RollingStats, concurrency: int, rate: float
         await client.close()
 
 
-async def _main(duration: float | None, concurrency: int, rate: float, console: Console) -> int:
+async def _main(
+    duration: float | None, concurrency: int, rate: float, kill_after: float | None, console: Console
+) -> int:
     children: list[Child] = []
     try:
-        inventory = _spawn("inventory", "meshkit.demo.services:Inventory")
-        children.append(inventory)
-        order = _spawn("order", "meshkit.demo.services:Order", env={"INVENTORY_TARGET": inventory.address})
+        registry = _spawn("registry", ["registry"])
+        children.append(registry)
+        url = f"meshkit://{registry.address}"
+        service = "meshkit.demo.services:Inventory"
+        for n in (1, 2):
+            children.append(_spawn(f"inventory-{n}", ["run", service, "--registry", url, "--no-access-log"]))
+        order = _spawn(
+            "order",
+            ["run", "meshkit.demo.services:Order", "--no-access-log"],
+            env={"INVENTORY_REGISTRY": url},
+        )
         children.append(order)
         console.print(
-            f"[bold]meshkit demo[/]: inventory on {inventory.address} (pid {inventory.process.pid}), "
-            f"order on {order.address} (pid {order.process.pid})"
+            f"[bold]meshkit demo[/]: registry on {registry.address}, "
+            + ", ".join(f"{c.name} on {c.address} (pid {c.process.pid})" for c in children[1:]),
+            soft_wrap=True,
         )
         stats = RollingStats()
+        spread = Spread()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        driver = asyncio.create_task(_drive(order.address, stats, concurrency, rate, stop))
+        driver = asyncio.create_task(_drive(order.address, stats, spread, concurrency, rate, stop))
         started = time.monotonic()
+        if kill_after is not None:
+
+            def kill_one() -> None:
+                victim = children[1]
+                console.print(
+                    f"t={time.monotonic() - started:5.1f}s killing {victim.name} (pid {victim.process.pid})",
+                    soft_wrap=True,
+                )
+                victim.process.kill()
+
+            loop.call_later(kill_after, kill_one)
         interactive = console.is_terminal and duration is None
         if interactive:
-            with Live(_view(stats, children, started, concurrency), console=console, refresh_per_second=4) as live:
+            with Live(
+                _view(stats, spread, children, started, concurrency), console=console, refresh_per_second=4
+            ) as live:
                 while not stop.is_set():
                     await asyncio.sleep(0.25)
-                    live.update(_view(stats, children, started, concurrency))
+                    live.update(_view(stats, spread, children, started, concurrency))
         else:
             end = started + (duration if duration is not None else float("inf"))
             while not stop.is_set() and time.monotonic() < end:
                 await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))
                 now = time.monotonic()
                 p50, p99 = stats.percentile(now, 0.5), stats.percentile(now, 0.99)
+                served = " ".join(f"{k}={v}" for k, v in sorted(spread.last_second(now).items()))
                 console.print(
                     f"t={now - started:5.1f}s calls/s={stats.rate(now):7.0f} "
                     f"p50={'-' if p50 is None else f'{p50 * 1000:.2f}ms'} "
                     f"p99={'-' if p99 is None else f'{p99 * 1000:.2f}ms'} "
-                    f"ok={stats.total_ok} errors={dict(stats.total_errors)}"
+                    f"ok={stats.total_ok} errors={dict(stats.total_errors)} served_by: {served}",
+                    soft_wrap=True,
                 )
             stop.set()
         await driver
-        console.print(_view(stats, children, started, concurrency))
+        console.print(_view(stats, spread, children, started, concurrency))
         return 0 if stats.total_ok > 0 else 1
     finally:
         _stop(children)
 
 
-def run_demo(duration: float | None = None, concurrency: int = 8, rate: float = 200.0) -> int:
+def run_demo(
+    duration: float | None = None, concurrency: int = 8, rate: float = 200.0, kill_after: float | None = None
+) -> int:
     console = Console()
     try:
-        return run_loop(_main(duration, concurrency, rate, console))
+        return run_loop(_main(duration, concurrency, rate, kill_after, console))
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/]")
         return 1

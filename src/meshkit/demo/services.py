@@ -16,6 +16,7 @@ class Reservation(msgspec.Struct):
     sku: str
     qty: int
     left: int
+    served_by: str = ""
 
 
 class OrderRequest(msgspec.Struct):
@@ -29,6 +30,7 @@ class OrderResult(msgspec.Struct):
     sku: str
     qty: int
     stock_left: int
+    inventory: str = ""  # which inventory instance reserved the stock
 
 
 SKUS = ("apple", "pear", "plum", "fig", "kiwi")
@@ -39,6 +41,7 @@ class Inventory(Service, name="inventory"):
 
     def __init__(self) -> None:
         self.stock = dict.fromkeys(SKUS, 1000)
+        self.name = f"inventory-{os.getpid()}"
         self.latency = float(os.environ.get("MESHKIT_DEMO_INVENTORY_LATENCY", "0.0005"))
 
     @rpc
@@ -53,7 +56,7 @@ class Inventory(Service, name="inventory"):
             self.stock[sku] += 500  # the truck arrives
             raise RpcError(StatusCode.FAILED_PRECONDITION, f"{sku} is out of stock")
         self.stock[sku] -= qty
-        return Reservation(sku, qty, self.stock[sku])
+        return Reservation(sku, qty, self.stock[sku], self.name)
 
     @rpc
     async def stock_of(self, sku: str) -> int:
@@ -63,15 +66,20 @@ class Inventory(Service, name="inventory"):
 
 
 class Order(Service, name="order"):
-    """Places orders by reserving stock in ``inventory`` (found at $INVENTORY_TARGET)."""
+    """Places orders by reserving stock in ``inventory``, found through $INVENTORY_REGISTRY (a
+    registry URL) or at $INVENTORY_TARGET (host:port list)."""
 
     def __init__(self) -> None:
-        target = os.environ.get("INVENTORY_TARGET", "127.0.0.1:7001")
-        self.inventory = Client(target=target, middleware=[]).proxy(Inventory)
+        registry = os.environ.get("INVENTORY_REGISTRY")
+        if registry:
+            client = Client(registry=registry, middleware=[], balancer="p2c")
+        else:
+            client = Client(target=os.environ.get("INVENTORY_TARGET", "127.0.0.1:7001"), middleware=[])
+        self.inventory = client.proxy(Inventory)
         self.next_id = 0
 
     @rpc
     async def place(self, order: OrderRequest) -> OrderResult:
         reservation = await self.inventory.reserve(order.sku, order.qty)
         self.next_id += 1
-        return OrderResult(self.next_id, order.sku, order.qty, reservation.left)
+        return OrderResult(self.next_id, order.sku, order.qty, reservation.left, reservation.served_by)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import ssl as _ssl
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
@@ -272,8 +273,10 @@ class Client:
                     StatusCode.UNAVAILABLE, f"cannot resolve {service!r}: {exc}", not_processed=True
                 ) from None
             eps.set_instances(instance_entries(instances))
+            # A fresh, empty context: the watch must not inherit the deadline (or anything else)
+            # of the call that happened to resolve the service first.
             eps.watch_task = asyncio.get_running_loop().create_task(
-                watch_service(self._registry, eps, Backoff(self._backoff_policy))
+                watch_service(self._registry, eps, Backoff(self._backoff_policy)), context=contextvars.Context()
             )
         await eps.ready.wait()
         return eps
