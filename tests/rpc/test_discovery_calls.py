@@ -99,3 +99,32 @@ def test_client_options_are_checked() -> None:
         Client(target="127.0.0.1:1", registry="memory://x")
     with pytest.raises(ValueError, match="exactly one"):
         Client()
+
+
+class SickWho(Who, name="who"):
+    @rpc
+    async def am_i(self) -> str:
+        raise RpcError(StatusCode.UNAVAILABLE, "backend of this instance is down")
+
+
+async def test_failing_instance_is_ejected_after_five_failures(servers: list[Server]) -> None:
+    sick = Server([SickWho("sick")], middleware=[], registry="memory://d")
+    await sick.start()
+    try:
+        async with Client(registry="memory://d", balancer="round_robin") as c:
+            who = c.proxy(Who)
+            outcomes = []
+            for _ in range(60):
+                try:
+                    outcomes.append(await who.am_i())
+                except RpcError as exc:
+                    assert exc.code is StatusCode.UNAVAILABLE
+                    outcomes.append("error")
+            # Five consecutive failures of the sick instance eject it; after that, no failures.
+            assert outcomes.count("error") == 5
+            assert "error" not in outcomes[20:]
+            eps = c._services["who"]
+            sick_key = next(n.key for n in eps.nodes if n.peer.address == sick.address)
+            assert eps.outliers.is_ejected(sick_key, asyncio.get_running_loop().time())
+    finally:
+        await sick.stop(grace=1)

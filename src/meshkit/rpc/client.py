@@ -41,6 +41,16 @@ _COMPRESSED = int(Flags.COMPRESSED)
 MAX_TRANSPARENT_RETRIES = 2
 #: Not-processed refusals worth sending elsewhere; INVALID_ARGUMENT and the like would fail again.
 _RESEND_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
+#: Outcomes that say the instance is unwell (balancers learn from them, outlier ejection counts them).
+_INSTANCE_FAILURES = frozenset(
+    {
+        StatusCode.UNAVAILABLE,
+        StatusCode.DEADLINE_EXCEEDED,
+        StatusCode.INTERNAL,
+        StatusCode.UNKNOWN,
+        StatusCode.DATA_LOSS,
+    }
+)
 DEFAULT_TIMEOUT = 10.0
 #: Round-robin until discovery's p2c is wired to outlier ejection (issue #3); any of BALANCERS works.
 DEFAULT_BALANCER = "round_robin"
@@ -391,7 +401,8 @@ class Client:
                     raise
             except RpcError as exc:
                 if done is not NOOP_DONE:
-                    done(loop.time() - now, False)
+                    # Only failures of the instance count against it, not application errors.
+                    done(loop.time() - now, exc.code not in _INSTANCE_FAILURES)
                 if exc.not_processed and exc.code in _RESEND_CODES and attempt < MAX_TRANSPARENT_RETRIES:
                     attempt += 1
                     tried = peer

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from meshkit.balance import NOOP_DONE, Done, make
 from meshkit.balance.base import Balancer
+from meshkit.balance.outlier import OutlierDetector
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
 from meshkit.errors import RpcError, StatusCode
@@ -49,6 +50,7 @@ class Endpoints:
         #: With exactly one node and a balancer that does not learn, calls skip the balancer.
         self.only: Peer | None = None
         self._learns = balancer in ("p2c", "consistent_hash")
+        self.outliers = OutlierDetector()
         self.ready = asyncio.Event()
         self.resolved = False  # ready.is_set(), as a plain attribute for the hot path
         self.watch_task: asyncio.Task[None] | None = None
@@ -74,6 +76,7 @@ class Endpoints:
         self.peers = wanted
         self.nodes = nodes
         self.balancer.update(nodes)
+        self.outliers.update([n.key for n in nodes])
         self.only = nodes[0].peer if len(nodes) == 1 and not self._learns else None
         self.resolved = True
         self.ready.set()
@@ -82,20 +85,35 @@ class Endpoints:
         only = self.only
         if only is not None:
             return only, NOOP_DONE
+        now = asyncio.get_running_loop().time()
+        outliers = self.outliers
         node, done = self.balancer.pick(hash_key)
-        if (node.peer is avoid or not node.peer.available) and len(self.nodes) > 1:
-            # A peer in reconnect backoff (or the one that just refused): try the balancer again.
+        if len(self.nodes) > 1 and (
+            node.peer is avoid or not node.peer.available or outliers.is_ejected(node.key, now)
+        ):
+            # Ejected, in reconnect backoff, or the one that just refused: ask the balancer again.
             for _ in range(len(self.nodes)):
                 done(0.0, True)
                 node, done = self.balancer.pick(None)
-                if node.peer is not avoid and node.peer.available:
+                if node.peer is not avoid and node.peer.available and not outliers.is_ejected(node.key, now):
                     break
-        return node.peer, done
+        return node.peer, _reporting(done, outliers, node.key)
 
     async def close(self) -> None:
         if self.watch_task is not None:
             self.watch_task.cancel()
         await asyncio.gather(*(p.close() for p in self.peers.values()))
+
+
+def _reporting(done: Done, outliers: OutlierDetector, key: str) -> Done:
+    """The balancer's done, plus the outcome for outlier ejection."""
+
+    def report(latency: float, ok: bool) -> None:
+        done(latency, ok)
+        if outliers.record(key, ok, asyncio.get_running_loop().time()):
+            log.warning("ejected instance %s after consecutive failures", key)
+
+    return report
 
 
 async def _retire(peer: Peer) -> None:
