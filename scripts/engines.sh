@@ -1,6 +1,36 @@
 #!/usr/bin/env bash
 # Start (idempotently, on loopback) every engine the test suite needs and wait until each is ready.
-# The core (issue #2) needs none; discovery, resilience and observability add etcd, ZooKeeper,
-# Redis and Prometheus here.
+# Engines this machine kind does not start by itself are installed from Debian's packages.
 set -euo pipefail
-echo "no engines needed yet"
+
+log() { echo "engines: $*"; }
+
+apt_install() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        log "installing $2 from Debian's packages"
+        if [ ! -f /tmp/.meshkit-apt-updated ]; then apt-get update -qq && touch /tmp/.meshkit-apt-updated; fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    fi
+}
+
+wait_for() {  # wait_for NAME SECONDS COMMAND...
+    local name=$1 seconds=$2
+    shift 2
+    for _ in $(seq 1 $((seconds * 10))); do
+        if "$@" >/dev/null 2>&1; then log "$name is ready"; return 0; fi
+        sleep 0.1
+    done
+    log "$name did not become ready in ${seconds}s"; return 1
+}
+
+# etcd (CP registry backend): 127.0.0.1:2379, data in /tmp so each machine starts clean.
+apt_install etcd etcd-server
+if ! etcdctl --endpoints=http://127.0.0.1:2379 endpoint health >/dev/null 2>&1; then
+    log "starting etcd on 127.0.0.1:2379"
+    mkdir -p /tmp/meshkit-etcd
+    nohup etcd --name meshkit-ci --data-dir /tmp/meshkit-etcd \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster meshkit-ci=http://127.0.0.1:2380 >/tmp/meshkit-etcd.log 2>&1 &
+fi
+wait_for etcd 30 etcdctl --endpoints=http://127.0.0.1:2379 endpoint health

@@ -9,12 +9,13 @@ from meshkit.discovery.instance import Instance
 from meshkit.discovery.memory import MemoryRegistry
 from meshkit.discovery.registry import Registry, Watcher
 
-SCHEMES = ("memory", "meshkit")
+SCHEMES = ("memory", "meshkit", "etcd")
 
 
 def open_registry(url: str) -> Registry:
     """The registry a URL names: ``memory://[name]``, ``meshkit://host:port[,host:port]`` (the
-    built-in registry server); etcd (``etcd://``) and ZooKeeper (``zk://``) are the rest of issue #3."""
+    built-in registry server), ``etcd://h1:2379,h2:2379[/prefix]``. ZooKeeper (``zk://``) is still
+    to come (issue #3)."""
     parts = urlsplit(url)
     if parts.scheme == "memory":
         return MemoryRegistry(parts.netloc + parts.path)
@@ -23,7 +24,11 @@ def open_registry(url: str) -> Registry:
         # name (a plugin, as a third-party backend would be) rather than import it here.
         backend = importlib.import_module("meshkit.registry.backend")
         return backend.BuiltinRegistry(parts.netloc)  # type: ignore[no-any-return]
-    if parts.scheme in ("etcd", "zk"):
+    if parts.scheme == "etcd":
+        from meshkit.discovery.etcd import DEFAULT_PREFIX, EtcdRegistry
+
+        return EtcdRegistry(parts.netloc, prefix=parts.path or DEFAULT_PREFIX)
+    if parts.scheme in ("zk",):
         raise NotImplementedError(f"the {parts.scheme}:// registry backend is not built yet (issue #3)")
     raise ValueError(f"unknown registry URL {url!r}; expected one of: {', '.join(s + '://' for s in SCHEMES)}")
 

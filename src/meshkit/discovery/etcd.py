@@ -1,0 +1,208 @@
+"""``etcd://h1:2379,h2:2379[/prefix]``: real etcd v3 through its JSON gateway (CP, Raft).
+
+Each instance is a key ``{prefix}/{service}/{id}`` attached to its own lease; a task renews the
+lease every TTL/3 and, if etcd says the lease is gone (we were cut off longer than the TTL),
+grants a new one and writes the key again. A crashed or frozen process stops renewing and etcd
+deletes its key when the lease expires: no server-side eviction logic, no stale entries.
+
+A watch lists the prefix, then streams changes from the revision after that list; if etcd has
+compacted past it, the watch lists again. Endpoints are tried in order, so a dead member fails
+over to the next. CP means a partitioned minority refuses writes and reads rather than serving
+stale data; clients keep their last known instances meanwhile (see meshkit.rpc.endpoints).
+
+The HTTP client (httpx) is imported here only: ``pip install meshkit[etcd]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from meshkit.discovery.instance import Instance
+
+log = logging.getLogger("meshkit.discovery.etcd")
+
+DEFAULT_PREFIX = "/meshkit/services"
+DEFAULT_TTL = 10
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def _prefix_end(prefix: str) -> str:
+    """The range end that selects every key starting with ``prefix`` (last byte + 1)."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return base64.b64encode(bytes(raw)).decode()
+
+
+_decode_instance = msgspec.json.Decoder(Instance).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class EtcdError(Exception):
+    pass
+
+
+class EtcdRegistry:
+    def __init__(self, endpoints: str, prefix: str = DEFAULT_PREFIX, ttl: int = DEFAULT_TTL) -> None:
+        try:
+            import httpx
+        except ImportError:  # pragma: no cover - depends on the install
+            raise ImportError("the etcd:// registry needs httpx: pip install 'meshkit[etcd]'") from None
+        self._httpx = httpx
+        self._endpoints = [e if "://" in e else f"http://{e}" for e in endpoints.split(",") if e]
+        if not self._endpoints:
+            raise ValueError("etcd:// needs at least one HOST:PORT")
+        self._prefix = prefix.rstrip("/") or DEFAULT_PREFIX
+        self.ttl = max(2, int(ttl))
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None))
+        self._leases: dict[str, tuple[Instance, int]] = {}
+        self._keepalive: asyncio.Task[None] | None = None
+        self._preferred = 0
+
+    def _key(self, service: str, instance_id: str = "") -> str:
+        return f"{self._prefix}/{service}/{instance_id}"
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to the first endpoint that answers; the one that did is tried first next time."""
+        errors = []
+        n = len(self._endpoints)
+        for step in range(n):
+            index = (self._preferred + step) % n
+            try:
+                response = await self._http.post(f"{self._endpoints[index]}/v3/{path}", json=body)
+            except self._httpx.HTTPError as exc:
+                errors.append(f"{self._endpoints[index]}: {exc!r}")
+                continue
+            self._preferred = index
+            data: dict[str, Any] = response.json()
+            if response.status_code != 200 or "error" in data:
+                raise EtcdError(f"etcd {path} failed: {data.get('error') or data.get('message') or response.text}")
+            return data
+        raise EtcdError("no etcd endpoint answered: " + "; ".join(errors))
+
+    # -- registration ------------------------------------------------------------------------
+    async def _grant_and_put(self, instance: Instance) -> int:
+        lease = int((await self._post("lease/grant", {"TTL": self.ttl}))["ID"])
+        await self._post(
+            "kv/put",
+            {
+                "key": _b64(self._key(instance.service, instance.id)),
+                "value": _b64(_encode(instance).decode()),
+                "lease": lease,
+            },
+        )
+        return lease
+
+    async def register(self, instance: Instance) -> None:
+        lease = await self._grant_and_put(instance)
+        self._leases[instance.id] = (instance, lease)
+        if self._keepalive is None:
+            self._keepalive = asyncio.get_running_loop().create_task(self._keep_alive())
+
+    async def deregister(self, instance: Instance) -> None:
+        entry = self._leases.pop(instance.id, None)
+        if entry is not None:
+            await self._post("lease/revoke", {"ID": entry[1]})  # deletes the key with it
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            for instance_id, (instance, lease) in list(self._leases.items()):
+                try:
+                    result = (await self._post("lease/keepalive", {"ID": lease})).get("result", {})
+                    if int(result.get("TTL", 0)) <= 0:
+                        log.warning("etcd lease of %s/%s expired; registering again", instance.service, instance_id)
+                        if instance_id in self._leases:
+                            self._leases[instance_id] = (instance, await self._grant_and_put(instance))
+                except EtcdError as exc:
+                    log.warning("etcd keepalive failed: %s; retrying in %.1fs", exc, self.ttl / 3)
+
+    # -- discovery ---------------------------------------------------------------------------
+    async def _list(self, service: str) -> tuple[dict[str, Instance], int]:
+        prefix = self._key(service)
+        data = await self._post("kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)})
+        found = {}
+        for kv in data.get("kvs", []):
+            instance = _decode_instance(_unb64(kv["value"]))
+            found[instance.id] = instance
+        return found, int(data["header"]["revision"])
+
+    async def resolve(self, service: str) -> list[Instance]:
+        found, _ = await self._list(service)
+        return sorted(found.values(), key=lambda i: i.id)
+
+    def watch(self, service: str) -> EtcdWatcher:
+        return EtcdWatcher(self, service)
+
+    async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            await asyncio.gather(self._keepalive, return_exceptions=True)
+        await self._http.aclose()
+
+
+class EtcdWatcher:
+    def __init__(self, registry: EtcdRegistry, service: str) -> None:
+        self._registry = registry
+        self._service = service
+        self._closed = False
+        self._response: Any = None
+
+    def __aiter__(self) -> AsyncIterator[list[Instance]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[list[Instance]]:
+        reg = self._registry
+        prefix = reg._key(self._service)
+        while not self._closed:
+            current, revision = await reg._list(self._service)
+            yield sorted(current.values(), key=lambda i: i.id)
+            body = {
+                "create_request": {
+                    "key": _b64(prefix),
+                    "range_end": _prefix_end(prefix),
+                    "start_revision": revision + 1,
+                }
+            }
+            url = f"{reg._endpoints[reg._preferred]}/v3/watch"
+            async with reg._http.stream("POST", url, json=body) as response:
+                self._response = response
+                relist = False
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    result = json.loads(line).get("result", {})
+                    if result.get("compact_revision") or result.get("canceled"):
+                        relist = True  # history gone: list again from scratch
+                        break
+                    changed = False
+                    for event in result.get("events", []):
+                        kv = event["kv"]
+                        instance_id = _unb64(kv["key"]).decode().rsplit("/", 1)[-1]
+                        if event.get("type") == "DELETE":
+                            changed |= current.pop(instance_id, None) is not None
+                        else:
+                            current[instance_id] = _decode_instance(_unb64(kv["value"]))
+                            changed = True
+                    if changed:
+                        yield sorted(current.values(), key=lambda i: i.id)
+                if not relist and not self._closed:
+                    raise EtcdError("etcd closed the watch stream")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._response is not None:
+            await self._response.aclose()
