@@ -55,8 +55,8 @@ async def test_watch_sends_current_then_every_change_in_order() -> None:
 def test_unknown_and_unbuilt_schemes() -> None:
     with pytest.raises(ValueError, match="memory://"):
         open_registry("consul://x")
-    with pytest.raises(NotImplementedError, match="etcd"):
-        open_registry("etcd://127.0.0.1:2379")
+    with pytest.raises(NotImplementedError, match="zk"):
+        open_registry("zk://127.0.0.1:2181")
 
 
 def test_instance_defaults() -> None:
