@@ -34,3 +34,29 @@ if ! etcdctl --endpoints=http://127.0.0.1:2379 endpoint health >/dev/null 2>&1; 
         --initial-cluster meshkit-ci=http://127.0.0.1:2380 >/tmp/meshkit-etcd.log 2>&1 &
 fi
 wait_for etcd 30 etcdctl --endpoints=http://127.0.0.1:2379 endpoint health
+
+# ZooKeeper (CP registry backend): 127.0.0.1:2181, from Debian's zookeeper package (needs java).
+apt_install java default-jre-headless
+if [ ! -x /usr/share/zookeeper/bin/zkServer.sh ]; then
+    log "installing zookeeper from Debian's packages"
+    if [ ! -f /tmp/.meshkit-apt-updated ]; then apt-get update -qq && touch /tmp/.meshkit-apt-updated; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper >/dev/null
+fi
+zk_up() { (exec 3<>/dev/tcp/127.0.0.1/2181 && printf 'srvr' >&3 && grep -q Mode <&3) 2>/dev/null; }
+if ! zk_up; then
+    log "starting ZooKeeper on 127.0.0.1:2181"
+    mkdir -p /tmp/meshkit-zk/conf /tmp/meshkit-zk/data
+    cat >/tmp/meshkit-zk/conf/zoo.cfg <<CFG
+tickTime=1000
+dataDir=/tmp/meshkit-zk/data
+clientPort=2181
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=srvr,ruok
+maxSessionTimeout=60000
+CFG
+    cp /etc/zookeeper/conf/log4j.properties /tmp/meshkit-zk/conf/ 2>/dev/null || true
+    ZOOCFGDIR=/tmp/meshkit-zk/conf ZOO_LOG_DIR=/tmp/meshkit-zk nohup /usr/share/zookeeper/bin/zkServer.sh \
+        start-foreground /tmp/meshkit-zk/conf/zoo.cfg >/tmp/meshkit-zk/zk.log 2>&1 &
+fi
+wait_for zookeeper 60 zk_up

@@ -9,13 +9,12 @@ from meshkit.discovery.instance import Instance
 from meshkit.discovery.memory import MemoryRegistry
 from meshkit.discovery.registry import Registry, Watcher
 
-SCHEMES = ("memory", "meshkit", "etcd")
+SCHEMES = ("memory", "meshkit", "etcd", "zk")
 
 
 def open_registry(url: str) -> Registry:
     """The registry a URL names: ``memory://[name]``, ``meshkit://host:port[,host:port]`` (the
-    built-in registry server), ``etcd://h1:2379,h2:2379[/prefix]``. ZooKeeper (``zk://``) is still
-    to come (issue #3)."""
+    built-in registry server), ``etcd://h1:2379,h2:2379[/prefix]``, ``zk://h1:2181,h2:2181[/prefix]``."""
     parts = urlsplit(url)
     if parts.scheme == "memory":
         return MemoryRegistry(parts.netloc + parts.path)
@@ -28,8 +27,11 @@ def open_registry(url: str) -> Registry:
         from meshkit.discovery.etcd import DEFAULT_PREFIX, EtcdRegistry
 
         return EtcdRegistry(parts.netloc, prefix=parts.path or DEFAULT_PREFIX)
-    if parts.scheme in ("zk",):
-        raise NotImplementedError(f"the {parts.scheme}:// registry backend is not built yet (issue #3)")
+    if parts.scheme == "zk":
+        from meshkit.discovery.zookeeper import DEFAULT_PREFIX as ZK_PREFIX
+        from meshkit.discovery.zookeeper import ZooKeeperRegistry
+
+        return ZooKeeperRegistry(parts.netloc, prefix=parts.path or ZK_PREFIX)
     raise ValueError(f"unknown registry URL {url!r}; expected one of: {', '.join(s + '://' for s in SCHEMES)}")
 
 
