@@ -52,8 +52,8 @@ _INSTANCE_FAILURES = frozenset(
     }
 )
 DEFAULT_TIMEOUT = 10.0
-#: Round-robin until discovery's p2c is wired to outlier ejection (issue #3); any of BALANCERS works.
-DEFAULT_BALANCER = "round_robin"
+#: Power of two choices on latency and load: steers away from slow or busy instances by itself.
+DEFAULT_BALANCER = "p2c"
 CLIENT_KEEPALIVE = KeepaliveConfig()
 
 

@@ -47,9 +47,8 @@ class Endpoints:
         self.balancer: Balancer[PeerNode] = make(balancer, rng=rng)
         self.nodes: list[PeerNode] = []
         self.peers: dict[str, Peer] = {}
-        #: With exactly one node and a balancer that does not learn, calls skip the balancer.
+        #: With exactly one node there is nothing to choose: calls skip the balancer.
         self.only: Peer | None = None
-        self._learns = balancer in ("p2c", "consistent_hash")
         self.outliers = OutlierDetector()
         self.ready = asyncio.Event()
         self.resolved = False  # ready.is_set(), as a plain attribute for the hot path
@@ -77,7 +76,7 @@ class Endpoints:
         self.nodes = nodes
         self.balancer.update(nodes)
         self.outliers.update([n.key for n in nodes])
-        self.only = nodes[0].peer if len(nodes) == 1 and not self._learns else None
+        self.only = nodes[0].peer if len(nodes) == 1 else None
         self.resolved = True
         self.ready.set()
 
@@ -91,12 +90,22 @@ class Endpoints:
         if len(self.nodes) > 1 and (
             node.peer is avoid or not node.peer.available or outliers.is_ejected(node.key, now)
         ):
-            # Ejected, in reconnect backoff, or the one that just refused: ask the balancer again.
+            # Ejected, in reconnect backoff, or the one that just refused: ask the balancer again,
+            # and if it insists (p2c with two nodes always returns the cheaper), take the first
+            # acceptable node in order.
+            def acceptable(n: PeerNode) -> bool:
+                return n.peer is not avoid and n.peer.available and not outliers.is_ejected(n.key, now)
+
             for _ in range(len(self.nodes)):
                 done(0.0, True)
                 node, done = self.balancer.pick(None)
-                if node.peer is not avoid and node.peer.available and not outliers.is_ejected(node.key, now):
+                if acceptable(node):
                     break
+            else:
+                fallback = next((n for n in self.nodes if acceptable(n)), None)
+                if fallback is not None:
+                    done(0.0, True)
+                    node, done = fallback, NOOP_DONE
         return node.peer, _reporting(done, outliers, node.key)
 
     async def close(self) -> None:
