@@ -123,3 +123,48 @@ async def test_bad_registrations_are_refused(registry: tuple[Server, RegistrySer
 
 def test_url_opens_the_builtin_backend() -> None:
     assert isinstance(open_registry("meshkit://127.0.0.1:7070"), BuiltinRegistry)
+
+
+async def test_registry_restart_clients_keep_calling_and_everyone_comes_back() -> None:
+    service = RegistryService(evict_every=0.5)
+    registry = Server([service], middleware=[])
+    await registry.start()
+    service.start()
+    port = registry.port
+    url = f"meshkit://127.0.0.1:{port}?ttl=3"
+    servers = [Server([Who(label)], middleware=[], registry=url) for label in "ab"]
+    for s in servers:
+        await s.start()
+    try:
+        async with Client(registry=url, balancer="round_robin") as c:
+            who = c.proxy(Who)
+            assert {await who.am_i() for _ in range(4)} == {"a", "b"}
+            await service.stop()
+            await registry.stop(grace=0.1)  # the registry is gone
+            # Unreachable is not empty: calls keep flowing to the instances the client knows.
+            assert sorted(await asyncio.gather(*(who.am_i() for _ in range(20)))) == ["a"] * 10 + ["b"] * 10
+            # The registry comes back empty, on the same port.
+            service = RegistryService(evict_every=0.5)
+            registry = Server([service], port=port, middleware=[])
+            await registry.start()
+            service.start()
+            for _ in range(300):  # heartbeats find their leases unknown and register again
+                if len(service.state.snapshot("who")) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(service.state.snapshot("who")) == 2
+            assert {await who.am_i() for _ in range(6)} == {"a", "b"}
+            # The client watches again (on its backoff schedule) and sees a newcomer.
+            late = Server([Who("c")], middleware=[], registry=url)
+            servers.append(late)
+            await late.start()
+            for _ in range(400):
+                if len(c._services["who"].nodes) == 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert {await who.am_i() for _ in range(9)} == {"a", "b", "c"}
+    finally:
+        for s in servers:
+            await s.stop(grace=1)
+        await service.stop()
+        await registry.stop(grace=0.1)

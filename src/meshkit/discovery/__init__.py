@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.memory import MemoryRegistry
@@ -22,7 +22,9 @@ def open_registry(url: str) -> Registry:
         # The built-in registry's client speaks meshkit RPC, a layer above this one: load it by
         # name (a plugin, as a third-party backend would be) rather than import it here.
         backend = importlib.import_module("meshkit.registry.backend")
-        return backend.BuiltinRegistry(parts.netloc)  # type: ignore[no-any-return]
+        query = parse_qs(parts.query)
+        ttl = float(query["ttl"][0]) if "ttl" in query else backend.DEFAULT_TTL
+        return backend.BuiltinRegistry(parts.netloc, ttl=ttl)  # type: ignore[no-any-return]
     if parts.scheme == "etcd":
         from meshkit.discovery.etcd import DEFAULT_PREFIX, EtcdRegistry
 
