@@ -128,3 +128,21 @@ async def test_failing_instance_is_ejected_after_five_failures(servers: list[Ser
             assert eps.outliers.is_ejected(sick_key, asyncio.get_running_loop().time())
     finally:
         await sick.stop(grace=1)
+
+
+async def test_zone_preference_with_failover() -> None:
+    reset()
+    here = Server([Who("near")], middleware=[], registry="memory://z", zone="eu-1")
+    there = Server([Who("far")], middleware=[], registry="memory://z", zone="us-1")
+    await here.start()
+    await there.start()
+    try:
+        async with Client(registry="memory://z", zone="eu-1") as c:
+            assert {await c.proxy(Who).am_i() for _ in range(10)} == {"near"}
+            await here.stop(grace=1)  # the local zone empties: fail over to the others
+            for _ in range(100):
+                await asyncio.sleep(0)
+            assert {await c.proxy(Who).am_i() for _ in range(5)} == {"far"}
+    finally:
+        await here.stop(grace=1)
+        await there.stop(grace=1)

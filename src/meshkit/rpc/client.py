@@ -111,6 +111,7 @@ class Client:
         *,
         registry: str | None = None,
         balancer: str = DEFAULT_BALANCER,
+        zone: str = "",
         middleware: Sequence[Middleware] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         metadata: Mapping[str, MetadataValue] | None = None,
@@ -142,6 +143,7 @@ class Client:
         self._stream_window = stream_window
         self._pool_size = pool_size
         self._balancer = balancer
+        self._zone = zone
         self._rng = random.Random()
         self._registry: Registry | None = None
         self._services: dict[str, Endpoints] = {}
@@ -282,11 +284,12 @@ class Client:
                 raise RpcError(
                     StatusCode.UNAVAILABLE, f"cannot resolve {service!r}: {exc}", not_processed=True
                 ) from None
-            eps.set_instances(instance_entries(instances))
+            eps.set_instances(instance_entries(instances, self._zone))
             # A fresh, empty context: the watch must not inherit the deadline (or anything else)
             # of the call that happened to resolve the service first.
             eps.watch_task = asyncio.get_running_loop().create_task(
-                watch_service(self._registry, eps, Backoff(self._backoff_policy)), context=contextvars.Context()
+                watch_service(self._registry, eps, Backoff(self._backoff_policy), self._zone),
+                context=contextvars.Context(),
             )
         await eps.ready.wait()
         return eps

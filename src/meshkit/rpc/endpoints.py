@@ -134,11 +134,20 @@ async def _retire(peer: Peer) -> None:
     await peer.close()
 
 
-def instance_entries(instances: Sequence[Instance]) -> list[tuple[str, str, int, Instance | None]]:
-    return [(i.id, i.address, i.weight, i) for i in instances if i.healthy and i.weight > 0]
+def instance_entries(
+    instances: Sequence[Instance], zone: str = ""
+) -> list[tuple[str, str, int, Instance | None]]:
+    """Healthy instances with weight; with a ``zone``, only that zone's while it has any (zone
+    preference, failing over to every zone when the local one is empty)."""
+    healthy = [i for i in instances if i.healthy and i.weight > 0]
+    if zone:
+        local = [i for i in healthy if i.zone == zone]
+        if local:
+            healthy = local
+    return [(i.id, i.address, i.weight, i) for i in healthy]
 
 
-async def watch_service(registry: Registry, endpoints: Endpoints, backoff: Backoff) -> None:
+async def watch_service(registry: Registry, endpoints: Endpoints, backoff: Backoff, zone: str = "") -> None:
     """Keep ``endpoints`` equal to the registry's view; survive registry outages."""
     while True:
         watcher = registry.watch(endpoints.name)
@@ -147,7 +156,7 @@ async def watch_service(registry: Registry, endpoints: Endpoints, backoff: Backo
                 backoff.reset()
                 # An empty snapshot is the registry saying "none": apply it. An outage raises
                 # instead, and then the last set stays.
-                endpoints.set_instances(instance_entries(snapshot))
+                endpoints.set_instances(instance_entries(snapshot, zone))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any registry failure: keep the last set, retry

@@ -138,6 +138,7 @@ class Server:
         ssl: _ssl.SSLContext | None = None,
         registry: str | None = None,
         weight: int = 100,
+        zone: str = "",
         deadline_resolution: float = 0.005,
     ) -> None:
         if not services:
@@ -145,6 +146,7 @@ class Server:
         self._registry: Registry | None = open_registry(registry) if registry is not None else None
         self.instances: list[Instance] = []
         self.weight = weight
+        self.zone = zone
         self.host = host
         self._port = port
         self.limits = limits or Limits()
@@ -190,7 +192,8 @@ class Server:
         if self._registry is not None:
             # Registered only once listening, so nobody is sent here before we can answer.
             self.instances = [
-                Instance(service=name, host=self.host, port=self.port, weight=self.weight) for name in self._routes
+                Instance(service=name, host=self.host, port=self.port, weight=self.weight, zone=self.zone)
+                for name in self._routes
             ]
             for instance in self.instances:
                 await self._registry.register(instance)
