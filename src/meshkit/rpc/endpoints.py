@@ -134,9 +134,7 @@ async def _retire(peer: Peer) -> None:
     await peer.close()
 
 
-def instance_entries(
-    instances: Sequence[Instance], zone: str = ""
-) -> list[tuple[str, str, int, Instance | None]]:
+def instance_entries(instances: Sequence[Instance], zone: str = "") -> list[tuple[str, str, int, Instance | None]]:
     """Healthy instances with weight; with a ``zone``, only that zone's while it has any (zone
     preference, failing over to every zone when the local one is empty)."""
     healthy = [i for i in instances if i.healthy and i.weight > 0]

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from meshkit.discovery import open_registry
+from meshkit.discovery.health import HealthMonitor, HealthThresholds
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
 from meshkit.errors import FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
@@ -45,6 +46,9 @@ _COMPRESSED = int(Flags.COMPRESSED)
 _STREAM = int(Flags.STREAM)
 _DEADLINE_MSG = "deadline exceeded"
 _MD_CACHE_SIZE = 256
+#: Self-checks a registered server runs by default: only event-loop lag (1 s); memory and disk are
+#: opt-in because sensible limits depend on the deployment.
+DEFAULT_HEALTH = HealthThresholds()
 #: Servers ping idle clients less often than clients ping servers: a dead client costs little.
 SERVER_KEEPALIVE = KeepaliveConfig(interval=30.0, timeout=10.0)
 
@@ -139,6 +143,7 @@ class Server:
         registry: str | None = None,
         weight: int = 100,
         zone: str = "",
+        health: HealthThresholds | None = DEFAULT_HEALTH,
         deadline_resolution: float = 0.005,
     ) -> None:
         if not services:
@@ -147,6 +152,9 @@ class Server:
         self.instances: list[Instance] = []
         self.weight = weight
         self.zone = zone
+        self._health = (
+            HealthMonitor(health, self._health_changed) if health is not None and registry is not None else None
+        )
         self.host = host
         self._port = port
         self.limits = limits or Limits()
@@ -197,6 +205,8 @@ class Server:
             ]
             for instance in self.instances:
                 await self._registry.register(instance)
+            if self._health is not None:
+                self._health.start()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, send GOAWAY, wait up to ``grace`` seconds for calls in flight, then
@@ -204,6 +214,8 @@ class Server:
         if not self._started:
             return
         self._started = False
+        if self._health is not None:
+            await self._health.stop()
         if self._registry is not None:
             # Deregistered *before* draining: clients stop choosing us while we finish what we have.
             for instance in self.instances:
@@ -217,6 +229,20 @@ class Server:
             self._wheel.close()
         if cancelled:
             log.warning("stopped with %d calls cancelled after the %.1fs grace period", cancelled, grace)
+
+    async def _health_changed(self, healthy: bool, reasons: list[str]) -> None:
+        """A self-check changed: tell the registry, so clients stop (or resume) choosing us."""
+        if healthy:
+            log.info("healthy again; back in rotation")
+        else:
+            log.warning("unhealthy (%s); asking the registry to take us out of rotation", "; ".join(reasons))
+        assert self._registry is not None
+        self.instances = [msgspec.structs.replace(i, healthy=healthy) for i in self.instances]
+        for instance in self.instances:
+            try:
+                await self._registry.register(instance)
+            except Exception as exc:  # noqa: BLE001 - the next change tries again
+                log.warning("could not update %s in the registry: %s", instance.id, exc)
 
     async def __aenter__(self) -> Server:
         await self.start()
