@@ -28,21 +28,49 @@ log = logging.getLogger("meshkit.discovery")
 RETIRE_GRACE = 30.0
 
 
+#: New instances (those that join after the first snapshot) get their weight on a linear ramp over
+#: this many seconds, so a cold process (empty caches, unjitted paths, cold pools) is not handed
+#: its full share at once.
+DEFAULT_WARMUP = 10.0
+
+
 class PeerNode:
     """A balancer node backed by a peer (Node protocol: ``key``, ``weight``)."""
 
-    __slots__ = ("instance", "key", "peer", "weight")
+    __slots__ = ("full_weight", "instance", "joined_at", "key", "peer", "weight")
 
     def __init__(self, key: str, weight: int, peer: Peer, instance: Instance | None) -> None:
         self.key = key
         self.weight = weight
+        self.full_weight = weight
+        self.joined_at: float | None = None  # set while warming up
         self.peer = peer
         self.instance = instance
 
+    def ramp(self, now: float, warmup: float) -> bool:
+        """Update the weight on the warm-up ramp; False once fully warm."""
+        if self.joined_at is None:
+            return False
+        progress = (now - self.joined_at) / warmup
+        if progress >= 1:
+            self.weight, self.joined_at = self.full_weight, None
+            return False
+        self.weight = max(1, round(self.full_weight * progress))
+        return True
+
 
 class Endpoints:
-    def __init__(self, name: str, balancer: str, make_peer: Callable[[str], Peer], rng: random.Random) -> None:
+    def __init__(
+        self,
+        name: str,
+        balancer: str,
+        make_peer: Callable[[str], Peer],
+        rng: random.Random,
+        warmup: float = DEFAULT_WARMUP,
+    ) -> None:
         self.name = name
+        self.warmup = warmup
+        self._ramp_timer: asyncio.TimerHandle | None = None
         self._make_peer = make_peer
         self.balancer: Balancer[PeerNode] = make(balancer, rng=rng)
         self.nodes: list[PeerNode] = []
@@ -60,15 +88,26 @@ class Endpoints:
         A snapshot equal to the current set changes nothing (balancer state, such as a round-robin
         position or latency averages, survives a watch that repeats itself)."""
         if self.resolved and [(k, a, w) for k, a, w, _ in entries] == [
-            (n.key, n.peer.address, n.weight) for n in self.nodes
+            (n.key, n.peer.address, n.full_weight) for n in self.nodes
         ]:
             return
+        known = {n.key: n for n in self.nodes}
+        warming = False
+        now = asyncio.get_running_loop().time() if self.resolved and self.warmup > 0 else 0.0
         wanted: dict[str, Peer] = {}
         nodes = []
         for key, address, weight, instance in entries:
             peer = wanted.get(address) or self.peers.get(address) or self._make_peer(address)
             wanted[address] = peer
-            nodes.append(PeerNode(key, weight, peer, instance))
+            node = PeerNode(key, weight, peer, instance)
+            old = known.get(key)
+            if old is not None:
+                node.joined_at = old.joined_at
+            elif self.resolved and self.warmup > 0:
+                node.joined_at = now  # a newcomer: start on the ramp
+            if node.joined_at is not None:
+                warming |= node.ramp(now or asyncio.get_running_loop().time(), self.warmup)
+            nodes.append(node)
         for address, peer in self.peers.items():
             if address not in wanted:
                 asyncio.get_running_loop().create_task(_retire(peer))  # never at construction
@@ -79,6 +118,19 @@ class Endpoints:
         self.only = nodes[0].peer if len(nodes) == 1 else None
         self.resolved = True
         self.ready.set()
+        if warming and self._ramp_timer is None:
+            self._ramp_timer = asyncio.get_running_loop().call_later(self.warmup / 10, self._ramp)
+
+    def _ramp(self) -> None:
+        """Raise the newcomers' weights one step; the balancer sees the new weights."""
+        self._ramp_timer = None
+        now = asyncio.get_running_loop().time()
+        warming = False
+        for node in self.nodes:
+            warming |= node.ramp(now, self.warmup)
+        self.balancer.update(self.nodes)
+        if warming:
+            self._ramp_timer = asyncio.get_running_loop().call_later(self.warmup / 10, self._ramp)
 
     def pick(self, hash_key: str | None, avoid: Peer | None) -> tuple[Peer, Done]:
         only = self.only
@@ -109,6 +161,8 @@ class Endpoints:
         return node.peer, _reporting(done, outliers, node.key)
 
     async def close(self) -> None:
+        if self._ramp_timer is not None:
+            self._ramp_timer.cancel()
         if self.watch_task is not None:
             self.watch_task.cancel()
         await asyncio.gather(*(p.close() for p in self.peers.values()))
