@@ -118,12 +118,21 @@ async def _registry(args: argparse.Namespace) -> int:
     server = Server([service], host=args.host, port=args.port, middleware=[])
     await server.start()
     service.start()
+    http = None
+    if args.http_port is not None:
+        from meshkit.registry.http import RegistryHttp
+
+        http = RegistryHttp(service)
+        await http.start(args.host, args.http_port)
+        print(f"meshkit: registry HTTP API on http://{args.host}:{http.port}/v1/", flush=True)
     print(f"meshkit: registry serving on {server.address} (clients: meshkit://{server.address})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if http is not None:
+        await http.stop()
     await service.stop()
     await server.stop(grace=1.0)
     return 0
@@ -156,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("registry", help="run the built-in registry server (clients use meshkit://HOST:PORT)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7070, help="port to bind (default 7070)")
+    p.add_argument("--http-port", type=int, default=None, help="also serve the HTTP/JSON API on this port")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
     sub.add_parser("bench", help="benchmark meshkit against gRPC and a raw asyncio echo", add_help=False)

@@ -33,6 +33,7 @@ class RegistryService(Service, name="registry"):
         self._clock = clock
         self._evict_every = evict_every
         self._changed: dict[str, asyncio.Future[None]] = {}
+        self._revisions: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -62,10 +63,18 @@ class RegistryService(Service, name="registry"):
             log.warning("self-preservation: renewals are below 85%% of expected; not evicting")
         return evicted
 
+    def service_revision(self, service: str) -> int:
+        """Bumped on every change of ``service`` (long-polling HTTP watchers compare it)."""
+        return self._revisions.get(service, 0)
+
     def _notify(self, service: str) -> None:
+        self._revisions[service] = self._revisions.get(service, 0) + 1
         fut = self._changed.pop(service, None)
         if fut is not None and not fut.done():
             fut.set_result(None)
+
+    def change_future(self, service: str) -> asyncio.Future[None]:
+        return self._change_future(service)
 
     def _change_future(self, service: str) -> asyncio.Future[None]:
         fut = self._changed.get(service)
