@@ -1,0 +1,121 @@
+"""A frozen instance (SIGSTOP) leaves every registry within its TTL, and a live one never does.
+
+Real processes, real engines (etcd, ZooKeeper from scripts/engines.sh; the built-in registry in the
+test process). TTL 3 s; renewals every TTL/3, so the instance leaves between 2/3 TTL and TTL after
+it froze, plus the backend's expiry granularity. The measured delays are printed (-s) and recorded
+in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from meshkit import Server
+from meshkit.discovery import open_registry
+from meshkit.registry import RegistryService
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+TTL = 3.0
+
+
+def _require(port: int, name: str) -> None:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        pytest.fail(f"{name} is not running on 127.0.0.1:{port}; start it with: bash scripts/engines.sh")
+
+
+@pytest.fixture(params=["meshkit", "etcd", "zk"])
+async def registry_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    prefix = f"/meshkit-test/{uuid.uuid4().hex}"
+    if request.param == "meshkit":
+        service = RegistryService(evict_every=0.1)
+        server = Server([service], middleware=[])
+        await server.start()
+        service.start()
+        yield f"meshkit://{server.address}?ttl={TTL}"
+        await service.stop()
+        await server.stop(grace=0.1)
+    elif request.param == "etcd":
+        _require(2379, "etcd")
+        yield f"etcd://127.0.0.1:2379{prefix}?ttl={int(TTL)}"
+    else:
+        _require(2181, "ZooKeeper")
+        yield f"zk://127.0.0.1:2181{prefix}?ttl={TTL}"
+
+
+def _start_instance(url: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "meshkit",
+            "run",
+            "tests.rpc.services:Greeter",
+            "--port",
+            "0",
+            "--registry",
+            url,
+            "--no-access-log",
+            "--log-level",
+            "ERROR",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("meshkit: serving"), line
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+async def test_frozen_instance_leaves_within_its_ttl(registry_url: str) -> None:
+    # In a thread: the built-in registry runs on this loop and must answer the registrations.
+    (frozen, frozen_port), (alive, alive_port) = await asyncio.gather(
+        asyncio.to_thread(_start_instance, registry_url), asyncio.to_thread(_start_instance, registry_url)
+    )
+    registry = open_registry(registry_url)
+    try:
+        for _ in range(100):
+            if len(await registry.resolve("greeter")) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert {i.port for i in await registry.resolve("greeter")} == {frozen_port, alive_port}
+        os.kill(frozen.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        while True:
+            ports = {i.port for i in await registry.resolve("greeter")}
+            elapsed = time.monotonic() - stopped
+            assert alive_port in ports, "a live instance was removed"
+            if frozen_port not in ports:
+                break
+            assert elapsed < TTL + 3.0, f"frozen instance still listed after {elapsed:.1f}s"
+            await asyncio.sleep(0.05)
+        print(f"\n{registry_url.split(':')[0]}: frozen instance removed {elapsed:.2f}s after SIGSTOP (TTL {TTL}s)")
+        assert elapsed >= TTL * 0.6, f"removed after only {elapsed:.2f}s: before its TTL could have run out"
+        # The live one stays for several more TTLs.
+        await asyncio.sleep(TTL * 1.5)
+        assert {i.port for i in await registry.resolve("greeter")} == {alive_port}
+    finally:
+        await registry.close()
+        for proc in (frozen, alive):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
