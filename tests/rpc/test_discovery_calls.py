@@ -146,3 +146,13 @@ async def test_zone_preference_with_failover() -> None:
     finally:
         await here.stop(grace=1)
         await there.stop(grace=1)
+
+
+async def test_balancer_chosen_per_call(servers: list[Server]) -> None:
+    async with Client(registry="memory://d", balancer="p2c") as c:
+        rr = c.proxy(Who).with_options(balancer="round_robin")
+        assert collections.Counter([await rr.am_i() for _ in range(10)]) == {"a": 5, "b": 5}
+        pinned = c.proxy(Who).with_options(balancer="consistent_hash", hash_key="ann")
+        assert len({await pinned.am_i() for _ in range(10)}) == 1
+        with pytest.raises(ValueError, match="round_robin"):
+            c.proxy(Who).with_options(balancer="fastest")

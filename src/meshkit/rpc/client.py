@@ -91,6 +91,7 @@ class _Options(msgspec.Struct, frozen=True):
     compression: bool
     json: bool
     hash_key: str | None = None
+    balancer: str | None = None  # per-call choice; None: the client's
     plain: bool = False  # msgpack, uncompressed: the fast path
 
     def __post_init__(self) -> None:
@@ -237,6 +238,7 @@ class Client:
             base.compression if compression is None else compression,
             base.json if json is None else json,
             base.hash_key,
+            base.balancer,
         )
 
     def _make_peer(self, address: str) -> Peer:
@@ -378,7 +380,7 @@ class Client:
             else:
                 if not eps.nodes:
                     raise no_instances(spec.service)
-                peer, done = eps.pick(opts.hash_key, tried)
+                peer, done = eps.pick(opts.hash_key, tried, opts.balancer)
             try:
                 conn = peer.ready
                 if conn is None or conn._closing or conn.draining:
@@ -511,7 +513,7 @@ class StreamCall:
             eps = client._endpoints_now(spec.service) or await client._endpoints(spec.service)
             if not eps.nodes:
                 raise no_instances(spec.service)
-            peer, done = eps.pick(self._opts.hash_key, tried)
+            peer, done = eps.pick(self._opts.hash_key, tried, self._opts.balancer)
             done(0.0, True)  # streams are long-lived: they do not feed latency to the balancer
             try:
                 conn = await peer.acquire()
@@ -603,11 +605,16 @@ class Proxy:
         compression: bool | None = None,
         json: bool | None = None,
         hash_key: str | None = None,
+        balancer: str | None = None,
     ) -> Proxy:
         """A proxy whose calls use these options; the original is unchanged."""
         opts = self._client._options(self._opts, timeout, metadata, compression, json)
         if hash_key is not None:
             opts = msgspec.structs.replace(opts, hash_key=hash_key)
+        if balancer is not None:
+            if balancer not in BALANCERS:
+                raise ValueError(f"unknown balancer {balancer!r}; choose one of: {', '.join(BALANCERS)}")
+            opts = msgspec.structs.replace(opts, balancer=balancer)
         return Proxy(self._client, self._service, opts)
 
     def __repr__(self) -> str:

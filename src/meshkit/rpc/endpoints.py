@@ -73,6 +73,9 @@ class Endpoints:
         self._ramp_timer: asyncio.TimerHandle | None = None
         self._make_peer = make_peer
         self.balancer: Balancer[PeerNode] = make(balancer, rng=rng)
+        self._name = balancer
+        self._rng = rng
+        self._extra_balancers: dict[str, Balancer[PeerNode]] = {}
         self.nodes: list[PeerNode] = []
         self.peers: dict[str, Peer] = {}
         #: With exactly one node there is nothing to choose: calls skip the balancer.
@@ -114,6 +117,8 @@ class Endpoints:
         self.peers = wanted
         self.nodes = nodes
         self.balancer.update(nodes)
+        for extra in self._extra_balancers.values():
+            extra.update(nodes)
         self.outliers.update([n.key for n in nodes])
         self.only = nodes[0].peer if len(nodes) == 1 else None
         self.resolved = True
@@ -129,16 +134,27 @@ class Endpoints:
         for node in self.nodes:
             warming |= node.ramp(now, self.warmup)
         self.balancer.update(self.nodes)
+        for extra in self._extra_balancers.values():
+            extra.update(self.nodes)
         if warming:
             self._ramp_timer = asyncio.get_running_loop().call_later(self.warmup / 10, self._ramp)
 
-    def pick(self, hash_key: str | None, avoid: Peer | None) -> tuple[Peer, Done]:
+    def _balancer_named(self, name: str) -> Balancer[PeerNode]:
+        """A per-call balancer (``with_options(balancer=…)``), built once per name and kept current."""
+        balancer = self._extra_balancers.get(name)
+        if balancer is None:
+            balancer = self._extra_balancers[name] = make(name, rng=self._rng)
+            balancer.update(self.nodes)
+        return balancer
+
+    def pick(self, hash_key: str | None, avoid: Peer | None, name: str | None = None) -> tuple[Peer, Done]:
         only = self.only
         if only is not None:
             return only, NOOP_DONE
         now = asyncio.get_running_loop().time()
         outliers = self.outliers
-        node, done = self.balancer.pick(hash_key)
+        chosen = self.balancer if name is None or name == self._name else self._balancer_named(name)
+        node, done = chosen.pick(hash_key)
         if len(self.nodes) > 1 and (
             node.peer is avoid or not node.peer.available or outliers.is_ejected(node.key, now)
         ):
@@ -150,7 +166,7 @@ class Endpoints:
 
             for _ in range(len(self.nodes)):
                 done(0.0, True)
-                node, done = self.balancer.pick(None)
+                node, done = chosen.pick(None)
                 if acceptable(node):
                     break
             else:

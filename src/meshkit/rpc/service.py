@@ -99,6 +99,7 @@ class Service:
         compression: bool | None = None,
         json: bool | None = None,
         hash_key: str | None = None,
+        balancer: str | None = None,
     ) -> Self:
         """On a client proxy, a proxy whose calls use these options. Declared here so that type
         checkers see it on ``client.proxy(Service)``; calling it on a real service is a mistake."""
