@@ -1,0 +1,113 @@
+"""Private engine instances for tests that must stop or restart an engine (never the shared one)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def _wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"private engine did not open port {port} within {timeout}s")
+
+
+class PrivateEtcd:
+    """etcd on its own ports and data dir; ``stop``/``start`` keep the data (a restart)."""
+
+    def __init__(self, client_port: int = 23791, peer_port: int = 23792) -> None:
+        if shutil.which("etcd") is None:
+            raise RuntimeError("etcd is not installed; run: bash scripts/engines.sh")
+        self.port = client_port
+        self._peer = peer_port
+        self._dir = tempfile.mkdtemp(prefix="meshkit-etcd-")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        url, peer = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self._peer}"
+        self._proc = subprocess.Popen(
+            [
+                "etcd",
+                "--name",
+                "private",
+                "--data-dir",
+                self._dir,
+                "--listen-client-urls",
+                url,
+                "--advertise-client-urls",
+                url,
+                "--listen-peer-urls",
+                peer,
+                "--initial-advertise-peer-urls",
+                peer,
+                "--initial-cluster",
+                f"private={peer}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_port(self.port, 30)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            self._proc.wait(timeout=30)
+        self._proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class PrivateZooKeeper:
+    """A standalone ZooKeeper on its own port and data dir."""
+
+    SCRIPT = Path("/usr/share/zookeeper/bin/zkServer.sh")
+
+    def __init__(self, port: int = 21811) -> None:
+        if not self.SCRIPT.exists():
+            raise RuntimeError("ZooKeeper is not installed; run: bash scripts/engines.sh")
+        self.port = port
+        self._dir = Path(tempfile.mkdtemp(prefix="meshkit-zk-"))
+        (self._dir / "data").mkdir()
+        (self._dir / "conf").mkdir()
+        (self._dir / "conf" / "zoo.cfg").write_text(
+            f"tickTime=500\ndataDir={self._dir / 'data'}\nclientPort={port}\nclientPortAddress=127.0.0.1\n"
+            "admin.enableServer=false\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n"
+        )
+        log4j = Path("/etc/zookeeper/conf/log4j.properties")
+        if log4j.exists():
+            shutil.copy(log4j, self._dir / "conf")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "ZOOCFGDIR": str(self._dir / "conf"), "ZOO_LOG_DIR": str(self._dir)}
+        self._proc = subprocess.Popen(
+            [str(self.SCRIPT), "start-foreground", str(self._dir / "conf" / "zoo.cfg")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        _wait_port(self.port, 60)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGTERM)
+            self._proc.wait(timeout=30)
+        self._proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
