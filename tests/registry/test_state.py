@@ -91,3 +91,9 @@ def test_snapshot_is_per_service_and_sorted() -> None:
     s.register(inst(3, "other"), ttl=10, now=0)
     assert [i.id for i in s.snapshot("s")] == ["i1", "i2"]
     assert s.services() == ["other", "s"]
+
+
+def test_lease_ids_do_not_repeat_across_restarts() -> None:
+    first = RegistryState().register(inst(1), ttl=10, now=0)
+    second = RegistryState().register(inst(2), ttl=10, now=0)  # a restarted registry
+    assert first != second

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import secrets
 from dataclasses import dataclass, field
 
 from meshkit.discovery.instance import Instance
@@ -48,7 +49,9 @@ class RegistryState:
     preserving: bool = False
     _by_instance: dict[str, int] = field(default_factory=dict)
     _renewed: collections.deque[float] = field(default_factory=collections.deque)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Lease ids start at a random point: after a restart, a heartbeat for an old lease must come
+    # back "unknown" rather than renew somebody else's new lease that happens to share its number.
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(secrets.randbits(40) << 12))
 
     def register(self, instance: Instance, ttl: float, now: float) -> int:
         """Lease ``instance`` for ``ttl`` seconds; re-registering the same instance id replaces it."""
