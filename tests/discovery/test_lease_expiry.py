@@ -1,4 +1,5 @@
-"""A frozen instance (SIGSTOP) leaves every registry within its TTL, and a live one never does.
+"""A frozen (SIGSTOP) or killed (SIGKILL) instance leaves every registry within its TTL, and a live
+one never does.
 
 Real processes, real engines (etcd, ZooKeeper from scripts/engines.sh; the built-in registry in the
 test process). TTL 3 s; renewals every TTL/3, so the instance leaves between 2/3 TTL and TTL after
@@ -83,7 +84,8 @@ def _start_instance(url: str) -> tuple[subprocess.Popen[str], int]:
     return proc, int(line.rsplit(":", 1)[1])
 
 
-async def test_frozen_instance_leaves_within_its_ttl(registry_url: str) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGSTOP, signal.SIGKILL], ids=["SIGSTOP", "SIGKILL"])
+async def test_dead_or_frozen_instance_leaves_within_its_ttl(registry_url: str, sig: signal.Signals) -> None:
     # In a thread: the built-in registry runs on this loop and must answer the registrations.
     (frozen, frozen_port), (alive, alive_port) = await asyncio.gather(
         asyncio.to_thread(_start_instance, registry_url), asyncio.to_thread(_start_instance, registry_url)
@@ -95,7 +97,7 @@ async def test_frozen_instance_leaves_within_its_ttl(registry_url: str) -> None:
                 break
             await asyncio.sleep(0.1)
         assert {i.port for i in await registry.resolve("greeter")} == {frozen_port, alive_port}
-        os.kill(frozen.pid, signal.SIGSTOP)
+        os.kill(frozen.pid, sig)
         stopped = time.monotonic()
         while True:
             ports = {i.port for i in await registry.resolve("greeter")}
@@ -105,7 +107,7 @@ async def test_frozen_instance_leaves_within_its_ttl(registry_url: str) -> None:
                 break
             assert elapsed < TTL + 3.0, f"frozen instance still listed after {elapsed:.1f}s"
             await asyncio.sleep(0.05)
-        print(f"\n{registry_url.split(':')[0]}: frozen instance removed {elapsed:.2f}s after SIGSTOP (TTL {TTL}s)")
+        print(f"\n{registry_url.split(':')[0]}: instance removed {elapsed:.2f}s after {sig.name} (TTL {TTL}s)")
         assert elapsed >= TTL * 0.6, f"removed after only {elapsed:.2f}s: before its TTL could have run out"
         # The live one stays for several more TTLs.
         await asyncio.sleep(TTL * 1.5)
