@@ -10,6 +10,7 @@ in docs/benchmarks.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -22,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from meshkit import Server
+from meshkit import Client, RpcError, Server
 from meshkit.discovery import open_registry
 from meshkit.registry import RegistryService
+from tests.rpc.services import Greeter
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,12 +93,36 @@ async def test_dead_or_frozen_instance_leaves_within_its_ttl(registry_url: str, 
         asyncio.to_thread(_start_instance, registry_url), asyncio.to_thread(_start_instance, registry_url)
     )
     registry = open_registry(registry_url)
+    client = Client(registry=registry_url, timeout=0.3)
+    sent: list[tuple[float, int]] = []  # (time, port) of every call the client sent
+    stop_load = asyncio.Event()
+
+    async def load() -> None:
+        greeter = client.proxy(Greeter)
+        while not stop_load.is_set():
+            await asyncio.sleep(0.01)
+            with contextlib.suppress(RpcError):
+                await greeter.hello("x")
+
+    loader: asyncio.Task[None] | None = None
     try:
         for _ in range(100):
             if len(await registry.resolve("greeter")) == 2:
                 break
             await asyncio.sleep(0.1)
         assert {i.port for i in await registry.resolve("greeter")} == {frozen_port, alive_port}
+        await client.proxy(Greeter).hello("warm")
+        eps = client._services["greeter"]
+        original_pick = eps.pick
+
+        def recording_pick(*args, **kwargs):  # type: ignore[no-untyped-def]
+            peer, done = original_pick(*args, **kwargs)
+            sent.append((time.monotonic(), int(peer.address.rsplit(":", 1)[1])))
+            return peer, done
+
+        eps.pick = recording_pick  # type: ignore[method-assign]
+        loader = asyncio.create_task(load())
+        await asyncio.sleep(0.3)
         os.kill(frozen.pid, sig)
         stopped = time.monotonic()
         while True:
@@ -107,12 +133,21 @@ async def test_dead_or_frozen_instance_leaves_within_its_ttl(registry_url: str, 
                 break
             assert elapsed < TTL + 3.0, f"frozen instance still listed after {elapsed:.1f}s"
             await asyncio.sleep(0.05)
-        print(f"\n{registry_url.split(':')[0]}: instance removed {elapsed:.2f}s after {sig.name} (TTL {TTL}s)")
+        last_send = max((t for t, port in sent if port == frozen_port), default=stopped) - stopped
+        print(
+            f"\n{registry_url.split(':')[0]}: instance removed {elapsed:.2f}s after {sig.name} (TTL {TTL}s); "
+            f"the client's last call to it was sent {last_send:.2f}s after"
+        )
+        assert last_send <= elapsed + 1.0  # never past the registry's removal (plus the watch's delivery)
         assert elapsed >= TTL * 0.6, f"removed after only {elapsed:.2f}s: before its TTL could have run out"
         # The live one stays for several more TTLs.
         await asyncio.sleep(TTL * 1.5)
         assert {i.port for i in await registry.resolve("greeter")} == {alive_port}
     finally:
+        stop_load.set()
+        if loader is not None:
+            await loader
+        await client.close()
         await registry.close()
         for proc in (frozen, alive):
             if proc.poll() is None:
