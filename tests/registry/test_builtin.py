@@ -168,3 +168,20 @@ async def test_registry_restart_clients_keep_calling_and_everyone_comes_back() -
             await s.stop(grace=1)
         await service.stop()
         await registry.stop(grace=0.1)
+
+
+async def test_several_listed_registries_are_used_one_at_a_time() -> None:
+    services = [RegistryService(evict_every=3600) for _ in range(2)]
+    servers = [Server([svc], middleware=[]) for svc in services]
+    for s in servers:
+        await s.start()
+    backend = BuiltinRegistry(",".join(s.address for s in servers), ttl=3)
+    try:
+        for port in range(1, 11):
+            await backend.register(Instance(service="svc", host="127.0.0.1", port=port))
+        counts = sorted(len(svc.state.snapshot("svc")) for svc in services)
+        assert counts == [0, 10]  # all on one registry, none split across both
+    finally:
+        await backend.close()
+        for s in servers:
+            await s.stop(grace=0.1)

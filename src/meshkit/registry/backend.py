@@ -18,11 +18,12 @@ from meshkit.registry.service import DEFAULT_TTL, RegistryService
 from meshkit.rpc.client import Client
 
 log = logging.getLogger("meshkit.registry")
+_STICKY = "meshkit-registry"
 
 
 class _StreamWatcher:
     def __init__(self, client: Client, service: str) -> None:
-        self._stream = client.proxy(RegistryService).with_options(timeout=None).watch(service)
+        self._stream = client.proxy(RegistryService).with_options(timeout=None, hash_key=_STICKY).watch(service)
 
     def __aiter__(self) -> AsyncIterator[list[Instance]]:
         return self._stream.__aiter__()
@@ -33,8 +34,10 @@ class _StreamWatcher:
 
 class BuiltinRegistry:
     def __init__(self, target: str, ttl: float = DEFAULT_TTL) -> None:
-        self._client = Client(target=target, middleware=[], timeout=max(1.0, ttl / 3))
-        self._proxy = self._client.proxy(RegistryService)
+        # Several registry servers do not replicate: every call goes to the same one (a fixed key on
+        # a hash ring), and to the next on the ring only while that one is unreachable.
+        self._client = Client(target=target, middleware=[], timeout=max(1.0, ttl / 3), balancer="consistent_hash")
+        self._proxy = self._client.proxy(RegistryService).with_options(hash_key=_STICKY)
         self.ttl = ttl
         self._leases: dict[str, tuple[Instance, int]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
