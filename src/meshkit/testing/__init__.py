@@ -15,7 +15,29 @@ from meshkit.rpc.middleware import Middleware
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
 
-__all__ = ["serve"]
+__all__ = ["FakeClock", "serve"]
+
+
+class FakeClock:
+    """A clock that moves only when told to: pass it wherever meshkit takes a clock (balancers,
+    breakers, limiters, the registry) and test time-dependent policies without sleeping.
+
+        clock = FakeClock()
+        breaker.on_failure(clock())
+        clock.advance(5.0)
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        self.now += seconds
+        return self.now
 
 
 @asynccontextmanager
