@@ -60,3 +60,12 @@ CFG
         start-foreground /tmp/meshkit-zk/conf/zoo.cfg >/tmp/meshkit-zk/zk.log 2>&1 &
 fi
 wait_for zookeeper 60 zk_up
+
+# Redis (distributed rate limits): preinstalled and running on this machine kind; start it if not.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    apt_install redis-server redis-server
+    log "starting Redis on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir /tmp --logfile /tmp/meshkit-redis.log
+fi
+wait_for redis 20 redis-cli -h 127.0.0.1 -p 6379 ping
