@@ -4,19 +4,12 @@ import collections
 import random
 
 from meshkit.balance.p2c import DEFAULT_LATENCY, P2CBalancer
+from meshkit.testing import FakeClock
 from tests.balance.nodes import N, nodes
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_slow_node_gets_less_traffic() -> None:
-    clock = Clock()
+    clock = FakeClock()
     b: P2CBalancer[N] = P2CBalancer(random.Random(2), clock)
     b.update(nodes(1, 1, 1))
     latency = {"a": 0.001, "b": 0.001, "c": 0.050}
@@ -30,7 +23,7 @@ def test_slow_node_gets_less_traffic() -> None:
 
 
 def test_in_flight_steers_away_from_busy_nodes() -> None:
-    b: P2CBalancer[N] = P2CBalancer(random.Random(4), Clock())
+    b: P2CBalancer[N] = P2CBalancer(random.Random(4), FakeClock())
     b.update(nodes(1, 1))
     held = [b.pick() for _ in range(10)]  # nothing finishes: in-flight must balance them
     c = collections.Counter(node.key for node, _ in held)
@@ -38,7 +31,7 @@ def test_in_flight_steers_away_from_busy_nodes() -> None:
 
 
 def test_failures_count_as_slow() -> None:
-    clock = Clock()
+    clock = FakeClock()
     b: P2CBalancer[N] = P2CBalancer(random.Random(6), clock, failure_penalty=0.25)
     b.update(nodes(1, 1))
     first, hold = b.pick()  # held open: the next pick goes to the other node
@@ -53,7 +46,7 @@ def test_failures_count_as_slow() -> None:
 
 
 def test_latency_memory_decays_with_time() -> None:
-    clock = Clock()
+    clock = FakeClock()
     b: P2CBalancer[N] = P2CBalancer(random.Random(0), clock, tau=1.0)
     b.update([N("a")])
     _, done = b.pick()
@@ -66,7 +59,7 @@ def test_latency_memory_decays_with_time() -> None:
 
 
 def test_new_node_starts_at_the_mean_not_at_zero() -> None:
-    clock = Clock()
+    clock = FakeClock()
     b: P2CBalancer[N] = P2CBalancer(random.Random(0), clock)
     b.update(nodes(1, 1))
     for key in "ab":
@@ -79,14 +72,14 @@ def test_new_node_starts_at_the_mean_not_at_zero() -> None:
 
 
 def test_weight_scales_cost() -> None:
-    b: P2CBalancer[N] = P2CBalancer(random.Random(9), Clock())
+    b: P2CBalancer[N] = P2CBalancer(random.Random(9), FakeClock())
     b.update([N("a", 1), N("b", 4)])
     c = collections.Counter(b.pick()[0].key for _ in range(50))  # nothing finishes
     assert c["b"] > 2 * c["a"]
 
 
 def test_a_node_not_picked_for_a_while_is_probed() -> None:
-    clock = Clock()
+    clock = FakeClock()
     b: P2CBalancer[N] = P2CBalancer(random.Random(1), clock, probe_after=1.0)
     b.update(nodes(1, 1))
     b.stats["a"].ewma, b.stats["a"].sampled = 0.001, True  # a looks much better than unsampled b

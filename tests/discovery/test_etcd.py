@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import socket
 import time
 import uuid
@@ -11,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from meshkit import Client, Server, Service, rpc
 from meshkit.discovery import Instance, open_registry
 from meshkit.discovery.etcd import EtcdRegistry
+from tests.discovery.scenarios import servers_and_clients_meet
 
 ETCD = "127.0.0.1:2379"
 
@@ -88,32 +87,8 @@ async def test_failover_to_the_next_endpoint() -> None:
         await registry.close()
 
 
-class Who(Service, name="who-etcd"):
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    @rpc
-    async def am_i(self) -> str:
-        return self.label
-
-
 async def test_servers_and_clients_meet_through_etcd() -> None:
     _require_etcd()
     url = f"etcd://{ETCD}/meshkit-test/{uuid.uuid4().hex}"
     assert isinstance(open_registry(url), EtcdRegistry)
-    servers = [Server([Who(label)], middleware=[], registry=url) for label in "ab"]
-    for s in servers:
-        await s.start()
-    try:
-        async with Client(registry=url, balancer="round_robin") as c:
-            got = collections.Counter([await c.proxy(Who).am_i() for _ in range(10)])
-            assert got == {"a": 5, "b": 5}
-            await servers[0].stop(grace=1)  # revokes its lease: the watch removes it
-            for _ in range(100):
-                if len(c._services["who-etcd"].nodes) == 1:
-                    break
-                await asyncio.sleep(0.05)
-            assert {await c.proxy(Who).am_i() for _ in range(6)} == {"b"}
-    finally:
-        for s in servers:
-            await s.stop(grace=1)
+    await servers_and_clients_meet(url)

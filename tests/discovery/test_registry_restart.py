@@ -9,19 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshkit import Client, Server, Service, rpc
+from meshkit import Client, Server
 from tests.discovery.engines import PrivateEtcd, PrivateZooKeeper
+from tests.rpc.services import Who
 
 pytestmark = pytest.mark.slow
-
-
-class Who(Service, name="who-restart"):
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    @rpc
-    async def am_i(self) -> str:
-        return self.label
 
 
 @pytest.fixture(params=["etcd", "zk"])
@@ -62,7 +54,7 @@ async def test_engine_restart(engine: tuple[str, PrivateEtcd | PrivateZooKeeper]
 
             async def both_registered() -> bool:
                 try:
-                    return len(await c._registry.resolve("who-restart")) == 2  # type: ignore[union-attr]
+                    return len(await c._registry.resolve("who")) == 2  # type: ignore[union-attr]
                 except Exception:
                     return False
 
@@ -72,7 +64,7 @@ async def test_engine_restart(engine: tuple[str, PrivateEtcd | PrivateZooKeeper]
             await late.start()
 
             async def sees_newcomer() -> bool:
-                return len(c._services["who-restart"].nodes) == 3
+                return len(c._services["who"].nodes) == 3
 
             assert await _eventually(sees_newcomer, 20), "the client did not watch again after the restart"
             assert {await who.am_i() for _ in range(9)} == {"a", "b", "c"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import signal
 import socket
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from meshkit import Client, Server, Service, rpc
 from meshkit.discovery import Instance, open_registry
 from meshkit.discovery.zookeeper import ZooKeeperRegistry
+from tests.discovery.scenarios import servers_and_clients_meet
 
 ZK = "127.0.0.1:2181"
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,32 +100,8 @@ async def test_sigkilled_instance_leaves_when_its_session_expires(zk: ZooKeeperR
         proc.wait()
 
 
-class Who(Service, name="who-zk"):
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    @rpc
-    async def am_i(self) -> str:
-        return self.label
-
-
 async def test_servers_and_clients_meet_through_zookeeper() -> None:
     _require_zk()
     url = f"zk://{ZK}/meshkit-test/{uuid.uuid4().hex}"
     assert isinstance(open_registry(url), ZooKeeperRegistry)
-    servers = [Server([Who(label)], middleware=[], registry=url) for label in "ab"]
-    for s in servers:
-        await s.start()
-    try:
-        async with Client(registry=url, balancer="round_robin") as c:
-            got = collections.Counter([await c.proxy(Who).am_i() for _ in range(10)])
-            assert got == {"a": 5, "b": 5}
-            await servers[0].stop(grace=1)  # deletes its node: the watch removes it
-            for _ in range(200):
-                if len(c._services["who-zk"].nodes) == 1:
-                    break
-                await asyncio.sleep(0.05)
-            assert {await c.proxy(Who).am_i() for _ in range(6)} == {"b"}
-    finally:
-        for s in servers:
-            await s.stop(grace=1)
+    await servers_and_clients_meet(url)

@@ -8,31 +8,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from meshkit import Client, Server, Service, rpc
+from meshkit import Client, Server
 from meshkit.discovery import Instance, open_registry
 from meshkit.registry import BuiltinRegistry, RegistryService
-
-
-class Who(Service, name="who"):
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    @rpc
-    async def am_i(self) -> str:
-        return self.label
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from meshkit.testing import FakeClock
+from tests.rpc.services import Who
 
 
 @pytest.fixture
-async def registry() -> AsyncIterator[tuple[Server, RegistryService, Clock]]:
-    clock = Clock()
+async def registry() -> AsyncIterator[tuple[Server, RegistryService, FakeClock]]:
+    clock = FakeClock()
     service = RegistryService(clock=clock, evict_every=3600)  # eviction driven by the test
     server = Server([service], middleware=[])
     await server.start()
@@ -41,7 +26,7 @@ async def registry() -> AsyncIterator[tuple[Server, RegistryService, Clock]]:
     await server.stop(grace=1)
 
 
-async def test_servers_register_and_clients_find_them(registry: tuple[Server, RegistryService, Clock]) -> None:
+async def test_servers_register_and_clients_find_them(registry: tuple[Server, RegistryService, FakeClock]) -> None:
     reg_server, service, _ = registry
     url = f"meshkit://{reg_server.address}"
     servers = [Server([Who(label)], middleware=[], registry=url) for label in "ab"]
@@ -63,7 +48,9 @@ async def test_servers_register_and_clients_find_them(registry: tuple[Server, Re
             await s.stop(grace=1)
 
 
-async def test_expired_lease_is_evicted_and_watchers_hear_it(registry: tuple[Server, RegistryService, Clock]) -> None:
+async def test_expired_lease_is_evicted_and_watchers_hear_it(
+    registry: tuple[Server, RegistryService, FakeClock],
+) -> None:
     reg_server, service, clock = registry
     backend = BuiltinRegistry(reg_server.address, ttl=5.0)
     instance = Instance(service="svc", host="127.0.0.1", port=1234)
@@ -93,7 +80,7 @@ async def test_expired_lease_is_evicted_and_watchers_hear_it(registry: tuple[Ser
     await backend.close()
 
 
-async def test_unknown_lease_is_registered_again(registry: tuple[Server, RegistryService, Clock]) -> None:
+async def test_unknown_lease_is_registered_again(registry: tuple[Server, RegistryService, FakeClock]) -> None:
     reg_server, service, _ = registry
     backend = BuiltinRegistry(reg_server.address, ttl=0.3)  # heartbeats every 0.1 s of real time
     instance = Instance(service="svc", host="127.0.0.1", port=1234)
@@ -108,7 +95,7 @@ async def test_unknown_lease_is_registered_again(registry: tuple[Server, Registr
     await backend.close()
 
 
-async def test_bad_registrations_are_refused(registry: tuple[Server, RegistryService, Clock]) -> None:
+async def test_bad_registrations_are_refused(registry: tuple[Server, RegistryService, FakeClock]) -> None:
     reg_server, _, _ = registry
     async with Client(target=reg_server.address) as c:
         from meshkit import RpcError, StatusCode

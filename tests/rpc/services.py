@@ -124,3 +124,19 @@ class Relay(Service, name="relay"):
             return [outer.time_remaining(), inner]
         finally:
             await client.close()
+
+
+class Who(Service, name="who"):
+    """Answers with its label: discovery tests see which instance served a call."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    @rpc
+    async def am_i(self) -> str:
+        return self.label
+
+    @rpc
+    async def slow(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return self.label

@@ -8,22 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from meshkit import Client, RpcError, Server, Service, StatusCode, rpc
+from meshkit import Client, RpcError, Server, StatusCode, rpc
 from meshkit.discovery.memory import reset
-
-
-class Who(Service, name="who"):
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    @rpc
-    async def am_i(self) -> str:
-        return self.label
-
-    @rpc
-    async def slow(self, seconds: float) -> str:
-        await asyncio.sleep(seconds)
-        return self.label
+from tests.rpc.services import Who
 
 
 @pytest.fixture
