@@ -69,6 +69,17 @@ def default_client_middleware() -> list[Middleware]:
     return [access_log("meshkit.access.client")]
 
 
+def effective_deadline(now: float, timeout: float | None) -> float | None:
+    """A call's deadline: its own budget, but never past the deadline of the call being handled
+    (a call made inside a handler inherits what its caller has left)."""
+    ctx = _current.get()
+    inherited = ctx.deadline if ctx is not None else None
+    if timeout is None:
+        return inherited
+    own = now + timeout
+    return own if inherited is None or own < inherited else inherited
+
+
 def parse_target(target: str) -> list[tuple[str, int]]:
     """``"h1:7001,h2:7002"`` -> [(h1, 7001), (h2, 7002)], with errors that say which part is wrong."""
     out: list[tuple[str, int]] = []
@@ -310,13 +321,6 @@ class Client:
         call.options = opts
         return self._handler(spec)(call)
 
-    def _deadline(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | None:
-        deadline = None if timeout is None else loop.time() + timeout
-        ctx = _current.get()
-        if ctx is not None and ctx.deadline is not None and (deadline is None or ctx.deadline < deadline):
-            deadline = ctx.deadline
-        return deadline
-
     def _encode_body(self, spec: MethodSpec, args: Any, opts: _Options) -> tuple[bytes, int]:
         try:
             body = json_encode(args) if opts.json else msgpack_encode(args)
@@ -350,13 +354,7 @@ class Client:
             raise RpcError(StatusCode.CANCELLED, "client is closed")
         loop = asyncio.get_running_loop()
         now = loop.time()
-        ctx = _current.get()
-        if timeout is not None:
-            deadline: float | None = now + timeout
-            if ctx is not None and ctx.deadline is not None and ctx.deadline < deadline:  # type: ignore[operator]
-                deadline = ctx.deadline
-        else:
-            deadline = ctx.deadline if ctx is not None else None
+        deadline = effective_deadline(now, timeout)
         if opts.plain:
             try:
                 body = _msgpack_encode(args)
@@ -502,7 +500,7 @@ class StreamCall:
         client = self._client
         spec = self._spec
         loop = asyncio.get_running_loop()
-        deadline = client._deadline(loop, self._opts.timeout)
+        deadline = effective_deadline(loop.time(), self._opts.timeout)
         body, flags = client._encode_body(spec, self._args, self._opts)
         deadline_ms = None if deadline is None else max(1, int((deadline - loop.time()) * 1000))
         extra: Metadata = dict(self._opts.metadata)
