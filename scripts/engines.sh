@@ -25,6 +25,7 @@ wait_for() {  # wait_for NAME SECONDS COMMAND...
 
 # etcd (CP registry backend): 127.0.0.1:2379, data in /tmp so each machine starts clean.
 apt_install etcd etcd-server
+apt_install etcdctl etcd-client
 if ! etcdctl --endpoints=http://127.0.0.1:2379 endpoint health >/dev/null 2>&1; then
     log "starting etcd on 127.0.0.1:2379"
     mkdir -p /tmp/meshkit-etcd

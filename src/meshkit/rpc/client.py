@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
+import logging
 import random
 import ssl as _ssl
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -16,11 +18,12 @@ from meshkit.balance import NOOP_DONE
 from meshkit.discovery import open_registry
 from meshkit.discovery.registry import Registry
 from meshkit.errors import ProtocolError, RpcError, StatusCode
+from meshkit.policy import Policy, Switches, process_switches
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
 from meshkit.protocol.frames import Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
-from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, MetadataValue
+from meshkit.protocol.metadata import CALLER, DEADLINE, METHOD, SERVICE, Metadata, MetadataValue
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import _current
 from meshkit.rpc.endpoints import Endpoints, instance_entries, no_instances, watch_service
@@ -32,6 +35,7 @@ from meshkit.transport.client import DEFAULT_STREAM_WINDOW, ClientConnection, St
 from meshkit.transport.pool import Peer
 
 S = TypeVar("S", bound=Service)
+log = logging.getLogger("meshkit.client")
 _msgpack_encode = msgpack_encode
 
 _RESERVED = frozenset({SERVICE, METHOD, DEADLINE})
@@ -103,6 +107,7 @@ class _Options(msgspec.Struct, frozen=True):
     json: bool
     hash_key: str | None = None
     balancer: str | None = None  # per-call choice; None: the client's
+    fallbacks: dict[str, Any] | None = None  # method attribute -> client-side fallback
     plain: bool = False  # msgpack, uncompressed: the fast path
 
     def __post_init__(self) -> None:
@@ -114,7 +119,9 @@ class Client:
     over reachable peers until discovery and balancers take over.
 
     ``timeout`` is the default time budget of a unary call (10 s; None for none); a call made inside
-    a handler never outlives the handler's own deadline.
+    a handler never outlives the handler's own deadline. ``policy`` (a
+    :class:`~meshkit.policy.Policy` or a policy TOML path) adds client limits, breakers, retries
+    and hedging after the middleware; ``caller`` names this client to servers (per-caller limits).
     """
 
     def __init__(
@@ -137,6 +144,9 @@ class Client:
         compression: bool = False,
         json: bool = False,
         stream_window: int = DEFAULT_STREAM_WINDOW,
+        policy: Policy | str | None = None,
+        caller: str | None = None,
+        switches: Switches | None = None,
     ) -> None:
         if (target is None) == (registry is None):
             raise ValueError("Client needs exactly one of target='host:port,...' or registry='scheme://...'")
@@ -160,15 +170,24 @@ class Client:
         self._registry: Registry | None = None
         self._services: dict[str, Endpoints] = {}
         self._static: Endpoints | None = None
+        self.policy = Policy.from_file(policy) if isinstance(policy, str) else policy
+        if switches is None:
+            switches = self.policy.switches if self.policy is not None else process_switches()
+        self.switches = switches
         if target is not None:
             addresses = parse_target(target)
-            self._static = Endpoints(target, balancer, self._make_peer, self._rng)
+            self._static = Endpoints(target, balancer, self._make_peer, self._rng, breakers=self._breakers("*"))
             self._static.set_instances([(f"{h}:{p}", f"{h}:{p}", 1, None) for h, p in addresses])
         else:
             assert registry is not None
             self._registry = open_registry(registry)
         self._middleware = list(default_client_middleware() if middleware is None else middleware)
-        self._defaults = _Options(timeout, dict(metadata or {}), compression, json)
+        if self.policy is not None:
+            self._middleware.append(self.policy.client_middleware())
+        metadata = dict(metadata or {})
+        if caller is not None:
+            metadata[CALLER] = caller
+        self._defaults = _Options(timeout, metadata, compression, json)
         self._check_metadata(self._defaults.metadata)
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._max_frame = self.limits.max_frame_size
@@ -250,6 +269,7 @@ class Client:
             base.json if json is None else json,
             base.hash_key,
             base.balancer,
+            base.fallbacks,
         )
 
     def _make_peer(self, address: str) -> Peer:
@@ -289,7 +309,9 @@ class Client:
         assert self._registry is not None
         eps = self._services.get(service)
         if eps is None:
-            eps = self._services[service] = Endpoints(service, self._balancer, self._make_peer, self._rng)
+            eps = self._services[service] = Endpoints(
+                service, self._balancer, self._make_peer, self._rng, breakers=self._breakers(service)
+            )
             try:
                 instances = await self._registry.resolve(service)
             except Exception as exc:  # noqa: BLE001 - a registry failure is the caller's UNAVAILABLE
@@ -307,6 +329,9 @@ class Client:
         await eps.ready.wait()
         return eps
 
+    def _breakers(self, service: str) -> Any:
+        return self.policy.instance_breakers(service) if self.policy is not None else None
+
     def _handler(self, spec: MethodSpec) -> Handler:
         key = (spec.service, spec.name)
         handler = self._handlers.get(key)
@@ -319,7 +344,22 @@ class Client:
             return self._transmit(spec, args, opts, opts.metadata or None, opts.timeout, None)
         call = Call(spec, args, dict(opts.metadata) if opts.metadata else {}, "", opts.timeout)
         call.options = opts
+        if self.policy is not None:
+            call.deadline = effective_deadline(asyncio.get_running_loop().time(), opts.timeout)
         return self._handler(spec)(call)
+
+    async def _degradable(self, spec: MethodSpec, args: Any, opts: _Options, fallback: Any) -> Any:
+        """A call with a client-side fallback: used when the method is switched off here, or the
+        call was refused without being processed (breaker open, shed, limited, no instance)."""
+        if spec.qualname not in self.switches.on:
+            try:
+                return await self._invoke(spec, args, opts)
+            except RpcError as exc:
+                if not (exc.not_processed and exc.code in _RESEND_CODES):
+                    raise
+                log.debug("%s: %s; answering with the fallback", spec.qualname, exc)
+        value = fallback(**msgspec.structs.asdict(args))
+        return await value if inspect.isawaitable(value) else value
 
     def _encode_body(self, spec: MethodSpec, args: Any, opts: _Options) -> tuple[bytes, int]:
         try:
@@ -368,10 +408,13 @@ class Client:
         template = spec.template
         attempt = 0
         tried: Peer | None = None
+        avoid = call.avoid if call is not None else None
         while True:
             eps = self._static or self._services.get(spec.service)
             if eps is None or not eps.resolved:
                 eps = await self._endpoints(spec.service)
+            if avoid is not None:
+                tried, avoid = eps.peers.get(avoid), None  # a retry: another instance if there is one
             peer = eps.only
             if peer is not None:
                 done = NOOP_DONE
@@ -406,7 +449,7 @@ class Client:
                 if done is not NOOP_DONE:
                     # Only failures of the instance count against it, not application errors.
                     done(loop.time() - now, exc.code not in _INSTANCE_FAILURES)
-                if exc.not_processed and exc.code in _RESEND_CODES and attempt < MAX_TRANSPARENT_RETRIES:
+                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps):
                     attempt += 1
                     tried = peer
                     now = loop.time()
@@ -424,6 +467,13 @@ class Client:
                 except (msgspec.MsgspecError, UnicodeDecodeError):
                     pass  # the slow path below builds the error message
             return _decode(spec, frame, self.limits)
+
+
+def _resend(exc: RpcError, eps: Endpoints) -> bool:
+    """Re-send a refused call at once? UNAVAILABLE (a GOAWAY, a refused connection): yes.
+    RESOURCE_EXHAUSTED (a full server, a shedder): only to another instance; the same one would
+    refuse again, and retrying it is the retry policy's decision, with a budget."""
+    return exc.code is StatusCode.UNAVAILABLE or (exc.code is StatusCode.RESOURCE_EXHAUSTED and len(eps.nodes) > 1)
 
 
 def _decode(spec: MethodSpec, frame: Frame, limits: Limits) -> Any:
@@ -519,7 +569,7 @@ class StreamCall:
                     spec.template.render(deadline_ms, extra), body, flags, deadline, client._stream_window
                 )
             except RpcError as exc:
-                if exc.not_processed and exc.code in _RESEND_CODES and attempt < MAX_TRANSPARENT_RETRIES:
+                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps):
                     attempt += 1
                     tried = peer
                     continue
@@ -556,7 +606,18 @@ class _BoundMethod:
     """One method of a proxy. Calling it is the first step of every call, so it keeps what the
     call needs at hand and, without client middleware, goes straight to the transmit path."""
 
-    __slots__ = ("_args_type", "_bare", "_client", "_extra", "_opts", "_qualname", "_spec", "_streaming", "_timeout")
+    __slots__ = (
+        "_args_type",
+        "_bare",
+        "_client",
+        "_extra",
+        "_fallback",
+        "_opts",
+        "_qualname",
+        "_spec",
+        "_streaming",
+        "_timeout",
+    )
 
     def __init__(self, client: Client, spec: MethodSpec, opts: _Options) -> None:
         self._client = client
@@ -568,6 +629,7 @@ class _BoundMethod:
         self._bare = not client._middleware
         self._extra = opts.metadata or None
         self._timeout = opts.timeout
+        self._fallback = opts.fallbacks.get(spec.attr) if opts.fallbacks else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -576,6 +638,8 @@ class _BoundMethod:
             raise RpcError(StatusCode.INVALID_ARGUMENT, f"{self._qualname}: {exc}") from None
         if self._streaming:
             return StreamCall(self._client, self._spec, struct, self._opts)
+        if self._fallback is not None:
+            return self._client._degradable(self._spec, struct, self._opts, self._fallback)
         if self._bare:
             return self._client._transmit(self._spec, struct, self._opts, self._extra, self._timeout, None)
         return self._client._invoke(self._spec, struct, self._opts)
@@ -613,6 +677,23 @@ class Proxy:
             if balancer not in BALANCERS:
                 raise ValueError(f"unknown balancer {balancer!r}; choose one of: {', '.join(BALANCERS)}")
             opts = msgspec.structs.replace(opts, balancer=balancer)
+        return Proxy(self._client, self._service, opts)
+
+    def with_fallback(self, **fallbacks: Callable[..., Any]) -> Proxy:
+        """A proxy whose named methods answer with a local fallback (a function taking the same
+        parameters, sync or async) when the call is refused unprocessed (breaker open, shed,
+        limited, no instance) or the method is switched off in this process:
+        ``proxy.with_fallback(reserve=lambda item, qty: Reservation(item, 0, "deferred"))``."""
+        specs = {spec.attr: spec for spec in method_specs(self._service).values()}
+        for attr, fn in fallbacks.items():
+            spec = specs.get(attr)
+            if spec is None:
+                raise ValueError(f"{self._name} has no method {attr!r}; it has: {', '.join(sorted(specs))}")
+            if spec.streaming:
+                raise ValueError(f"{spec.qualname} is a stream; fallbacks are for unary methods")
+            if not callable(fn):
+                raise TypeError(f"fallback for {attr!r} must be callable, got {fn!r}")
+        opts = msgspec.structs.replace(self._opts, fallbacks={**(self._opts.fallbacks or {}), **fallbacks})
         return Proxy(self._client, self._service, opts)
 
     def __repr__(self) -> str:

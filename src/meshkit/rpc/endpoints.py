@@ -19,6 +19,7 @@ from meshkit.balance.outlier import OutlierDetector
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
 from meshkit.errors import RpcError, StatusCode
+from meshkit.resilience.breaker import CircuitBreaker
 from meshkit.transport.backoff import Backoff
 from meshkit.transport.pool import Peer
 
@@ -67,6 +68,7 @@ class Endpoints:
         make_peer: Callable[[str], Peer],
         rng: random.Random,
         warmup: float = DEFAULT_WARMUP,
+        breakers: Callable[[str], CircuitBreaker] | None = None,
     ) -> None:
         self.name = name
         self.warmup = warmup
@@ -81,6 +83,9 @@ class Endpoints:
         #: With exactly one node there is nothing to choose: calls skip the balancer.
         self.only: Peer | None = None
         self.outliers = OutlierDetector()
+        #: Per-instance circuit breakers (a policy's ``instance_breaker``), by node key.
+        self._make_breaker = breakers
+        self.breakers: dict[str, CircuitBreaker] = {}
         self.ready = asyncio.Event()
         self.resolved = False  # ready.is_set(), as a plain attribute for the hot path
         self.watch_task: asyncio.Task[None] | None = None
@@ -120,6 +125,9 @@ class Endpoints:
         for extra in self._extra_balancers.values():
             extra.update(nodes)
         self.outliers.update([n.key for n in nodes])
+        if self._make_breaker is not None:
+            make = self._make_breaker
+            self.breakers = {n.key: self.breakers.get(n.key) or make(n.key) for n in nodes}
         self.only = nodes[0].peer if len(nodes) == 1 else None
         self.resolved = True
         self.ready.set()
@@ -155,14 +163,24 @@ class Endpoints:
         outliers = self.outliers
         chosen = self.balancer if name is None or name == self._name else self._balancer_named(name)
         node, done = chosen.pick(hash_key)
+        breakers = self.breakers
         if len(self.nodes) > 1 and (
-            node.peer is avoid or not node.peer.available or outliers.is_ejected(node.key, now)
+            node.peer is avoid
+            or not node.peer.available
+            or outliers.is_ejected(node.key, now)
+            or (breakers and not breakers[node.key].allow(now))
         ):
-            # Ejected, in reconnect backoff, or the one that just refused: ask the balancer again,
-            # and if it insists (p2c with two nodes always returns the cheaper), take the first
-            # acceptable node in order.
+            # Ejected, in reconnect backoff, its breaker open, or the one that just refused: ask
+            # the balancer again, and if it insists (p2c with two nodes always returns the
+            # cheaper), take the first acceptable node in order. (The breaker is asked last: in
+            # half-open, asking takes one of its probe slots.)
             def acceptable(n: PeerNode) -> bool:
-                return n.peer is not avoid and n.peer.available and not outliers.is_ejected(n.key, now)
+                return (
+                    n.peer is not avoid
+                    and n.peer.available
+                    and not outliers.is_ejected(n.key, now)
+                    and (not breakers or breakers[n.key].allow(now))
+                )
 
             for _ in range(len(self.nodes)):
                 done(0.0, True)
@@ -174,7 +192,7 @@ class Endpoints:
                 if fallback is not None:
                     done(0.0, True)
                     node, done = fallback, NOOP_DONE
-        return node.peer, _reporting(done, outliers, node.key)
+        return node.peer, _reporting(done, outliers, node.key, breakers.get(node.key))
 
     async def close(self) -> None:
         if self._ramp_timer is not None:
@@ -184,13 +202,16 @@ class Endpoints:
         await asyncio.gather(*(p.close() for p in self.peers.values()))
 
 
-def _reporting(done: Done, outliers: OutlierDetector, key: str) -> Done:
-    """The balancer's done, plus the outcome for outlier ejection."""
+def _reporting(done: Done, outliers: OutlierDetector, key: str, breaker: CircuitBreaker | None) -> Done:
+    """The balancer's done, plus the outcome for outlier ejection and the instance's breaker."""
 
     def report(latency: float, ok: bool) -> None:
         done(latency, ok)
-        if outliers.record(key, ok, asyncio.get_running_loop().time()):
+        now = asyncio.get_running_loop().time()
+        if outliers.record(key, ok, now):
             log.warning("ejected instance %s after consecutive failures", key)
+        if breaker is not None:
+            (breaker.on_success if ok else breaker.on_failure)(now, latency)
 
     return report
 

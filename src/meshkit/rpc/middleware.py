@@ -22,9 +22,14 @@ class Call:
     request metadata (on the client, middleware may add keys before it is sent); ``peer`` is the
     other side's address (on the client, filled in once a connection is chosen); ``timeout`` is the
     time budget in seconds or None.
+
+    Resilience policies use three more: ``fallback`` (server: the method's ``@rpc(fallback=…)``,
+    a function of ``args``, or None), ``deadline`` (client: the absolute deadline on the loop's
+    clock, so retries never extend it) and ``avoid`` (client: an address a retry should not
+    be sent to again, when there is another).
     """
 
-    __slots__ = ("args", "metadata", "options", "peer", "spec", "stream", "timeout")
+    __slots__ = ("args", "avoid", "deadline", "fallback", "metadata", "options", "peer", "spec", "stream", "timeout")
 
     def __init__(self, spec: MethodSpec, args: Any, metadata: Metadata, peer: str, timeout: float | None) -> None:
         self.spec = spec
@@ -34,6 +39,9 @@ class Call:
         self.timeout = timeout
         self.stream: Any = None  # server streams: where the terminal handler sends messages
         self.options: Any = None  # client: the call options the terminal handler needs
+        self.fallback: Any = None
+        self.deadline: float | None = None
+        self.avoid: str | None = None
 
     @property
     def service(self) -> str:

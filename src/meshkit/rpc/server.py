@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import ssl as _ssl
 from collections.abc import Callable, Sequence
@@ -16,11 +17,11 @@ from meshkit.discovery.health import HealthMonitor, HealthThresholds
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
 from meshkit.errors import FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
+from meshkit.policy import Policy, Switches, process_switches
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
 from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
-from meshkit.protocol.messages import encode_error
 from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, decode_metadata
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import Context, _current
@@ -33,6 +34,8 @@ from meshkit.transport.deadlines import DeadlineWheel
 from meshkit.transport.server import Listener, ServerConnection
 
 log = logging.getLogger("meshkit.server")
+#: The service every Server adds (unless ``admin=False``) for ``meshkit switch``; never registered.
+ADMIN_SERVICE = "meshkit-admin"
 _msgpack_encode = msgpack_encode
 
 _astuple = msgspec.structs.astuple
@@ -74,15 +77,26 @@ def default_server_middleware() -> list[Middleware]:
 
 
 class _Route:
-    __slots__ = ("bound", "decode", "handler", "invoke", "spec", "streaming")
+    __slots__ = ("bound", "decode", "fallback", "fallback_bound", "handler", "invoke", "normal", "spec", "streaming")
 
-    def __init__(self, spec: MethodSpec, bound: Any, handler: Handler | None) -> None:
+    def __init__(self, spec: MethodSpec, bound: Any, handler: Handler | None, fallback_bound: Any) -> None:
         self.spec = spec
         self.bound = bound
         self.handler = handler  # None: no middleware, call ``bound`` directly
+        self.normal = handler  # what ``handler`` goes back to when a switch is turned off
         self.decode = spec.signature.decode_args_msgpack
         self.streaming = spec.streaming
         self.invoke = make_invoker(bound, spec.signature)
+        self.fallback_bound = fallback_bound
+        #: The fallback as a function of the arguments Struct (policies answer with it), or None.
+        self.fallback = make_invoker(fallback_bound, spec.signature) if fallback_bound is not None else None
+
+
+def _fallback_of(service: Service, spec: MethodSpec) -> Any:
+    fallback = spec.options.fallback
+    if fallback is None:
+        return None
+    return getattr(service, fallback) if isinstance(fallback, str) else fallback
 
 
 class _StreamSink:
@@ -125,9 +139,12 @@ class _StreamSink:
 class Server:
     """Serves one or more :class:`Service` instances on one TCP port.
 
-    ``middleware`` replaces the default chain (``[]`` for none). ``limits`` bound what clients may
-    send; ``keepalive`` finds dead clients; ``ssl`` turns on TLS (a context with
-    ``verify_mode=CERT_REQUIRED`` makes it mutual TLS).
+    ``middleware`` replaces the default chain (``[]`` for none); ``policy`` (a
+    :class:`~meshkit.policy.Policy` or the path of a policy TOML file) adds rate limits, bulkheads,
+    load shedding and fallbacks after it. ``switches`` (default: the process's) turn methods into
+    their fallbacks at runtime; ``admin`` serves the ``meshkit-admin`` service that
+    ``meshkit switch`` talks to. ``limits`` bound what clients may send; ``keepalive`` finds dead
+    clients; ``ssl`` turns on TLS (a context with ``verify_mode=CERT_REQUIRED`` makes it mutual TLS).
     """
 
     def __init__(
@@ -145,9 +162,21 @@ class Server:
         zone: str = "",
         health: HealthThresholds | None = DEFAULT_HEALTH,
         deadline_resolution: float = 0.005,
+        policy: Policy | str | None = None,
+        switches: Switches | None = None,
+        admin: bool = True,
     ) -> None:
         if not services:
             raise ValueError("a Server needs at least one service")
+        self.policy = Policy.from_file(policy) if isinstance(policy, str) else policy
+        if switches is None:
+            switches = self.policy.switches if self.policy is not None else process_switches()
+        self.switches = switches
+        services = list(services)
+        if admin:
+            from meshkit.rpc.admin import Admin
+
+            services.append(Admin(self))
         self._registry: Registry | None = open_registry(registry) if registry is not None else None
         self.instances: list[Instance] = []
         self.weight = weight
@@ -159,6 +188,8 @@ class Server:
         self._port = port
         self.limits = limits or Limits()
         self._middleware = list(default_server_middleware() if middleware is None else middleware)
+        if self.policy is not None:
+            self._middleware.append(self.policy.server_middleware())
         self._routes: dict[str, dict[str, _Route]] = {}
         for svc in services:
             if not isinstance(svc, Service):
@@ -169,8 +200,9 @@ class Server:
             routes = self._routes[name] = {}
             for wire, spec in method_specs(svc).items():
                 bound = getattr(svc, spec.attr)
-                routes[wire] = _Route(spec, bound, self._build_handler(spec, bound))
-        self.services = list(services)
+                routes[wire] = _Route(spec, bound, self._build_handler(spec, bound), _fallback_of(svc, spec))
+        self.services = services
+        self._unsubscribe: Callable[[], None] | None = None
         self.registry = registry
         self._listener = Listener(self._dispatch, limits=self.limits, keepalive=keepalive, ssl=ssl)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,12 +228,18 @@ class Server:
         self._wheel = DeadlineWheel(self._loop.call_at, _expire_call, self._deadline_resolution)
         await self._listener.start(self.host, self._port)
         self._started = True
+        for name in list(self.switches.on):
+            self._switched(name, True)
+        self._unsubscribe = self.switches.subscribe(self._switched)
+        if self.policy is not None:
+            await self.policy.start()
         log.info("serving %s on %s", ", ".join(self._routes), self.address)
         if self._registry is not None:
             # Registered only once listening, so nobody is sent here before we can answer.
             self.instances = [
                 Instance(service=name, host=self.host, port=self.port, weight=self.weight, zone=self.zone)
                 for name in self._routes
+                if name != ADMIN_SERVICE
             ]
             for instance in self.instances:
                 await self._registry.register(instance)
@@ -214,6 +252,11 @@ class Server:
         if not self._started:
             return
         self._started = False
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.policy is not None:
+            await self.policy.stop()
         if self._health is not None:
             await self._health.stop()
         if self._registry is not None:
@@ -255,8 +298,31 @@ class Server:
     def connections(self) -> int:
         return len(self._listener.connections)
 
+    # -- switches ----------------------------------------------------------------------------
+    def _switched(self, name: str, on: bool) -> None:
+        """A switch changed: the method (if served here) now answers with its fallback, or back."""
+        service, _, method = name.partition(".")
+        route = self._routes.get(service, {}).get(method)
+        if route is None:
+            return
+        if not on:
+            route.handler = route.normal
+        elif route.fallback_bound is not None:
+            route.handler = self._build_handler(route.spec, route.fallback_bound, force=True)
+        else:
+
+            def refuse(call: Call) -> Any:
+                raise RpcError(
+                    StatusCode.UNAVAILABLE,
+                    f"{name} is switched off on this server and has no fallback",
+                    {"reason": "switched"},
+                    not_processed=True,
+                )
+
+            route.handler = chain(self._middleware, refuse)
+
     # -- dispatch ----------------------------------------------------------------------------
-    def _build_handler(self, spec: MethodSpec, bound: Any) -> Handler | None:
+    def _build_handler(self, spec: MethodSpec, bound: Any, force: bool = False) -> Handler | None:
         if spec.streaming:
             open_stream = make_invoker(bound, spec.signature)
 
@@ -270,13 +336,20 @@ class Server:
                     await agen.aclose()
 
             return chain(self._middleware, pump)
-        if not self._middleware:
+        if not self._middleware and not force:
             return None
 
         call_handler = make_invoker(bound, spec.signature)
 
         def invoke(call: Call) -> Any:
             return call_handler(call.args)  # the handler's own coroutine: no extra frame
+
+        async def invoke_plain(call: Call) -> Any:  # a fallback that is a plain function
+            value = call_handler(call.args)
+            return await value if inspect.isawaitable(value) else value
+
+        if force and not inspect.iscoroutinefunction(bound):
+            return chain(self._middleware, invoke_plain)
 
         return chain(self._middleware, invoke)
 
@@ -360,7 +433,10 @@ class Server:
             if handler is None:
                 coro = route.invoke(args)
             else:
-                coro = handler(Call(spec, args, md, conn.peer, None if deadline is None else remaining / 1000.0))  # type: ignore[operator]
+                call_ = Call(spec, args, md, conn.peer, None if deadline is None else remaining / 1000.0)  # type: ignore[operator]
+                if route.fallback is not None:
+                    call_.fallback = route.fallback
+                coro = handler(call_)
         except Exception as exc:  # noqa: BLE001 - a call that cannot be made fails its own stream only
             self._fail(conn, sid, spec, exc, None)
             return
@@ -458,7 +534,7 @@ class Server:
     ) -> None:
         """Answer a failed call. ``requested`` says why meshkit itself cancelled it, if it did."""
         if isinstance(exc, RpcError):
-            conn.send(encode_frame(_ERROR, sid, encode_error(exc.code, exc.message, exc.details)))
+            conn.send_error(sid, exc.code, exc.message, exc.details, not_processed=exc.not_processed)
         elif isinstance(exc, asyncio.CancelledError):
             if requested == _DEADLINE_MSG:
                 conn.send_error(sid, StatusCode.DEADLINE_EXCEEDED, f"{spec.qualname} ran past its deadline")
@@ -485,6 +561,7 @@ class Server:
         sink = _StreamSink(conn, sid, credit, json)
         call = Call(route.spec, args, md, conn.peer, ctx.time_remaining())
         call.stream = sink
+        call.fallback = route.fallback
         context = copy_context()
         context.run(_current.set, ctx)
         task = asyncio.get_running_loop().create_task(self._run_stream(conn, sid, route, call, sink), context=context)
@@ -495,8 +572,9 @@ class Server:
 
     async def _run_stream(self, conn: ServerConnection, sid: int, route: _Route, call: Call, sink: _StreamSink) -> None:
         try:
-            assert route.handler is not None
-            await route.handler(call)
+            handler = route.handler
+            assert handler is not None
+            await handler(call)
         except BaseException as exc:  # noqa: BLE001
             self._fail(conn, sid, route.spec, exc, sink.cancel_requested)
         else:

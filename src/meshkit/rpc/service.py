@@ -21,10 +21,13 @@ _RPC_ATTR = "__meshkit_rpc__"
 @dataclass(frozen=True, slots=True)
 class RpcOptions:
     """Per-method options given to ``@rpc``. ``idempotent`` methods may be retried after they
-    reached the server (later issues use it for retries and hedging); ``name`` overrides the wire name."""
+    reached the server (retries of UNAVAILABLE, hedging); ``name`` overrides the wire name;
+    ``fallback`` (a method name of the same service, or a function taking the same parameters)
+    answers instead of the method when it is switched off, shed or rate-limited."""
 
     name: str | None = None
     idempotent: bool = False
+    fallback: str | Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +55,24 @@ class MethodSpec:
 @overload
 def rpc(func: F, /) -> F: ...
 @overload
-def rpc(*, name: str | None = None, idempotent: bool = False) -> Callable[[F], F]: ...
+def rpc(
+    *, name: str | None = None, idempotent: bool = False, fallback: str | Callable[..., Any] | None = None
+) -> Callable[[F], F]: ...
 
 
-def rpc(func: Any = None, /, *, name: str | None = None, idempotent: bool = False) -> Any:
-    """Mark an ``async def`` (a unary method) or ``async def … yield`` (a server stream) as an RPC."""
-    options = RpcOptions(name=name, idempotent=idempotent)
+def rpc(
+    func: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    idempotent: bool = False,
+    fallback: str | Callable[..., Any] | None = None,
+) -> Any:
+    """Mark an ``async def`` (a unary method) or ``async def … yield`` (a server stream) as an RPC.
+
+    ``fallback="cheap_answer"`` names a method of the same class (or gives a function) with the
+    same parameters: the degraded answer used while the method is switched off or refused."""
+    options = RpcOptions(name=name, idempotent=idempotent, fallback=fallback)
 
     def mark(f: F) -> F:
         import inspect
@@ -123,6 +138,10 @@ def method_specs(cls: type[Service] | Service) -> dict[str, MethodSpec]:
         if not isinstance(options, RpcOptions) or func is None:
             continue
         wire = options.name or attr
+        if isinstance(options.fallback, str) and not callable(getattr(klass, options.fallback, None)):
+            raise TypeError(
+                f"{klass.__meshkit_name__}.{wire}: fallback {options.fallback!r} is not a method of {klass.__name__}"
+            )
         if wire in specs:
             raise TypeError(f"{klass.__meshkit_name__}: two methods share the wire name {wire!r}")
         specs[wire] = MethodSpec(

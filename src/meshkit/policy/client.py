@@ -1,0 +1,267 @@
+"""The calling side's guard: a rate limit per target, a breaker per (service, method), retries
+with backoff and a budget, and hedging for idempotent methods, in one middleware.
+
+Order, outermost first: switch -> limit -> retries/hedges -> breaker -> send. Each attempt passes
+the breaker (so an open breaker stops the retries too); an attempt refused by the breaker is not
+retried. Retries never outlive the call's deadline: every attempt is sent with what is left of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from meshkit.errors import RpcError, StatusCode
+from meshkit.policy.config import Breaker, ClientRule, Retry, resolve
+from meshkit.resilience.adaptive_throttle import AdaptiveThrottle
+from meshkit.resilience.breaker import BreakerConfig, CircuitBreaker
+from meshkit.resilience.token_bucket import TokenBucket
+
+if TYPE_CHECKING:
+    from meshkit.policy.runtime import Policy
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+#: Outcomes that count against a breaker: the backend (or the way to it) failed, as opposed to an
+#: answer the application chose (NOT_FOUND, INVALID_ARGUMENT, ... are successes to a breaker).
+BREAKER_FAILURES = frozenset(
+    {
+        StatusCode.UNAVAILABLE,
+        StatusCode.DEADLINE_EXCEEDED,
+        StatusCode.INTERNAL,
+        StatusCode.UNKNOWN,
+        StatusCode.DATA_LOSS,
+        StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+_RETRY_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
+
+
+def retryable(exc: RpcError, idempotent: bool) -> bool:
+    """Refused without being processed (UNAVAILABLE, or RESOURCE_EXHAUSTED from a shedder or
+    limit), or UNAVAILABLE from an idempotent method. A breaker's own refusal is not retried."""
+    if isinstance(exc.details, dict) and exc.details.get("reason") == "breaker_open":
+        return False
+    if exc.not_processed:
+        return exc.code in _RETRY_CODES
+    return idempotent and exc.code is StatusCode.UNAVAILABLE
+
+
+def breaker_config(b: Breaker) -> BreakerConfig:
+    return BreakerConfig(
+        window=b.window,
+        buckets=10,
+        min_calls=b.min_calls,
+        error_ratio=b.error_ratio,
+        slow_ratio=b.slow_ratio,
+        slow_call=b.slow_call,
+        error_count=b.error_count,
+        open_for=b.open_for,
+        half_open_probes=b.half_open_probes,
+    )
+
+
+class _Plan:
+    __slots__ = ("breaker", "budget", "limit", "name", "retry", "throttle")
+
+    def __init__(self, policy: Policy, qualname: str, rule: ClientRule) -> None:
+        self.name = qualname
+        self.limit = policy.bucket(f"client:{qualname}", rule.limit) if rule.limit is not None else None
+        b = rule.breaker or Breaker()
+        self.breaker: CircuitBreaker | None = None
+        self.throttle: AdaptiveThrottle | None = None
+        if b.kind == "classic":
+            self.breaker = CircuitBreaker(
+                breaker_config(b), lambda old, new: policy.events.emit(qualname, old.value, new.value)
+            )
+            policy.events.states[qualname] = "closed"
+        elif b.kind == "sre":
+            self.throttle = AdaptiveThrottle(b.k, b.sre_window)
+        self.retry = rule.retry or Retry()
+        self.budget = policy.retry_budget(qualname.partition(".")[0], self.retry)
+
+
+def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
+    clock = policy.clock
+    plans: dict[str, _Plan] = {}
+    rng = policy.rng
+
+    def middleware(next_handler: Handler) -> Handler:
+        async def attempt(call: Any, plan: _Plan) -> Any:
+            """One try through the breaker."""
+            breaker, throttle = plan.breaker, plan.throttle
+            now = clock()
+            if breaker is not None and not breaker.allow(now):
+                wait = breaker.retry_after(now)
+                raise RpcError(
+                    StatusCode.UNAVAILABLE,
+                    f"circuit breaker of {plan.name} is {breaker.state.value}; retry after {wait:.3f}s",
+                    {"reason": "breaker_open", "retry_after": round(wait, 6)},
+                    not_processed=True,
+                )
+            if throttle is not None and not throttle.allow(now, rng):
+                raise RpcError(
+                    StatusCode.UNAVAILABLE,
+                    f"{plan.name}: throttled locally, the backend refuses most calls (adaptive throttling)",
+                    {"reason": "breaker_open", "retry_after": 0.0},
+                    not_processed=True,
+                )
+            try:
+                result = await next_handler(call)
+            except RpcError as exc:
+                end = clock()
+                failed = exc.code in BREAKER_FAILURES
+                if breaker is not None:
+                    (breaker.on_failure if failed else breaker.on_success)(end, end - now)
+                if throttle is not None:
+                    throttle.on_result(end, not failed)
+                raise
+            except asyncio.CancelledError:
+                if breaker is not None and breaker.state.value == "half_open":
+                    breaker.on_success(clock(), 0.0)  # a probe the caller gave up on must not wedge the breaker
+                raise
+            end = clock()
+            if breaker is not None:
+                breaker.on_success(end, end - now)
+            if throttle is not None:
+                throttle.on_result(end, True)
+            return result
+
+        def backoff(retry: Retry, attempts: int, exc: RpcError) -> float:
+            ceiling = min(retry.max_backoff, retry.initial_backoff * retry.multiplier ** (attempts - 1))
+            delay = rng.uniform(0, ceiling)  # full jitter (A6)
+            hint = exc.details.get("retry_after") if isinstance(exc.details, dict) else None
+            if isinstance(hint, (int, float)) and hint > delay:
+                delay = float(hint)
+            return delay
+
+        def remaining(call: Any) -> float | None:
+            deadline = call.deadline
+            return None if deadline is None else deadline - asyncio.get_running_loop().time()
+
+        async def with_retries(call: Any, plan: _Plan) -> Any:
+            retry, budget = plan.retry, plan.budget
+            idempotent = call.spec.options.idempotent
+            attempts = 1
+            while True:
+                try:
+                    result = await attempt(call, plan)
+                except RpcError as exc:
+                    if not retryable(exc, idempotent):
+                        raise
+                    budget.on_failure()
+                    if attempts >= retry.max_attempts or not budget.can_retry():
+                        raise
+                    delay = backoff(retry, attempts, exc)
+                    left = remaining(call)
+                    if left is not None and delay >= left:
+                        raise  # the retry could not finish in time: fail now, clearly
+                    policy.retries += 1
+                    if delay > 0:
+                        await policy.sleep(delay)
+                    attempts += 1
+                    call.avoid = call.peer
+                    left = remaining(call)
+                    if left is not None:
+                        if left <= 0:
+                            raise
+                        call.timeout = left
+                    continue
+                budget.on_success()
+                return result
+
+        async def hedged(call: Any, plan: _Plan, delay: float) -> Any:
+            """Idempotent calls: another copy after ``delay`` without an answer; first success wins."""
+            retry, budget = plan.retry, plan.budget
+            loop = asyncio.get_running_loop()
+            pending: set[asyncio.Task[Any]] = set()
+            copies: list[Any] = []
+            last: BaseException | None = None
+
+            def launch() -> None:
+                again = copy.copy(call)
+                again.avoid = copies[-1].peer or None if copies else None  # another instance, if any
+                left = remaining(call)
+                if left is not None:
+                    again.timeout = max(left, 0.001)
+                copies.append(again)
+                pending.add(loop.create_task(attempt(again, plan)))
+
+            launch()
+            sent = 1
+            try:
+                while pending:
+                    can_hedge = sent < retry.max_attempts
+                    done, _ = await asyncio.wait(
+                        pending, timeout=delay if can_hedge else None, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        pending.discard(task)
+                        exc = task.exception()
+                        if exc is None:
+                            budget.on_success()
+                            return task.result()
+                        if not isinstance(exc, RpcError) or not retryable(exc, True):
+                            raise exc
+                        budget.on_failure()
+                        last = exc
+                    if sent < retry.max_attempts and budget.can_retry() and (not done or not pending):
+                        left = remaining(call)
+                        if left is None or left > 0:
+                            policy.hedges += 1
+                            sent += 1
+                            launch()
+                assert last is not None
+                raise last
+            finally:
+                for task in pending:
+                    task.cancel()
+
+        def handler(call: Any) -> Awaitable[Any]:
+            qualname = call.spec.qualname
+            plan = plans.get(qualname)
+            if plan is None:
+                plan = plans[qualname] = _Plan(policy, qualname, resolve(policy.config.client, qualname, ClientRule))
+            if qualname in policy.switches.on:
+                raise RpcError(
+                    StatusCode.UNAVAILABLE,
+                    f"{qualname} is switched off in this process (meshkit switch {qualname} off to restore)",
+                    {"reason": "switched"},
+                    not_processed=True,
+                )
+            if plan.limit is not None and not isinstance(plan.limit, TokenBucket):
+                return limited_shared(call, plan)
+            if plan.limit is not None:
+                ok, wait = plan.limit.try_acquire(clock())
+                if not ok:
+                    raise local_limit(qualname, wait)
+            return guarded(call, plan)
+
+        def guarded(call: Any, plan: _Plan) -> Awaitable[Any]:
+            hedge_after = plan.retry.hedge_after
+            if hedge_after is not None and call.spec.options.idempotent:
+                return hedged(call, plan, hedge_after)
+            if plan.retry.max_attempts > 1:
+                return with_retries(call, plan)
+            return attempt(call, plan)
+
+        async def limited_shared(call: Any, plan: _Plan) -> Any:
+            ok, wait = await plan.limit.try_acquire()  # type: ignore[union-attr]
+            if not ok:
+                raise local_limit(call.spec.qualname, wait)
+            return await guarded(call, plan)
+
+        return handler
+
+    return middleware
+
+
+def local_limit(qualname: str, wait: float) -> RpcError:
+    return RpcError(
+        StatusCode.RESOURCE_EXHAUSTED,
+        f"{qualname}: this client's rate limit reached; retry after {wait:.3f}s",
+        {"reason": "client_limit", "retry_after": round(wait, 6)},
+        not_processed=True,
+    )

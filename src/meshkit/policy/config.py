@@ -1,0 +1,191 @@
+"""The policy config: one declarative description of a process's limits, breakers, retries,
+shedding and switches, read from TOML (``Policy.from_file``) or built in code.
+
+Rules are keyed by method: ``"inventory.reserve"`` (one method), ``"inventory.*"`` (a service)
+or ``"*"`` (everything). For each field the most specific rule that sets it wins, so a service
+rule can set a limit and a method rule only change its burst. Unknown keys are errors that name
+the key: a typo must not silently turn a limit off.
+
+Every default and where it comes from is in docs/resilience.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import msgspec
+
+R = TypeVar("R", bound="_Strict")
+
+
+class PolicyError(ValueError):
+    """A policy file or rule that cannot be used; the message names the file and the field."""
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Limit(_Strict):
+    """A token bucket: ``rate`` calls a second, bursts of up to ``burst`` (default: one second's
+    worth). ``shared = true`` keeps the bucket in Redis (the policy's ``redis`` URL), so the rate
+    is for the whole fleet rather than per process."""
+
+    rate: float
+    burst: float | None = None
+    shared: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise PolicyError(f"limit rate must be > 0, got {self.rate}")
+        if self.burst is not None and self.burst < 1:
+            raise PolicyError(f"limit burst must be >= 1, got {self.burst}")
+
+    @property
+    def size(self) -> float:
+        return self.burst if self.burst is not None else max(1.0, self.rate)
+
+
+class Breaker(_Strict):
+    """``kind = "classic"``: three states, resilience4j defaults (50 % errors over >= 20 calls in
+    10 s, open 5 s, 3 probes). ``kind = "sre"``: Google SRE adaptive throttling (k = 1.5 over 2
+    minutes). ``kind = "off"``: none."""
+
+    kind: Literal["classic", "sre", "off"] = "classic"
+    window: float = 10.0
+    min_calls: int = 20
+    error_ratio: float | None = 0.5
+    slow_ratio: float | None = None
+    slow_call: float = 1.0
+    error_count: int | None = None
+    open_for: float = 5.0
+    half_open_probes: int = 3
+    k: float = 1.5
+    sre_window: float = 120.0
+
+
+class Retry(_Strict):
+    """Retries of calls refused without being processed (and, for ``@rpc(idempotent=True)``
+    methods, of UNAVAILABLE), with full-jitter exponential backoff (25 ms doubling to 250 ms, as
+    Envoy) and gRPC A6's retry throttling (10 tokens, +0.1 per success, retry above half).
+    ``hedge_after``: for idempotent methods, send another copy if no answer came in that many
+    seconds (gRPC A6 hedging); off by default."""
+
+    max_attempts: int = 3
+    initial_backoff: float = 0.025
+    max_backoff: float = 0.25
+    multiplier: float = 2.0
+    budget_tokens: float = 10.0
+    budget_ratio: float = 0.1
+    hedge_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_attempts <= 10:
+            raise PolicyError(f"retry max_attempts must be in 1..10, got {self.max_attempts}")
+        if self.initial_backoff < 0 or self.max_backoff < self.initial_backoff or self.multiplier < 1:
+            raise PolicyError("retry backoff needs 0 <= initial_backoff <= max_backoff and multiplier >= 1")
+        if self.hedge_after is not None and self.hedge_after <= 0:
+            raise PolicyError(f"retry hedge_after must be > 0, got {self.hedge_after}")
+
+
+class ServerRule(_Strict):
+    """Limits on the serving side: ``limit`` for a method (all callers), ``caller_limit`` for each
+    caller of it (caller id from the ``caller`` metadata key, else the peer's host), and
+    ``max_concurrency`` (a bulkhead)."""
+
+    limit: Limit | None = None
+    caller_limit: Limit | None = None
+    max_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise PolicyError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+
+
+class ClientRule(_Strict):
+    """Policies of the calling side: ``limit`` per target method (or service, with a ``svc.*``
+    rule), a ``breaker`` per (service, method), ``instance_breaker`` per instance of a service,
+    and ``retry``."""
+
+    limit: Limit | None = None
+    breaker: Breaker | None = None
+    instance_breaker: Breaker | None = None
+    retry: Retry | None = None
+
+
+class Shedding(_Strict):
+    """The adaptive concurrency limit of a serving process (see resilience/shedder.py)."""
+
+    enabled: bool = True
+    initial_limit: int = 64
+    min_limit: int = 4
+    max_limit: int = 10_000
+    window: float = 0.1
+    tolerance: float = 2.0
+    backoff: float = 0.9
+    max_lag: float = 0.05
+    lag_interval: float = 0.05
+    cpu_threshold: float | None = None
+
+
+class PolicyConfig(_Strict):
+    redis: str | None = None
+    shedding: Shedding = msgspec.field(default_factory=Shedding)
+    server: dict[str, ServerRule] = msgspec.field(default_factory=dict)
+    client: dict[str, ClientRule] = msgspec.field(default_factory=dict)
+    #: Methods answered by their fallback from the start (``meshkit switch`` changes this live).
+    switches: dict[str, bool] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for section in (self.server, self.client, self.switches):
+            for key in section:
+                check_pattern(key)
+
+
+def check_pattern(key: str) -> None:
+    service, dot, method = key.partition(".")
+    if key == "*" or (dot and service and method and "*" not in service and (method == "*" or "*" not in method)):
+        return
+    raise PolicyError(f"bad rule key {key!r}: use 'service.method', 'service.*' or '*'")
+
+
+def patterns(qualname: str) -> tuple[str, str, str]:
+    """The rule keys that apply to ``qualname``, most specific first."""
+    service = qualname.partition(".")[0]
+    return qualname, f"{service}.*", "*"
+
+
+def resolve(rules: dict[str, R], qualname: str, kind: type[R]) -> R:
+    """The rule for ``qualname``: field by field, the most specific rule that sets it."""
+    found = [rules[key] for key in patterns(qualname) if key in rules]
+    if not found:
+        return kind()
+    if len(found) == 1:
+        return found[0]
+    values = {}
+    for name in kind.__struct_fields__:
+        for rule in found:
+            if name in msgspec.structs.asdict(rule) and getattr(rule, name) is not None:
+                values[name] = getattr(rule, name)
+                break
+    return kind(**values)
+
+
+def load(path: str | Path) -> PolicyConfig:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
+    return parse(data, str(path))
+
+
+def parse(data: bytes | str, source: str = "<policy>") -> PolicyConfig:
+    try:
+        return msgspec.toml.decode(data, type=PolicyConfig)
+    except msgspec.ValidationError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    except PolicyError as exc:
+        raise PolicyError(f"{source}: {exc}") from None

@@ -1,0 +1,185 @@
+"""``Policy``: a policy config plus the state it governs (buckets, breakers, budgets, the
+shedder and its loop-lag probe), shared by the servers and clients of a process that use it."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from meshkit.policy import config as _config
+from meshkit.policy.client import breaker_config, client_guard
+from meshkit.policy.config import Breaker, ClientRule, Limit, PolicyConfig, Retry, resolve
+from meshkit.policy.events import BreakerEvents
+from meshkit.policy.server import server_guard
+from meshkit.policy.switches import Switches, process_switches
+from meshkit.resilience.breaker import CircuitBreaker
+from meshkit.resilience.retry_budget import RetryBudget
+from meshkit.resilience.shedder import AdaptiveConcurrency, ShedderConfig
+from meshkit.resilience.token_bucket import TokenBucket
+
+log = logging.getLogger("meshkit.policy")
+
+
+class Policy:
+    """The resilience policies of a process.
+
+    ``Server(..., policy=p)`` guards what it serves (limits, bulkheads, shedding, fallbacks);
+    ``Client(..., policy=p)`` guards what it calls (limits, breakers, retries, hedging). ``clock``
+    (seconds, monotonic) and ``sleep`` are injectable, so tests drive time themselves.
+    """
+
+    def __init__(
+        self,
+        config: PolicyConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        switches: Switches | None = None,
+        redis: Any = None,
+    ) -> None:
+        self.config = config or PolicyConfig()
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.switches = switches if switches is not None else process_switches()
+        for name, on in self.config.switches.items():
+            self.switches.set(name, on)
+        self.events = BreakerEvents()
+        s = self.config.shedding
+        self.shedder: AdaptiveConcurrency | None = None
+        if s.enabled:
+            self.shedder = AdaptiveConcurrency(
+                ShedderConfig(
+                    initial_limit=s.initial_limit,
+                    min_limit=s.min_limit,
+                    max_limit=s.max_limit,
+                    window=s.window,
+                    tolerance=s.tolerance,
+                    backoff=s.backoff,
+                    max_lag=s.max_lag,
+                    cpu_threshold=s.cpu_threshold,
+                ),
+                clock(),
+            )
+        self._redis = redis
+        self._budgets: dict[str, RetryBudget] = {}
+        self._probe: asyncio.Task[None] | None = None
+        self._users = 0
+        #: Counters (observability reads them): refusals by reason, retries, hedges, fallbacks.
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.retries = 0
+        self.hedges = 0
+        self.degraded = 0
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> Policy:
+        return cls(_config.load(path), **kwargs)
+
+    # -- what servers and clients install --------------------------------------------------
+    def server_middleware(self) -> Callable[[Any], Any]:
+        return server_guard(self)
+
+    def client_middleware(self) -> Callable[[Any], Any]:
+        return client_guard(self)
+
+    def instance_breakers(self, service: str) -> Callable[[str], CircuitBreaker] | None:
+        """A factory of per-instance breakers for ``service``, or None if its rule sets none.
+        ``service="*"`` (a client with static targets, shared by every service): the ``"*"``
+        rule's, else the first rule that sets one."""
+        rule: Breaker | None = resolve(self.config.client, f"{service}.*", ClientRule).instance_breaker
+        if rule is None and service == "*":
+            rule = next((r.instance_breaker for r in self.config.client.values() if r.instance_breaker), None)
+        if rule is None or rule.kind != "classic":
+            return None
+        cfg = breaker_config(rule)
+
+        def make(key: str) -> CircuitBreaker:
+            name = f"{service}@{key}"
+            self.events.states[name] = "closed"
+            return CircuitBreaker(cfg, lambda old, new: self.events.emit(name, old.value, new.value))
+
+        return make
+
+    # -- shared state ------------------------------------------------------------------------
+    def bucket(self, key: str, limit: Limit) -> Any:
+        """A token bucket for ``limit``: local, or in Redis when the limit is ``shared``."""
+        if not limit.shared:
+            return TokenBucket(limit.rate, limit.size, self.clock())
+        redis = self._redis
+        if redis is None:
+            if self.config.redis is None:
+                raise _config.PolicyError(f"limit {key} is shared but the policy names no redis URL")
+            try:
+                import redis.asyncio as aioredis
+            except ImportError as exc:
+                raise _config.PolicyError("shared limits need redis-py: pip install 'meshkit[redis]'") from exc
+            redis = self._redis = aioredis.from_url(self.config.redis)
+        from meshkit.resilience.redis_bucket import RedisTokenBucket
+
+        return RedisTokenBucket(redis, f"meshkit:limit:{key}", limit.rate, limit.size, clock=self.clock)
+
+    def retry_budget(self, service: str, retry: Retry) -> RetryBudget:
+        """One budget per target service (as gRPC keeps one per channel)."""
+        budget = self._budgets.get(service)
+        if budget is None:
+            budget = self._budgets[service] = RetryBudget(retry.budget_tokens, retry.budget_ratio)
+        return budget
+
+    def shed_retry_after(self) -> float:
+        shedder = self.shedder
+        if shedder is None or shedder.baseline is None:
+            return 0.01
+        return min(1.0, max(0.001, shedder.baseline))
+
+    # -- the loop-lag probe --------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the loop-lag (and CPU) probe that feeds the shedder; servers call this."""
+        self._users += 1
+        if self.shedder is not None and self._probe is None:
+            self._probe = asyncio.get_running_loop().create_task(self._measure())
+
+    async def stop(self) -> None:
+        self._users = max(0, self._users - 1)
+        if self._users == 0 and self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+            self._probe = None
+
+    async def _measure(self) -> None:
+        assert self.shedder is not None
+        interval = self.config.shedding.lag_interval
+        loop = asyncio.get_running_loop()
+        cpu_then, wall_then = time.process_time(), loop.time()
+        while True:
+            expected = loop.time() + interval
+            await asyncio.sleep(interval)
+            now = loop.time()
+            self.shedder.on_lag(self.clock(), max(0.0, now - expected))
+            cpu_now = time.process_time()
+            if now > wall_then:
+                self.shedder.on_cpu(self.clock(), (cpu_now - cpu_then) / (now - wall_then))
+            cpu_then, wall_then = cpu_now, now
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state worth showing (``meshkit switch --show``, the demo, metrics)."""
+        shedder = self.shedder
+        return {
+            "switches": self.switches.snapshot(),
+            "breakers": dict(self.events.states),
+            "rejected": dict(self.rejected),
+            "retries": self.retries,
+            "hedges": self.hedges,
+            "degraded": self.degraded,
+            "shedder": None
+            if shedder is None
+            else {"limit": round(shedder.limit, 1), "in_flight": shedder.in_flight, "baseline": shedder.baseline},
+        }

@@ -1,0 +1,136 @@
+"""The serving side's guard: rate limits per method and per caller, a bulkhead per method and
+the adaptive shedder, in one middleware.
+
+Refusals are decided before the handler runs and raised synchronously (no coroutine is made for
+a refused call): RESOURCE_EXHAUSTED, ``not_processed`` (safe to send elsewhere), with
+``details = {"reason": ..., "retry_after": seconds}``. A method with ``@rpc(fallback=…)``
+answers with its fallback instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from meshkit.errors import RpcError, StatusCode
+from meshkit.policy.config import Limit, ServerRule, resolve
+from meshkit.protocol.metadata import CALLER
+from meshkit.resilience.bulkhead import Bulkhead
+from meshkit.resilience.token_bucket import TokenBucket
+
+if TYPE_CHECKING:
+    from meshkit.policy.runtime import Policy
+
+Handler = Callable[[Any], Awaitable[Any]]
+#: Per-caller buckets kept per method (least recently used ones are dropped beyond this).
+MAX_CALLERS = 10_000
+
+
+class _Plan:
+    __slots__ = ("bulkhead", "caller_buckets", "caller_limit", "limit", "shared", "trivial")
+
+    def __init__(self, policy: Policy, qualname: str, rule: ServerRule) -> None:
+        self.limit = policy.bucket(f"server:{qualname}", rule.limit) if rule.limit is not None else None
+        self.shared = rule.limit is not None and rule.limit.shared
+        self.caller_limit: Limit | None = rule.caller_limit
+        self.caller_buckets: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self.bulkhead = Bulkhead(rule.max_concurrency) if rule.max_concurrency is not None else None
+        self.trivial = self.limit is None and self.caller_limit is None and self.bulkhead is None
+
+
+def refusal(qualname: str, reason: str, retry_after: float, what: str) -> RpcError:
+    return RpcError(
+        StatusCode.RESOURCE_EXHAUSTED,
+        f"{qualname}: {what}; retry after {retry_after:.3f}s",
+        {"reason": reason, "retry_after": round(retry_after, 6)},
+        not_processed=True,
+    )
+
+
+async def _awaitable(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
+    clock = policy.clock
+    plans: dict[str, _Plan] = {}
+    shedder = policy.shedder
+
+    def middleware(next_handler: Handler) -> Handler:
+        def degrade(call: Any, error: RpcError) -> Awaitable[Any]:
+            fallback = call.fallback
+            if fallback is None:
+                raise error
+            policy.degraded += 1
+            return _awaitable(fallback(call.args))
+
+        def caller_of(call: Any) -> str:
+            caller = call.metadata.get(CALLER)
+            if isinstance(caller, str) and caller:
+                return caller
+            peer: str = call.peer
+            return peer.rpartition(":")[0] or peer
+
+        def handler(call: Any) -> Awaitable[Any]:
+            qualname = call.spec.qualname
+            plan = plans.get(qualname)
+            if plan is None:
+                plan = plans[qualname] = _Plan(policy, qualname, resolve(policy.config.server, qualname, ServerRule))
+            if plan.trivial and shedder is None:
+                return next_handler(call)
+            now = clock()
+            if plan.limit is not None and not plan.shared:
+                ok, wait = plan.limit.try_acquire(now)
+                if not ok:
+                    policy.rejected["limit"] += 1
+                    return degrade(call, refusal(qualname, "limit", wait, "rate limit reached"))
+            if plan.caller_limit is not None:
+                who = caller_of(call)
+                bucket = plan.caller_buckets.get(who)
+                if bucket is None:
+                    if len(plan.caller_buckets) >= MAX_CALLERS:
+                        plan.caller_buckets.popitem(last=False)
+                    limit = plan.caller_limit
+                    bucket = plan.caller_buckets[who] = TokenBucket(limit.rate, limit.size, now)
+                else:
+                    plan.caller_buckets.move_to_end(who)
+                ok, wait = bucket.try_acquire(now)
+                if not ok:
+                    policy.rejected["caller_limit"] += 1
+                    return degrade(
+                        call, refusal(qualname, "caller_limit", wait, f"rate limit of caller {who!r} reached")
+                    )
+            bulkhead = plan.bulkhead
+            if bulkhead is not None and not bulkhead.try_acquire():
+                policy.rejected["bulkhead"] += 1
+                return degrade(
+                    call, refusal(qualname, "bulkhead", 0.0, f"{bulkhead.max_concurrent} calls already in progress")
+                )
+            if shedder is not None and not shedder.try_acquire():
+                if bulkhead is not None:
+                    bulkhead.release()
+                policy.rejected["shed"] += 1
+                return degrade(call, refusal(qualname, "shed", policy.shed_retry_after(), "server overloaded"))
+            return run(call, plan, now)
+
+        async def run(call: Any, plan: _Plan, start: float) -> Any:
+            try:
+                if plan.shared:
+                    assert plan.limit is not None
+                    ok, wait = await plan.limit.try_acquire()
+                    if not ok:
+                        policy.rejected["limit"] += 1
+                        return await degrade(call, refusal(call.spec.qualname, "limit", wait, "rate limit reached"))
+                return await next_handler(call)
+            finally:
+                if plan.bulkhead is not None:
+                    plan.bulkhead.release()
+                if shedder is not None:
+                    end = clock()
+                    shedder.release(end, end - start)
+
+        return handler
+
+    return middleware

@@ -1,0 +1,41 @@
+"""The ``meshkit-admin`` service every Server carries: runtime switches and policy state, so an
+operator can degrade a method of a running process (``meshkit switch``) without a restart."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from meshkit.errors import RpcError, StatusCode
+from meshkit.rpc.service import Service, rpc
+
+if TYPE_CHECKING:
+    from meshkit.rpc.server import Server
+
+
+class Admin(Service, name="meshkit-admin"):
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    @rpc
+    async def switch(self, name: str, on: bool) -> dict[str, Any]:
+        """Turn ``name`` ("service.method") on (answer with its fallback) or off; returns the
+        switches now on and whether this process serves that method."""
+        try:
+            self._server.switches.set(name, on)
+        except ValueError as exc:
+            raise RpcError(StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        return {"switches": self._server.switches.snapshot(), **self._describe(name)}
+
+    @rpc
+    async def status(self) -> dict[str, Any]:
+        """Switches, breaker states and policy counters of this process."""
+        policy = self._server.policy
+        state: dict[str, Any] = {"switches": self._server.switches.snapshot()}
+        if policy is not None:
+            state.update(policy.snapshot())
+        return state
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        service, _, method = name.partition(".")
+        route = self._server._routes.get(service, {}).get(method)
+        return {"served_here": route is not None, "has_fallback": route is not None and route.fallback is not None}

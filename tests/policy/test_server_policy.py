@@ -1,0 +1,152 @@
+"""Server-side policies through a real server: limits, bulkheads, shedding, fallbacks, switches."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from meshkit import Client, RpcError, Server, StatusCode
+from meshkit.policy import Limit, Policy, PolicyConfig, PolicyError, ServerRule, Shedding, Switches
+from meshkit.testing import FakeClock
+from tests.policy.services import Stock
+
+NO_SHED = Shedding(enabled=False)
+
+
+def policy(clock: FakeClock | None = None, **rules: ServerRule) -> Policy:
+    config = PolicyConfig(shedding=NO_SHED, server={k.replace("__", "."): v for k, v in rules.items()})
+    return Policy(config, clock=clock or FakeClock(), switches=Switches())
+
+
+async def test_method_limit_refuses_without_running_the_handler_and_says_when_to_retry() -> None:
+    clock = FakeClock()
+    stock = Stock()
+    p = policy(clock, stock__peek=ServerRule(limit=Limit(rate=1, burst=2)))
+    async with Server([stock], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        proxy = client.proxy(Stock)
+        assert [await proxy.peek("a"), await proxy.peek("b")] == ["a", "b"]
+        with pytest.raises(RpcError) as err:
+            await proxy.peek("c")
+        assert err.value.code is StatusCode.RESOURCE_EXHAUSTED and err.value.not_processed
+        assert err.value.details == {"reason": "limit", "retry_after": 1.0}
+        assert "stock.peek" in err.value.message and "retry after 1.000s" in err.value.message
+        assert stock.calls == 2  # the refused call never reached the handler
+        clock.advance(1.0)
+        assert await proxy.peek("d") == "d"
+        assert p.rejected["limit"] == 1
+
+
+async def test_a_refused_method_with_a_fallback_answers_with_it() -> None:
+    stock = Stock()
+    p = policy(stock__reserve=ServerRule(limit=Limit(rate=1, burst=1)))
+    async with Server([stock], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        proxy = client.proxy(Stock)
+        assert await proxy.reserve("a") == "reserved a"
+        assert await proxy.reserve("b") == "deferred b"
+        assert stock.calls == 1 and p.degraded == 1
+
+
+async def test_caller_limits_are_per_caller() -> None:
+    p = policy(**{"stock__*": ServerRule(caller_limit=Limit(rate=1, burst=1))})
+    async with Server([Stock()], policy=p, middleware=[]) as server:
+        async with Client(target=server.address, caller="a") as a, Client(target=server.address, caller="b") as b:
+            assert await a.proxy(Stock).peek("x") == "x"
+            assert await b.proxy(Stock).peek("x") == "x"  # b has its own bucket
+            with pytest.raises(RpcError, match="rate limit of caller 'a'") as err:
+                await a.proxy(Stock).peek("x")
+            assert err.value.details["reason"] == "caller_limit"
+
+
+async def test_bulkhead_refuses_at_once_when_full() -> None:
+    stock = Stock()
+    stock.gate = asyncio.Event()
+    p = policy(stock__peek=ServerRule(max_concurrency=2))
+    async with Server([stock], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        proxy = client.proxy(Stock)
+        held = [asyncio.create_task(proxy.peek(str(i))) for i in range(2)]
+        while stock.calls < 2:
+            await asyncio.sleep(0.001)
+        with pytest.raises(RpcError) as err:
+            await proxy.peek("third")
+        assert err.value.code is StatusCode.RESOURCE_EXHAUSTED and err.value.details["reason"] == "bulkhead"
+        assert await proxy.flaky("other methods are not affected") == "other methods are not affected"
+        stock.gate.set()
+        assert await asyncio.gather(*held) == ["0", "1"]
+        assert await proxy.peek("after") == "after"  # slots were given back
+
+
+async def test_shedder_refuses_past_its_concurrency_limit() -> None:
+    stock = Stock()
+    stock.gate = asyncio.Event()
+    config = PolicyConfig(shedding=Shedding(initial_limit=2, min_limit=2))
+    p = Policy(config, switches=Switches())
+    async with Server([stock], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        proxy = client.proxy(Stock)
+        held = [asyncio.create_task(proxy.peek(str(i))) for i in range(2)]
+        while stock.calls < 2:
+            await asyncio.sleep(0.001)
+        with pytest.raises(RpcError) as err:
+            await proxy.peek("third")
+        assert err.value.details["reason"] == "shed" and err.value.not_processed
+        assert await proxy.reserve("x") == "deferred x"  # shed, but it has a fallback
+        stock.gate.set()
+        await asyncio.gather(*held)
+        assert p.shedder is not None and p.shedder.in_flight == 0
+        assert p.snapshot()["rejected"] == {"shed": 2}
+
+
+async def test_switches_turn_a_method_into_its_fallback_live() -> None:
+    switches = Switches()
+    stock = Stock()
+    async with Server([stock], switches=switches) as server, Client(target=server.address) as client:
+        proxy = client.proxy(Stock)
+        admin = {"name": "stock.reserve", "on": True}
+        answer = await client.call("meshkit-admin", "switch", admin)
+        assert answer == {"switches": {"stock.reserve": True}, "served_here": True, "has_fallback": True}
+        assert await proxy.reserve("a") == "deferred a" and stock.calls == 0
+        await client.call("meshkit-admin", "switch", {"name": "stock.peek", "on": True})
+        with pytest.raises(RpcError, match="switched off on this server and has no fallback") as err:
+            await proxy.peek("a")
+        assert err.value.code is StatusCode.UNAVAILABLE and err.value.not_processed
+        await client.call("meshkit-admin", "switch", {"name": "stock.reserve", "on": False})
+        switches.set("stock.peek", False)
+        assert [await proxy.reserve("b"), await proxy.peek("c")] == ["reserved b", "c"]
+        with pytest.raises(RpcError) as bad:
+            await client.call("meshkit-admin", "switch", {"name": "stock", "on": True})
+        assert bad.value.code is StatusCode.INVALID_ARGUMENT
+        assert await client.call("meshkit-admin", "status") == {"switches": {}}
+
+
+async def test_switches_set_before_start_apply_from_the_first_call() -> None:
+    switches = Switches(["stock.reserve"])
+    async with Server([Stock()], switches=switches) as server, Client(target=server.address) as client:
+        assert await client.proxy(Stock).reserve("a") == "deferred a"
+
+
+async def test_policy_from_a_toml_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[shedding]\nenabled = false\n[server."stock.peek"]\nlimit = { rate = 1, burst = 1 }\n')
+    async with Server([Stock()], policy=str(path), switches=Switches()) as server:
+        async with Client(target=server.address) as client:
+            await client.proxy(Stock).peek("a")
+            with pytest.raises(RpcError, match="rate limit reached"):
+                await client.proxy(Stock).peek("b")
+    path.write_text('[server."stock.peek"]\nlimit = { rat = 1 }\n')
+    with pytest.raises(PolicyError, match=r"policy.toml: .*unknown field `rat`"):
+        Server([Stock()], policy=str(path))
+    with pytest.raises(PolicyError, match="cannot read policy file"):
+        Policy.from_file(tmp_path / "missing.toml")
+
+
+def test_a_fallback_must_name_a_method() -> None:
+    from meshkit import Service, rpc
+    from meshkit.rpc.service import method_specs
+
+    class Bad(Service, name="bad"):
+        @rpc(fallback="nope")
+        async def m(self) -> None: ...
+
+    with pytest.raises(TypeError, match="fallback 'nope' is not a method of Bad"):
+        method_specs(Bad)
