@@ -15,7 +15,7 @@ from typing import Any
 
 from meshkit import __version__
 from meshkit.errors import RpcError
-from meshkit.rpc.client import Client
+from meshkit.rpc.client import Client, parse_target
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
 from meshkit.transport.loop import run as run_loop
@@ -56,18 +56,73 @@ def _setup_logging(level: str, access_log: bool) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from meshkit.policy import Policy, PolicyError
+
     services = [_load_service(s) for s in args.service]
-    server = Server(services, host=args.host, port=args.port, registry=args.registry)
+    try:
+        policy = Policy.from_file(args.policy) if args.policy else None
+    except PolicyError as exc:
+        print(f"meshkit run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    server = Server(services, host=args.host, port=args.port, registry=args.registry, policy=policy)
     await server.start()
     print(f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if args.policy:
+        loop.add_signal_handler(signal.SIGHUP, _reload_switches, server, args.policy)
     await stop.wait()
     print(f"meshkit: draining (grace {args.grace}s)", flush=True)
     await server.stop(grace=args.grace)
     return 0
+
+
+def _reload_switches(server: Server, path: str) -> None:
+    """SIGHUP: make the switches what the policy file says now (the rest of the policy stays)."""
+    from meshkit.policy import PolicyError
+    from meshkit.policy.config import load
+
+    try:
+        wanted = {name for name, on in load(path).switches.items() if on}
+    except PolicyError as exc:
+        logging.getLogger("meshkit.policy").error("SIGHUP: policy file not reloaded: %s", exc)
+        return
+    for name in sorted(server.switches.on - wanted):
+        server.switches.set(name, False)
+    for name in sorted(wanted):
+        server.switches.set(name, True)
+
+
+async def _switch(args: argparse.Namespace) -> int:
+    if (args.name is None) != (args.state is None):
+        print("meshkit switch: give SERVICE.METHOD and on|off, or neither to show the state", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        targets = [f"{h}:{p}" for h, p in parse_target(args.target)]
+    except ValueError as exc:
+        print(f"meshkit switch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    status = 0
+    for target in targets:
+        client = Client(target=target, timeout=args.timeout, middleware=[])
+        try:
+            if args.name is None:
+                answer = await client.call("meshkit-admin", "status")
+            else:
+                answer = await client.call("meshkit-admin", "switch", {"name": args.name, "on": args.state == "on"})
+                if not answer.get("served_here"):
+                    answer["note"] = f"{target} does not serve {args.name}; its clients still honour the switch"
+                elif not answer.get("has_fallback") and args.state == "on":
+                    answer["note"] = f"{args.name} has no fallback: it is refused with UNAVAILABLE while on"
+            print(json.dumps({target: answer}, indent=2, default=str))
+        except RpcError as exc:
+            print(f"{target}: error: {exc.code.name}: {exc.message}", file=sys.stderr)
+            status = EXIT_RPC_ERROR
+        finally:
+            await client.close()
+    return status
 
 
 async def _call(args: argparse.Namespace) -> int:
@@ -153,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", default=None, help="register in this registry (memory://, meshkit://HOST:PORT)")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument("--no-access-log", action="store_true", help="do not log a line per call")
+    p.add_argument("--policy", default=None, help="resilience policy TOML file (SIGHUP re-reads its [switches])")
+
+    p = sub.add_parser("switch", help="turn a method of running processes into its fallback (or back), live")
+    p.add_argument("name", nargs="?", help="SERVICE.METHOD (omit, with the state, to show switches and breakers)")
+    p.add_argument("state", nargs="?", choices=["on", "off"], help="on: answer with the fallback; off: normal")
+    p.add_argument("--target", default="127.0.0.1:7001", help="HOST:PORT of the process(es), comma-separated")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
 
     p = sub.add_parser("call", help="call a method with JSON arguments and print the JSON result")
     p.add_argument("target", help="HOST:PORT of a server (comma-separated for several)")
@@ -189,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_loop(_serve(args))
     if args.command == "call":
         return run_loop(_call(args))
+    if args.command == "switch":
+        return run_loop(_switch(args))
     if args.command == "registry":
         _setup_logging(args.log_level, access_log=False)
         return run_loop(_registry(args))

@@ -11,7 +11,7 @@ import pytest
 
 from meshkit import Client, RpcError, Server, StatusCode
 from meshkit.policy import Breaker, ClientRule, Limit, Policy, PolicyConfig, Retry, Shedding, Switches
-from meshkit.testing import FakeClock
+from meshkit.testing import FakeClock, FakeSleep, serve
 from tests.policy.services import Stock
 
 NO_SHED = Shedding(enabled=False)
@@ -117,18 +117,14 @@ async def test_a_retry_never_goes_past_the_deadline() -> None:
 
     stock = Stock()
     stock.fail_first = 10**9
-    slept: list[float] = []
-
-    async def sleep(delay: float) -> None:
-        slept.append(delay)
-
+    sleep = FakeSleep()
     rule = ClientRule(retry=Retry(max_attempts=5, initial_backoff=0.05, max_backoff=1.0, multiplier=10))
     p = client_policy(sleep=sleep, rng=Ceiling(), stock__flaky=rule)
-    async with Server([stock], middleware=[]) as server, Client(target=server.address, policy=p) as client:
+    async with serve(stock, middleware=[], client_policy=p) as (_, client):
         with pytest.raises(RpcError, match="flaky failed"):
             await client.proxy(Stock).with_options(timeout=0.3).flaky("x")
     # backoffs 0.05, then 0.5 would overrun the 0.3 s budget: the call fails instead of waiting
-    assert slept == [0.05] and stock.calls == 2
+    assert sleep.delays == [0.05] and stock.calls == 2
 
 
 async def test_retries_respect_the_servers_retry_after_hint() -> None:

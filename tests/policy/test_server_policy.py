@@ -77,10 +77,56 @@ async def test_bulkhead_refuses_at_once_when_full() -> None:
         assert await proxy.peek("after") == "after"  # slots were given back
 
 
-async def test_shedder_refuses_past_its_concurrency_limit() -> None:
+async def test_shedder_refuses_at_once_past_its_limit_before_decoding() -> None:
     stock = Stock()
     stock.gate = asyncio.Event()
-    config = PolicyConfig(shedding=Shedding(initial_limit=2, min_limit=2))
+    p = Policy(PolicyConfig(shedding=Shedding(initial_limit=2, min_limit=2)), switches=Switches())
+    async with Server([stock], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        proxy = client.proxy(Stock)
+        held = [asyncio.create_task(proxy.peek(str(i))) for i in range(2)]
+        while stock.calls < 2:
+            await asyncio.sleep(0.001)
+        # Refused on the server's fast path: even arguments that would not decode are not looked at.
+        with pytest.raises(RpcError) as err:
+            await client.call("stock", "peek", {"item": 12345})
+        assert err.value.code is StatusCode.RESOURCE_EXHAUSTED and err.value.details["reason"] == "shed"
+        assert p.shedder is not None and p.shedder.rejected == 1 and p.rejected["shed"] == 1
+        stock.gate.set()
+        await asyncio.gather(*held)
+        with pytest.raises(RpcError) as bad:
+            await client.call("stock", "peek", {"item": 12345})
+        assert bad.value.code is StatusCode.INVALID_ARGUMENT  # with room again, the same call is decoded
+
+
+async def test_shedder_queues_a_few_and_refuses_the_rest_past_its_limit() -> None:
+    stock = Stock()
+    stock.gate = asyncio.Event()
+    config = PolicyConfig(shedding=Shedding(initial_limit=2, min_limit=2, queue_share=0.5))
+    p = Policy(config, switches=Switches())
+    async with Server([stock], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        proxy = client.proxy(Stock)
+        held = [asyncio.create_task(proxy.peek(str(i))) for i in range(2)]
+        while stock.calls < 2:
+            await asyncio.sleep(0.001)
+        waiting = asyncio.create_task(proxy.peek("queued"))  # one may wait (half the limit)
+        while p.shedder is not None and p.shedder.queued < 1:
+            await asyncio.sleep(0.001)
+        with pytest.raises(RpcError) as err:
+            await proxy.peek("refused")
+        assert err.value.details["reason"] == "shed" and err.value.not_processed
+        assert "server overloaded" in err.value.message
+        assert await proxy.reserve("x") == "deferred x"  # shed, but it has a fallback
+        assert stock.calls == 2
+        stock.gate.set()
+        assert await asyncio.gather(*held, waiting) == ["0", "1", "queued"]
+        assert p.shedder is not None and p.shedder.in_flight == 0 and p.shedder.queued == 0
+        assert p.snapshot()["rejected"] == {"shed": 2}
+
+
+async def test_a_call_cancelled_while_queued_gives_its_place_back() -> None:
+    stock = Stock()
+    stock.gate = asyncio.Event()
+    config = PolicyConfig(shedding=Shedding(initial_limit=2, min_limit=2, queue_share=0.5))
     p = Policy(config, switches=Switches())
     async with Server([stock], policy=p, middleware=[]) as server, Client(target=server.address) as client:
         proxy = client.proxy(Stock)
@@ -88,13 +134,15 @@ async def test_shedder_refuses_past_its_concurrency_limit() -> None:
         while stock.calls < 2:
             await asyncio.sleep(0.001)
         with pytest.raises(RpcError) as err:
-            await proxy.peek("third")
-        assert err.value.details["reason"] == "shed" and err.value.not_processed
-        assert await proxy.reserve("x") == "deferred x"  # shed, but it has a fallback
+            await proxy.with_options(timeout=0.05).peek("gives up")  # queued, then its deadline passes
+        assert err.value.code is StatusCode.DEADLINE_EXCEEDED
+        assert p.shedder is not None
+        while p.shedder.queued:
+            await asyncio.sleep(0.001)
         stock.gate.set()
         await asyncio.gather(*held)
-        assert p.shedder is not None and p.shedder.in_flight == 0
-        assert p.snapshot()["rejected"] == {"shed": 2}
+        assert await proxy.peek("next") == "next"
+        assert p.shedder.in_flight == 0 and stock.calls == 3
 
 
 async def test_switches_turn_a_method_into_its_fallback_live() -> None:

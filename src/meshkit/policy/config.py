@@ -118,8 +118,8 @@ class Shedding(_Strict):
     """The adaptive concurrency limit of a serving process (see resilience/shedder.py)."""
 
     enabled: bool = True
-    initial_limit: int = 64
-    min_limit: int = 4
+    initial_limit: int = 16
+    min_limit: int = 2
     max_limit: int = 10_000
     window: float = 0.1
     tolerance: float = 2.0
@@ -127,6 +127,9 @@ class Shedding(_Strict):
     max_lag: float = 0.05
     lag_interval: float = 0.05
     cpu_threshold: float | None = None
+    cpu_busy: float = 0.95
+    queue_share: float = 0.0
+    probe_every: float = 10.0
 
 
 class PolicyConfig(_Strict):

@@ -17,8 +17,9 @@ from meshkit.policy import config as _config
 from meshkit.policy.client import breaker_config, client_guard
 from meshkit.policy.config import Breaker, ClientRule, Limit, PolicyConfig, Retry, resolve
 from meshkit.policy.events import BreakerEvents
-from meshkit.policy.server import server_guard
+from meshkit.policy.server import refusal, server_guard
 from meshkit.policy.switches import Switches, process_switches
+from meshkit.protocol.messages import encode_error
 from meshkit.resilience.breaker import CircuitBreaker
 from meshkit.resilience.retry_budget import RetryBudget
 from meshkit.resilience.shedder import AdaptiveConcurrency, ShedderConfig
@@ -66,11 +67,15 @@ class Policy:
                     backoff=s.backoff,
                     max_lag=s.max_lag,
                     cpu_threshold=s.cpu_threshold,
+                    probe_every=s.probe_every,
+                    cpu_busy=s.cpu_busy,
+                    queue_share=s.queue_share,
                 ),
                 clock(),
             )
         self._redis = redis
         self._budgets: dict[str, RetryBudget] = {}
+        self._refusals: dict[tuple[str, float], bytes] = {}
         self._probe: asyncio.Task[None] | None = None
         self._users = 0
         #: Counters (observability reads them): refusals by reason, retries, hedges, fallbacks.
@@ -132,6 +137,19 @@ class Policy:
         if budget is None:
             budget = self._budgets[service] = RetryBudget(retry.budget_tokens, retry.budget_ratio)
         return budget
+
+    def shed_refusal(self, qualname: str) -> bytes:
+        """The encoded ERROR body of a shed call, cached per method and retry-after (in ms)."""
+        self.rejected["shed"] += 1
+        retry_after = round(self.shed_retry_after(), 3)
+        key = (qualname, retry_after)
+        body = self._refusals.get(key)
+        if body is None:
+            if len(self._refusals) > 1024:
+                self._refusals.clear()
+            error = refusal(qualname, "shed", retry_after, "server overloaded")
+            body = self._refusals[key] = encode_error(error.code, error.message, error.details)
+        return body
 
     def shed_retry_after(self) -> float:
         shedder = self.shedder

@@ -9,6 +9,7 @@ answers with its fallback instead.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import inspect
 from collections.abc import Awaitable, Callable
@@ -29,14 +30,16 @@ MAX_CALLERS = 10_000
 
 
 class _Plan:
-    __slots__ = ("bulkhead", "caller_buckets", "caller_limit", "limit", "shared", "trivial")
+    __slots__ = ("bulkhead", "caller_buckets", "caller_limit", "limit", "shared", "shedder", "trivial")
 
-    def __init__(self, policy: Policy, qualname: str, rule: ServerRule) -> None:
+    def __init__(self, policy: Policy, qualname: str, rule: ServerRule, streaming: bool) -> None:
         self.limit = policy.bucket(f"server:{qualname}", rule.limit) if rule.limit is not None else None
         self.shared = rule.limit is not None and rule.limit.shared
         self.caller_limit: Limit | None = rule.caller_limit
         self.caller_buckets: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self.bulkhead = Bulkhead(rule.max_concurrency) if rule.max_concurrency is not None else None
+        # Streams are long-lived: their duration says nothing about overload, so they are not shed.
+        self.shedder = None if streaming else policy.shedder
         self.trivial = self.limit is None and self.caller_limit is None and self.bulkhead is None
 
 
@@ -56,7 +59,8 @@ async def _awaitable(value: Any) -> Any:
 def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
     clock = policy.clock
     plans: dict[str, _Plan] = {}
-    shedder = policy.shedder
+    #: Calls waiting for a shedder slot, oldest first: (enqueued at, future of the start time).
+    waiting: collections.deque[tuple[float, asyncio.Future[float]]] = collections.deque()
 
     def middleware(next_handler: Handler) -> Handler:
         def degrade(call: Any, error: RpcError) -> Awaitable[Any]:
@@ -77,7 +81,9 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
             qualname = call.spec.qualname
             plan = plans.get(qualname)
             if plan is None:
-                plan = plans[qualname] = _Plan(policy, qualname, resolve(policy.config.server, qualname, ServerRule))
+                rule = resolve(policy.config.server, qualname, ServerRule)
+                plan = plans[qualname] = _Plan(policy, qualname, rule, call.spec.streaming)
+            shedder = plan.shedder
             if plan.trivial and shedder is None:
                 return next_handler(call)
             now = clock()
@@ -109,11 +115,36 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
                     call, refusal(qualname, "bulkhead", 0.0, f"{bulkhead.max_concurrent} calls already in progress")
                 )
             if shedder is not None and not shedder.try_acquire():
+                if shedder.try_enqueue():
+                    waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+                    waiting.append((now, waiter))
+                    return queued(call, plan, waiter)
                 if bulkhead is not None:
                     bulkhead.release()
                 policy.rejected["shed"] += 1
                 return degrade(call, refusal(qualname, "shed", policy.shed_retry_after(), "server overloaded"))
             return run(call, plan, now)
+
+        async def queued(call: Any, plan: _Plan, waiter: asyncio.Future[float]) -> Any:
+            """Wait for a slot, then run; refused (as shed) if the wait outgrew two unloaded calls."""
+            shedder = plan.shedder
+            assert shedder is not None
+            try:
+                started = await waiter
+            except asyncio.CancelledError:
+                if waiter.cancelled():
+                    shedder.drop_queued()  # still in the queue: leave it
+                else:
+                    release(plan, clock())  # a slot was handed over just as the call was cancelled
+                raise
+            if started < 0:
+                if plan.bulkhead is not None:
+                    plan.bulkhead.release()
+                policy.rejected["shed"] += 1
+                return await degrade(
+                    call, refusal(call.spec.qualname, "shed", policy.shed_retry_after(), "server overloaded (queued)")
+                )
+            return await run(call, plan, started)
 
         async def run(call: Any, plan: _Plan, start: float) -> Any:
             try:
@@ -125,11 +156,29 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
                         return await degrade(call, refusal(call.spec.qualname, "limit", wait, "rate limit reached"))
                 return await next_handler(call)
             finally:
-                if plan.bulkhead is not None:
-                    plan.bulkhead.release()
-                if shedder is not None:
-                    end = clock()
-                    shedder.release(end, end - start)
+                release(plan, start)
+
+        def release(plan: _Plan, start: float) -> None:
+            if plan.bulkhead is not None:
+                plan.bulkhead.release()
+            shedder = plan.shedder
+            if shedder is None:
+                return
+            end = clock()
+            shedder.release(end, end - start)
+            # Hand the slot to the oldest waiting call; those that waited too long are refused.
+            max_wait = 2 * policy.shed_retry_after()
+            while waiting and shedder.in_flight < shedder.limit:
+                enqueued, waiter = waiting.popleft()
+                if waiter.done():
+                    continue  # cancelled while waiting, already uncounted
+                if end - enqueued > max_wait:
+                    shedder.drop_queued()
+                    waiter.set_result(-1.0)
+                    continue
+                shedder.start_queued()
+                waiter.set_result(end)
+                break
 
         return handler
 

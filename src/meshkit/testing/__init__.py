@@ -15,7 +15,7 @@ from meshkit.rpc.middleware import Middleware
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
 
-__all__ = ["FakeClock", "serve"]
+__all__ = ["FakeClock", "FakeSleep", "serve"]
 
 
 class FakeClock:
@@ -40,15 +40,35 @@ class FakeClock:
         return self.now
 
 
+class FakeSleep:
+    """An ``asyncio.sleep`` stand-in for policies (``Policy(sleep=FakeSleep(clock))``): records
+    each delay and moves the fake clock by it instead of waiting, so a retry schedule is tested
+    exactly and instantly."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        if self.clock is not None:
+            self.clock.advance(delay)
+
+
 @asynccontextmanager
 async def serve(
     *services: Service,
     middleware: Sequence[Middleware] | None = None,
     client_middleware: Sequence[Middleware] | None = None,
+    policy: Any = None,
     **client_options: Any,
 ) -> AsyncIterator[tuple[Server, Client]]:
-    """Start ``services`` on a free loopback port and yield the server and a client for it."""
-    server = Server(list(services), middleware=middleware)
+    """Start ``services`` on a free loopback port and yield the server and a client for it.
+    ``policy`` guards the server; give the client one with ``client_policy=`` (passed on as
+    the client's ``policy``)."""
+    if "client_policy" in client_options:
+        client_options["policy"] = client_options.pop("client_policy")
+    server = Server(list(services), middleware=middleware, policy=policy)
     await server.start()
     client = Client(target=server.address, middleware=client_middleware, **client_options)
     try:

@@ -1,0 +1,83 @@
+"""``meshkit switch`` against a running ``meshkit run --policy`` process, and SIGHUP reloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def meshkit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshkit", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[switches]\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshkit", "run", "tests.policy.services:Stock", "--port", "0", "--policy", str(policy)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"on (127\.0\.0\.1:\d+)", line)
+        assert match, line
+        yield match.group(1), policy, proc.pid
+        os.kill(proc.pid, signal.SIGHUP)  # the process must survive a reload to the end
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def call(target: str, method: str, args: dict[str, str]) -> str:
+    out = meshkit("call", target, method, json.dumps(args))
+    return out.stdout.strip() or out.stderr.strip()
+
+
+@pytest.mark.slow
+def test_switch_degrades_a_running_process_and_restores_it(running: tuple[str, Path, int]) -> None:
+    target, policy, pid = running
+    assert call(target, "stock.reserve", {"item": "a"}) == '"reserved a"'
+    out = meshkit("switch", "stock.reserve", "on", "--target", target)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[target]["switches"] == {"stock.reserve": True}
+    assert call(target, "stock.reserve", {"item": "b"}) == '"deferred b"'
+    status = json.loads(meshkit("switch", "--target", target).stdout)[target]
+    assert status["switches"] == {"stock.reserve": True} and "shedder" in status
+    assert meshkit("switch", "stock.reserve", "off", "--target", target).returncode == 0
+    assert call(target, "stock.reserve", {"item": "c"}) == '"reserved c"'
+    # The policy file's [switches] are re-read on SIGHUP.
+    policy.write_text('[switches]\n"stock.peek" = true\n')
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "switched off on this server" not in call(target, "stock.peek", {"item": "d"}):
+        assert time.monotonic() < deadline, "SIGHUP did not apply the policy file's switches"
+    assert "UNAVAILABLE" in call(target, "stock.peek", {"item": "d"})
+
+
+def test_switch_usage_errors() -> None:
+    from meshkit.cli import main
+
+    assert main(["switch", "stock.reserve"]) == 2
+    assert main(["switch", "stock.reserve", "on", "--target", "nope"]) == 2
+    assert main(["switch", "stock.reserve", "on", "--target", "127.0.0.1:1", "--timeout", "0.5"]) == 1
