@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="concurrent callers driving the demo (default 8)")
     p.add_argument("--rate", type=float, default=200.0, help="target calls/s (0 = as fast as possible; default 200)")
     p.add_argument("--kill-after", type=float, default=None, help="SIGKILL one inventory after N seconds")
+    p.add_argument("--fault", choices=["slow", "failing"], default=None, help="make inventory-2 slow or failing")
+    p.add_argument("--fault-after", type=float, default=5.0, help="seconds before the fault starts (default 5)")
+    p.add_argument("--fault-for", type=float, default=10.0, help="seconds the fault lasts (default 10)")
     return parser
 
 
@@ -260,7 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from meshkit.demo.runner import run_demo
 
         return run_demo(
-            duration=args.duration, concurrency=args.concurrency, rate=args.rate, kill_after=args.kill_after
+            duration=args.duration,
+            concurrency=args.concurrency,
+            rate=args.rate,
+            kill_after=args.kill_after,
+            fault=args.fault,
+            fault_after=args.fault_after,
+            fault_for=args.fault_for,
         )
     return EXIT_USAGE
 

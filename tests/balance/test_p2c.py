@@ -45,6 +45,24 @@ def test_failures_count_as_slow() -> None:
     assert after[first.key] >= 19  # traffic stays on the node that works
 
 
+def test_a_recovered_node_sheds_its_failure_penalty_within_a_few_successes() -> None:
+    clock = FakeClock()
+    b: P2CBalancer[N] = P2CBalancer(random.Random(0), clock, tau=10.0, failure_penalty=0.25)
+    b.update([N("a")])
+    for _ in range(3):
+        b.pick()[1](0.001, False)
+    assert b.stats["a"].ewma == 0.25
+    costs = []
+    for _ in range(8):
+        clock.now += 1.0  # one probe a second, as a penalized node gets
+        b.pick()[1](0.001, True)
+        costs.append(b.stats["a"].ewma)
+    assert costs[:3] == [0.125, 0.0625, 0.03125]
+    assert costs[-1] < 0.002  # about its measured latency after 8 s, not after about a minute
+    b.pick()[1](0.001, False)
+    assert b.stats["a"].ewma == 0.25  # and a new failure is penalized again at once
+
+
 def test_latency_memory_decays_with_time() -> None:
     clock = FakeClock()
     b: P2CBalancer[N] = P2CBalancer(random.Random(0), clock, tau=1.0)

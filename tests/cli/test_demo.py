@@ -74,3 +74,42 @@ def test_cli_usage_errors() -> None:
     assert main(["call", "not-a-target", "a.b", "{}"]) == 2
     with pytest.raises(SystemExit):
         main(["run", "no_such_module_xyz:Thing"])
+
+
+@pytest.mark.slow
+def test_demo_fault_switch_opens_the_breaker_moves_traffic_and_recovers() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meshkit",
+            "demo",
+            "--duration",
+            "11",
+            "--rate",
+            "300",
+            "--fault",
+            "failing",
+            "--fault-after",
+            "2",
+            "--fault-for",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    faulty = re.search(r"inventory-2 on (\S+) \(pid\s+(\d+)\)", out)
+    assert faulty, out
+    address, pid = faulty.group(1), faulty.group(2)
+    ticks = re.findall(r"t=\s*([\d.]+)s calls/s=.*?served_by:((?: inventory-\d+=\d+)*) breakers: (.*)", out)
+    state = {float(t): re.search(rf"inventory@{re.escape(address)}=(\w+)", b).group(1) for t, _, b in ticks}  # type: ignore[union-attr]
+    served = {float(t): f"inventory-{pid}=" in s for t, s, _ in ticks}
+    opened = [t for t, s in state.items() if s == "open"]
+    assert opened and 2.0 < min(opened) <= 4.0, state  # opened soon after the fault began
+    assert not any(served[t] for t in opened if t - 1 in state and state[t - 1] == "open")  # no traffic while open
+    last = max(state)
+    assert state[last] == "closed" and served[last], (state, served)  # recovered: closed and serving again

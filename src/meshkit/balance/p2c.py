@@ -29,10 +29,11 @@ DEFAULT_PROBE_AFTER = 1.0
 
 
 class _Stat:
-    __slots__ = ("ewma", "in_flight", "picked_at", "sampled", "stamp")
+    __slots__ = ("ewma", "in_flight", "penalized", "picked_at", "sampled", "stamp")
 
     def __init__(self, ewma: float, stamp: float) -> None:
         self.ewma = ewma
+        self.penalized = False  # the average holds a failure penalty, not a measured latency
         self.in_flight = 0
         self.stamp = stamp
         self.picked_at = stamp
@@ -98,6 +99,15 @@ class P2CBalancer(Generic[N]):
             if not ok:
                 latency = max(latency, self._penalty)
             now = self._clock()
+            if ok and stat.penalized and latency < stat.ewma:
+                # The penalty was a guess, and each success is evidence against it: halve it per
+                # success instead of letting it decay with tau (a node that recovered would get
+                # only its probes for about a minute otherwise; measured in the demo).
+                stat.ewma = max(latency, stat.ewma / 2)
+                stat.penalized = stat.ewma > latency * 2
+                stat.stamp = now
+                return
+            stat.penalized = not ok
             w = math.exp(-max(0.0, now - stat.stamp) / self._tau)
             stat.stamp = now
             if not stat.sampled:

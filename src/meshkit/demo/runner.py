@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
@@ -87,7 +87,38 @@ class Spread:
         return self.seconds.get(int(now) - 1, collections.Counter())
 
 
-def _view(stats: RollingStats, spread: Spread, children: list[Child], started: float, concurrency: int) -> Panel:
+class Breakers:
+    """The order process's circuit breakers, polled from its meshkit-admin service."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, str] = {}
+
+    async def poll(self, target: str, stop: asyncio.Event) -> None:
+        async with Client(target=target, timeout=1.0, middleware=[]) as client:
+            while not stop.is_set():
+                try:
+                    status = await client.call("meshkit-admin", "status")
+                    self.states = dict(status.get("breakers", {}))
+                except RpcError:
+                    pass  # the view keeps the last known states
+                await asyncio.sleep(0.25)
+
+    def line(self) -> str:
+        return " ".join(f"{name}={state}" for name, state in self.states.items()) or "-"
+
+    def of(self, address: str) -> str:
+        return next((s for n, s in self.states.items() if n.endswith(f"@{address}")), "")
+
+
+def _view(
+    stats: RollingStats,
+    spread: Spread,
+    children: list[Child],
+    started: float,
+    concurrency: int,
+    breakers: Breakers | None = None,
+    note: str = "",
+) -> Panel:
     now = time.monotonic()
     table = Table(show_header=True, header_style="bold")
     for col in ("calls/s", "p50 ms", "p99 ms", "error %", "total ok", "errors"):
@@ -103,15 +134,27 @@ def _view(stats: RollingStats, spread: Spread, children: list[Child], started: f
         ", ".join(f"{k}={v}" for k, v in stats.total_errors.most_common()) or "0",
     )
     procs = Table(show_header=True, header_style="bold")
-    for col in ("process", "pid", "address", "state", "calls/s served"):
+    for col in ("process", "pid", "address", "state", "calls/s served", "breaker (in order)"):
         procs.add_column(col)
     served = spread.last_second(now)
     for child in children:
         state = "running" if child.process.poll() is None else f"exited {child.process.returncode}"
         share = served.get(f"inventory-{child.process.pid}")
-        procs.add_row(child.name, str(child.process.pid), child.address, state, "" if share is None else str(share))
+        breaker = breakers.of(child.address) if breakers is not None else ""
+        style = {"open": "[red]", "half_open": "[yellow]", "closed": "[green]"}.get(breaker, "")
+        procs.add_row(
+            child.name,
+            str(child.process.pid),
+            child.address,
+            state,
+            "" if share is None else str(share),
+            f"{style}{breaker}" if breaker else "",
+        )
     title = f"meshkit demo — client → order → 2 inventories — {now - started:.0f}s, {concurrency} callers — Ctrl-C"
-    return Panel(Group(table, procs), title=title)
+    parts: list[RenderableType] = [table, procs]
+    if note:
+        parts.append(note)
+    return Panel(Group(*parts), title=title)
 
 
 async def _drive(
@@ -147,8 +190,20 @@ async def _drive(
         await client.close()
 
 
+async def _chaos(target: str, mode: str) -> None:
+    async with Client(target=target, timeout=2.0, middleware=[]) as client:
+        await client.call("inventory", "chaos", {"mode": mode})
+
+
 async def _main(
-    duration: float | None, concurrency: int, rate: float, kill_after: float | None, console: Console
+    duration: float | None,
+    concurrency: int,
+    rate: float,
+    kill_after: float | None,
+    console: Console,
+    fault: str | None = None,
+    fault_after: float = 5.0,
+    fault_for: float = 10.0,
 ) -> int:
     children: list[Child] = []
     try:
@@ -176,7 +231,23 @@ async def _main(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         driver = asyncio.create_task(_drive(order.address, stats, spread, concurrency, rate, stop))
+        breakers = Breakers()
+        poller = asyncio.create_task(breakers.poll(order.address, stop))
         started = time.monotonic()
+        faulty = children[2]  # inventory-2: inventory-1 is the one --kill-after kills
+        note = f'fault switch: meshkit call {faulty.address} inventory.chaos \'{{"mode": "failing"}}\'  (or slow, ok)'
+        if fault is not None:
+
+            pending: set[asyncio.Task[None]] = set()
+
+            def fault_event(mode: str) -> None:
+                console.print(f"t={time.monotonic() - started:5.1f}s {faulty.name} is now {mode}", soft_wrap=True)
+                task = loop.create_task(_chaos(faulty.address, mode))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+            loop.call_later(fault_after, fault_event, fault)
+            loop.call_later(fault_after + fault_for, fault_event, "ok")
         if kill_after is not None:
 
             def kill_one() -> None:
@@ -191,11 +262,13 @@ async def _main(
         interactive = console.is_terminal and duration is None
         if interactive:
             with Live(
-                _view(stats, spread, children, started, concurrency), console=console, refresh_per_second=4
+                _view(stats, spread, children, started, concurrency, breakers, note),
+                console=console,
+                refresh_per_second=4,
             ) as live:
                 while not stop.is_set():
                     await asyncio.sleep(0.25)
-                    live.update(_view(stats, spread, children, started, concurrency))
+                    live.update(_view(stats, spread, children, started, concurrency, breakers, note))
         else:
             end = started + (duration if duration is not None else float("inf"))
             while not stop.is_set() and time.monotonic() < end:
@@ -207,23 +280,31 @@ async def _main(
                     f"t={now - started:5.1f}s calls/s={stats.rate(now):7.0f} "
                     f"p50={'-' if p50 is None else f'{p50 * 1000:.2f}ms'} "
                     f"p99={'-' if p99 is None else f'{p99 * 1000:.2f}ms'} "
-                    f"ok={stats.total_ok} errors={dict(stats.total_errors)} served_by: {served}",
+                    f"ok={stats.total_ok} errors={dict(stats.total_errors)} served_by: {served}"
+                    f" breakers: {breakers.line()}",
                     soft_wrap=True,
                 )
             stop.set()
         await driver
-        console.print(_view(stats, spread, children, started, concurrency))
+        await poller
+        console.print(_view(stats, spread, children, started, concurrency, breakers))
         return 0 if stats.total_ok > 0 else 1
     finally:
         _stop(children)
 
 
 def run_demo(
-    duration: float | None = None, concurrency: int = 8, rate: float = 200.0, kill_after: float | None = None
+    duration: float | None = None,
+    concurrency: int = 8,
+    rate: float = 200.0,
+    kill_after: float | None = None,
+    fault: str | None = None,
+    fault_after: float = 5.0,
+    fault_for: float = 10.0,
 ) -> int:
     console = Console()
     try:
-        return run_loop(_main(duration, concurrency, rate, kill_after, console))
+        return run_loop(_main(duration, concurrency, rate, kill_after, console, fault, fault_after, fault_for))
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/]")
         return 1

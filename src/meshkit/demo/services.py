@@ -10,6 +10,7 @@ import random
 import msgspec
 
 from meshkit import Client, RpcError, Service, StatusCode, rpc
+from meshkit.policy import Breaker, ClientRule, Policy, PolicyConfig, Retry, Shedding
 
 
 class Reservation(msgspec.Struct):
@@ -35,6 +36,18 @@ class OrderResult(msgspec.Struct):
 
 SKUS = ("apple", "pear", "plum", "fig", "kiwi")
 
+#: The order service's policy for its calls to inventory (see docs/resilience.md).
+DEMO_POLICY = PolicyConfig(
+    shedding=Shedding(enabled=False),
+    client={
+        "inventory.*": ClientRule(
+            instance_breaker=Breaker(window=2, min_calls=5, error_ratio=0.5, slow_ratio=0.5, slow_call=0.1, open_for=3),
+            breaker=Breaker(min_calls=20, error_ratio=0.8, open_for=3),
+            retry=Retry(max_attempts=2),
+        )
+    },
+)
+
 
 class Inventory(Service, name="inventory"):
     """Keeps stock per SKU and restocks when it runs low, so the demo keeps flowing."""
@@ -43,6 +56,15 @@ class Inventory(Service, name="inventory"):
         self.stock = dict.fromkeys(SKUS, 1000)
         self.name = f"inventory-{os.getpid()}"
         self.latency = float(os.environ.get("MESHKIT_DEMO_INVENTORY_LATENCY", "0.0005"))
+        self.mode = "ok"
+
+    @rpc
+    async def chaos(self, mode: str) -> str:
+        """The demo's fault switch: "ok", "slow" (+250 ms a call) or "failing" (INTERNAL errors)."""
+        if mode not in ("ok", "slow", "failing"):
+            raise RpcError(StatusCode.INVALID_ARGUMENT, f"mode is ok, slow or failing; got {mode!r}")
+        self.mode = mode
+        return f"{self.name} is now {mode}"
 
     @rpc
     async def reserve(self, sku: str, qty: int) -> Reservation:
@@ -50,6 +72,10 @@ class Inventory(Service, name="inventory"):
             raise RpcError(StatusCode.INVALID_ARGUMENT, f"qty must be positive, got {qty}")
         if sku not in self.stock:
             raise RpcError(StatusCode.NOT_FOUND, f"unknown sku {sku!r}")
+        if self.mode == "failing":
+            raise RpcError(StatusCode.INTERNAL, f"{self.name} is failing (demo fault)")
+        if self.mode == "slow":
+            await asyncio.sleep(0.25)
         if self.latency:
             await asyncio.sleep(random.expovariate(1 / self.latency))
         if self.stock[sku] < qty:
@@ -71,10 +97,16 @@ class Order(Service, name="order"):
 
     def __init__(self) -> None:
         registry = os.environ.get("INVENTORY_REGISTRY")
+        # A breaker per inventory instance takes a failing or slow one out of rotation (and
+        # probes it back in); the method breaker and retries guard the service as a whole.
+        policy = Policy(DEMO_POLICY)
         if registry:
-            client = Client(registry=registry, middleware=[], balancer="p2c")
+            # Round-robin, not p2c, so that the demo shows the breakers at work: p2c would already
+            # steer most calls away from a failing or slow instance by itself.
+            client = Client(registry=registry, middleware=[], balancer="round_robin", policy=policy, caller="order")
         else:
-            client = Client(target=os.environ.get("INVENTORY_TARGET", "127.0.0.1:7001"), middleware=[])
+            target = os.environ.get("INVENTORY_TARGET", "127.0.0.1:7001")
+            client = Client(target=target, middleware=[], policy=policy, caller="order")
         self.inventory = client.proxy(Inventory)
         self.next_id = 0
 

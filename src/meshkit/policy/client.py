@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Any], Awaitable[Any]]
 
-#: Outcomes that count against a breaker: the backend (or the way to it) failed, as opposed to an
-#: answer the application chose (NOT_FOUND, INVALID_ARGUMENT, ... are successes to a breaker).
+#: Outcomes that count against a classic breaker: the backend (or the way to it) failed, as
+#: opposed to an answer the application chose (NOT_FOUND, INVALID_ARGUMENT, ... are successes to
+#: a breaker). RESOURCE_EXHAUSTED is not among them: a server shedding load is busy, not broken,
+#: and opening the breaker would turn "most calls refused" into "every call refused".
 BREAKER_FAILURES = frozenset(
     {
         StatusCode.UNAVAILABLE,
@@ -33,9 +35,11 @@ BREAKER_FAILURES = frozenset(
         StatusCode.INTERNAL,
         StatusCode.UNKNOWN,
         StatusCode.DATA_LOSS,
-        StatusCode.RESOURCE_EXHAUSTED,
     }
 )
+#: What adaptive throttling counts as "not accepted": failures, and refusals of an overloaded
+#: backend, which is exactly what it exists to stop sending.
+THROTTLE_REJECTS = BREAKER_FAILURES | {StatusCode.RESOURCE_EXHAUSTED}
 _RETRY_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
 
 
@@ -112,11 +116,10 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
                 result = await next_handler(call)
             except RpcError as exc:
                 end = clock()
-                failed = exc.code in BREAKER_FAILURES
                 if breaker is not None:
-                    (breaker.on_failure if failed else breaker.on_success)(end, end - now)
+                    (breaker.on_failure if exc.code in BREAKER_FAILURES else breaker.on_success)(end, end - now)
                 if throttle is not None:
-                    throttle.on_result(end, not failed)
+                    throttle.on_result(end, exc.code not in THROTTLE_REJECTS)
                 raise
             except asyncio.CancelledError:
                 if breaker is not None and breaker.state.value == "half_open":

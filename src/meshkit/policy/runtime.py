@@ -9,6 +9,7 @@ import contextlib
 import logging
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,16 @@ from meshkit.resilience.shedder import AdaptiveConcurrency, ShedderConfig
 from meshkit.resilience.token_bucket import TokenBucket
 
 log = logging.getLogger("meshkit.policy")
+#: Every Policy of this process, so one status call shows all their breakers.
+_live: weakref.WeakSet[Policy] = weakref.WeakSet()
+
+
+def process_breakers() -> dict[str, str]:
+    """The state of every breaker of every policy in this process, by name."""
+    states: dict[str, str] = {}
+    for policy in list(_live):
+        states.update(policy.events.states)
+    return dict(sorted(states.items()))
 
 
 class Policy:
@@ -83,6 +94,7 @@ class Policy:
         self.retries = 0
         self.hedges = 0
         self.degraded = 0
+        _live.add(self)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Policy:
@@ -95,7 +107,7 @@ class Policy:
     def client_middleware(self) -> Callable[[Any], Any]:
         return client_guard(self)
 
-    def instance_breakers(self, service: str) -> Callable[[str], CircuitBreaker] | None:
+    def instance_breakers(self, service: str) -> Callable[[str, str], CircuitBreaker] | None:
         """A factory of per-instance breakers for ``service``, or None if its rule sets none.
         ``service="*"`` (a client with static targets, shared by every service): the ``"*"``
         rule's, else the first rule that sets one."""
@@ -106,8 +118,8 @@ class Policy:
             return None
         cfg = breaker_config(rule)
 
-        def make(key: str) -> CircuitBreaker:
-            name = f"{service}@{key}"
+        def make(key: str, address: str) -> CircuitBreaker:
+            name = f"{service}@{address}"
             self.events.states[name] = "closed"
             return CircuitBreaker(cfg, lambda old, new: self.events.emit(name, old.value, new.value))
 

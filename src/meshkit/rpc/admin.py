@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from meshkit.errors import RpcError, StatusCode
+from meshkit.policy.runtime import process_breakers
 from meshkit.rpc.service import Service, rpc
 
 if TYPE_CHECKING:
@@ -28,11 +29,15 @@ class Admin(Service, name="meshkit-admin"):
 
     @rpc
     async def status(self) -> dict[str, Any]:
-        """Switches, breaker states and policy counters of this process."""
+        """Switches, the breakers of every policy in this process (its clients' too) and this
+        server's policy counters."""
         policy = self._server.policy
         state: dict[str, Any] = {"switches": self._server.switches.snapshot()}
         if policy is not None:
             state.update(policy.snapshot())
+        breakers = process_breakers()
+        if breakers:
+            state["breakers"] = breakers
         return state
 
     def _describe(self, name: str) -> dict[str, Any]:

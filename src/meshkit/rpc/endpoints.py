@@ -68,7 +68,7 @@ class Endpoints:
         make_peer: Callable[[str], Peer],
         rng: random.Random,
         warmup: float = DEFAULT_WARMUP,
-        breakers: Callable[[str], CircuitBreaker] | None = None,
+        breakers: Callable[[str, str], CircuitBreaker] | None = None,
     ) -> None:
         self.name = name
         self.warmup = warmup
@@ -82,9 +82,11 @@ class Endpoints:
         self.peers: dict[str, Peer] = {}
         #: With exactly one node there is nothing to choose: calls skip the balancer.
         self.only: Peer | None = None
-        self.outliers = OutlierDetector()
-        #: Per-instance circuit breakers (a policy's ``instance_breaker``), by node key.
+        #: Per-instance circuit breakers (a policy's ``instance_breaker``), by node key. They take
+        #: the place of passive outlier ejection: two mechanisms removing the same instance on
+        #: different clocks would fight (a failed half-open probe would eject it for 30 s).
         self._make_breaker = breakers
+        self.outliers = OutlierDetector() if breakers is None else OutlierDetector(consecutive=2**31)
         self.breakers: dict[str, CircuitBreaker] = {}
         self.ready = asyncio.Event()
         self.resolved = False  # ready.is_set(), as a plain attribute for the hot path
@@ -127,7 +129,7 @@ class Endpoints:
         self.outliers.update([n.key for n in nodes])
         if self._make_breaker is not None:
             make = self._make_breaker
-            self.breakers = {n.key: self.breakers.get(n.key) or make(n.key) for n in nodes}
+            self.breakers = {n.key: self.breakers.get(n.key) or make(n.key, n.peer.address) for n in nodes}
         self.only = nodes[0].peer if len(nodes) == 1 else None
         self.resolved = True
         self.ready.set()
