@@ -64,7 +64,16 @@ async def _serve(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"meshkit run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    server = Server(services, host=args.host, port=args.port, registry=args.registry, policy=policy)
+    token = args.admin_token or os.environ.get("MESHKIT_ADMIN_TOKEN") or None
+    server = Server(
+        services,
+        host=args.host,
+        port=args.port,
+        registry=args.registry,
+        policy=policy,
+        admin=not args.no_admin,
+        admin_token=token,
+    )
     await server.start()
     print(f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}", flush=True)
     stop = asyncio.Event()
@@ -106,7 +115,9 @@ async def _switch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     status = 0
     for target in targets:
-        client = Client(target=target, timeout=args.timeout, middleware=[])
+        token = args.token or os.environ.get("MESHKIT_ADMIN_TOKEN")
+        metadata = {"authorization": f"Bearer {token}"} if token else None
+        client = Client(target=target, timeout=args.timeout, middleware=[], metadata=metadata)
         try:
             if args.name is None:
                 answer = await client.call("meshkit-admin", "status")
@@ -209,12 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument("--no-access-log", action="store_true", help="do not log a line per call")
     p.add_argument("--policy", default=None, help="resilience policy TOML file (SIGHUP re-reads its [switches])")
+    p.add_argument("--no-admin", action="store_true", help="do not serve meshkit-admin (meshkit switch)")
+    p.add_argument("--admin-token", default=None, help="require this token for meshkit-admin ($MESHKIT_ADMIN_TOKEN)")
 
     p = sub.add_parser("switch", help="turn a method of running processes into its fallback (or back), live")
     p.add_argument("name", nargs="?", help="SERVICE.METHOD (omit, with the state, to show switches and breakers)")
     p.add_argument("state", nargs="?", choices=["on", "off"], help="on: answer with the fallback; off: normal")
     p.add_argument("--target", default="127.0.0.1:7001", help="HOST:PORT of the process(es), comma-separated")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    p.add_argument("--token", default=None, help="the processes' admin token ($MESHKIT_ADMIN_TOKEN)")
 
     p = sub.add_parser("call", help="call a method with JSON arguments and print the JSON result")
     p.add_argument("target", help="HOST:PORT of a server (comma-separated for several)")

@@ -148,7 +148,7 @@ async def test_a_call_cancelled_while_queued_gives_its_place_back() -> None:
 async def test_switches_turn_a_method_into_its_fallback_live() -> None:
     switches = Switches()
     stock = Stock()
-    async with Server([stock], switches=switches) as server, Client(target=server.address) as client:
+    async with Server([stock], switches=switches, admin=True) as server, Client(target=server.address) as client:
         proxy = client.proxy(Stock)
         admin = {"name": "stock.reserve", "on": True}
         answer = await client.call("meshkit-admin", "switch", admin)
@@ -165,6 +165,26 @@ async def test_switches_turn_a_method_into_its_fallback_live() -> None:
             await client.call("meshkit-admin", "switch", {"name": "stock", "on": True})
         assert bad.value.code is StatusCode.INVALID_ARGUMENT
         assert (await client.call("meshkit-admin", "status"))["switches"] == {}
+
+
+async def test_the_admin_service_is_off_by_default_and_can_require_a_token() -> None:
+    async with Server([Stock()], switches=Switches()) as server, Client(target=server.address) as client:
+        with pytest.raises(RpcError) as off:
+            await client.call("meshkit-admin", "status")
+        assert off.value.code is StatusCode.UNIMPLEMENTED
+    async with Server([Stock()], switches=Switches(), admin=True, admin_token="s3cret") as server:
+        async with Client(target=server.address) as anonymous:
+            with pytest.raises(RpcError) as denied:
+                await anonymous.call("meshkit-admin", "switch", {"name": "stock.peek", "on": True})
+            assert denied.value.code is StatusCode.UNAUTHENTICATED
+            assert "stock.peek" not in server.switches
+        wrong = {"authorization": "Bearer guess"}
+        async with Client(target=server.address, metadata=wrong) as guesser:
+            with pytest.raises(RpcError, match="needs 'authorization: Bearer TOKEN'"):
+                await guesser.call("meshkit-admin", "status")
+        async with Client(target=server.address, metadata={"authorization": "Bearer s3cret"}) as operator:
+            await operator.call("meshkit-admin", "switch", {"name": "stock.peek", "on": True})
+            assert "stock.peek" in server.switches
 
 
 async def test_switches_set_before_start_apply_from_the_first_call() -> None:

@@ -237,7 +237,6 @@ async def _main(
         faulty = children[2]  # inventory-2: inventory-1 is the one --kill-after kills
         note = f'fault switch: meshkit call {faulty.address} inventory.chaos \'{{"mode": "failing"}}\'  (or slow, ok)'
         if fault is not None:
-
             pending: set[asyncio.Task[None]] = set()
 
             def fault_event(mode: str) -> None:

@@ -43,10 +43,14 @@ THROTTLE_REJECTS = BREAKER_FAILURES | {StatusCode.RESOURCE_EXHAUSTED}
 _RETRY_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
 
 
+def _breaker_refusal(exc: RpcError) -> bool:
+    return isinstance(exc.details, dict) and exc.details.get("reason") == "breaker_open"
+
+
 def retryable(exc: RpcError, idempotent: bool) -> bool:
     """Refused without being processed (UNAVAILABLE, or RESOURCE_EXHAUSTED from a shedder or
     limit), or UNAVAILABLE from an idempotent method. A breaker's own refusal is not retried."""
-    if isinstance(exc.details, dict) and exc.details.get("reason") == "breaker_open":
+    if _breaker_refusal(exc):
         return False
     if exc.not_processed:
         return exc.code in _RETRY_CODES
@@ -121,9 +125,12 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
                 if throttle is not None:
                     throttle.on_result(end, exc.code not in THROTTLE_REJECTS)
                 raise
-            except asyncio.CancelledError:
-                if breaker is not None and breaker.state.value == "half_open":
-                    breaker.on_success(clock(), 0.0)  # a probe the caller gave up on must not wedge the breaker
+            except BaseException:
+                # Cancelled by its caller (a timeout, a hedge that lost) or failed with something
+                # that is not an RPC outcome: no verdict on the backend, but a half-open probe
+                # slot must not stay taken.
+                if breaker is not None:
+                    breaker.release_probe()
                 raise
             end = clock()
             if breaker is not None:
@@ -181,7 +188,7 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
             loop = asyncio.get_running_loop()
             pending: set[asyncio.Task[Any]] = set()
             copies: list[Any] = []
-            last: BaseException | None = None
+            last: RpcError | None = None
 
             def launch() -> None:
                 again = copy.copy(call)
@@ -200,16 +207,25 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
                     done, _ = await asyncio.wait(
                         pending, timeout=delay if can_hedge else None, return_when=asyncio.FIRST_COMPLETED
                     )
-                    for task in done:
+                    winner: asyncio.Task[Any] | None = None
+                    fatal: BaseException | None = None
+                    for task in done:  # every finished copy's outcome is retrieved
                         pending.discard(task)
                         exc = task.exception()
                         if exc is None:
-                            budget.on_success()
-                            return task.result()
-                        if not isinstance(exc, RpcError) or not retryable(exc, True):
-                            raise exc
-                        budget.on_failure()
-                        last = exc
+                            winner = winner or task
+                        elif isinstance(exc, RpcError) and retryable(exc, True):
+                            budget.on_failure()
+                            last = exc
+                        elif isinstance(exc, RpcError) and _breaker_refusal(exc) and (pending or winner):
+                            last = last or exc  # a copy the breaker refused: the others may still answer
+                        else:
+                            fatal = fatal or exc
+                    if winner is not None:
+                        budget.on_success()
+                        return winner.result()
+                    if fatal is not None:
+                        raise fatal
                     if sent < retry.max_attempts and budget.can_retry() and (not done or not pending):
                         left = remaining(call)
                         if left is None or left > 0:
@@ -221,6 +237,8 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
             finally:
                 for task in pending:
                     task.cancel()
+                if pending:  # the losers are cancelled and awaited, never left running
+                    await asyncio.gather(*pending, return_exceptions=True)
 
         def handler(call: Any) -> Awaitable[Any]:
             qualname = call.spec.qualname

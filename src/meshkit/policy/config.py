@@ -2,9 +2,11 @@
 shedding and switches, read from TOML (``Policy.from_file``) or built in code.
 
 Rules are keyed by method: ``"inventory.reserve"`` (one method), ``"inventory.*"`` (a service)
-or ``"*"`` (everything). For each field the most specific rule that sets it wins, so a service
-rule can set a limit and a method rule only change its burst. Unknown keys are errors that name
-the key: a typo must not silently turn a limit off.
+or ``"*"`` (everything). They merge field by field, down into tables: for each setting the most
+specific rule that sets it wins, so a service rule can set a limit and a method rule change only
+its burst. Unknown keys are errors that name the key: a typo must not silently turn a limit off.
+Everything is checked when the file is read, so a bad policy stops a process at start, never at
+its first call.
 
 Every default and where it comes from is in docs/resilience.md.
 """
@@ -12,9 +14,11 @@ Every default and where it comes from is in docs/resilience.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
+
+from meshkit.resilience.shedder import ShedderConfig
 
 R = TypeVar("R", bound="_Strict")
 
@@ -32,19 +36,25 @@ class Limit(_Strict):
     worth). ``shared = true`` keeps the bucket in Redis (the policy's ``redis`` URL), so the rate
     is for the whole fleet rather than per process."""
 
-    rate: float
+    rate: float | None = None  # required, here or in a less specific rule
     burst: float | None = None
     shared: bool = False
 
     def __post_init__(self) -> None:
-        if self.rate <= 0:
+        if self.rate is not None and self.rate <= 0:
             raise PolicyError(f"limit rate must be > 0, got {self.rate}")
         if self.burst is not None and self.burst < 1:
             raise PolicyError(f"limit burst must be >= 1, got {self.burst}")
 
     @property
+    def per_second(self) -> float:
+        if self.rate is None:
+            raise PolicyError("a limit needs a rate (calls a second)")
+        return self.rate
+
+    @property
     def size(self) -> float:
-        return self.burst if self.burst is not None else max(1.0, self.rate)
+        return self.burst if self.burst is not None else max(1.0, self.per_second)
 
 
 class Breaker(_Strict):
@@ -131,6 +141,27 @@ class Shedding(_Strict):
     queue_share: float = 0.0
     probe_every: float = 10.0
 
+    def __post_init__(self) -> None:
+        try:
+            self.shedder_config()
+        except ValueError as exc:
+            raise PolicyError(f"shedding: {exc}") from None
+
+    def shedder_config(self) -> ShedderConfig:
+        return ShedderConfig(
+            initial_limit=self.initial_limit,
+            min_limit=self.min_limit,
+            max_limit=self.max_limit,
+            window=self.window,
+            tolerance=self.tolerance,
+            backoff=self.backoff,
+            max_lag=self.max_lag,
+            cpu_threshold=self.cpu_threshold,
+            probe_every=self.probe_every,
+            cpu_busy=self.cpu_busy,
+            queue_share=self.queue_share,
+        )
+
 
 class PolicyConfig(_Strict):
     redis: str | None = None
@@ -144,6 +175,26 @@ class PolicyConfig(_Strict):
         for section in (self.server, self.client, self.switches):
             for key in section:
                 check_pattern(key)
+        for key in self.switches:
+            if "*" in key:
+                raise PolicyError(f"switches: {key!r} must name one method ('service.method')")
+        for key in self.server:  # every limit has a rate once its rules are merged
+            rule = resolve(self.server, key, ServerRule)
+            for limit in (rule.limit, rule.caller_limit):
+                if limit is not None and limit.rate is None:
+                    raise PolicyError(f"server.{key!r}: a limit needs a rate, here or in a less specific rule")
+        for key in self.client:
+            limit = resolve(self.client, key, ClientRule).limit
+            if limit is not None and limit.rate is None:
+                raise PolicyError(f"client.{key!r}: a limit needs a rate, here or in a less specific rule")
+
+    def shared_limits(self) -> bool:
+        rules: list[ServerRule | ClientRule] = [*self.server.values(), *self.client.values()]
+        return any(
+            limit is not None and limit.shared
+            for rule in rules
+            for limit in (rule.limit, getattr(rule, "caller_limit", None))
+        )
 
 
 def check_pattern(key: str) -> None:
@@ -153,26 +204,37 @@ def check_pattern(key: str) -> None:
     raise PolicyError(f"bad rule key {key!r}: use 'service.method', 'service.*' or '*'")
 
 
-def patterns(qualname: str) -> tuple[str, str, str]:
+def patterns(qualname: str) -> list[str]:
     """The rule keys that apply to ``qualname``, most specific first."""
+    if qualname == "*":
+        return ["*"]
     service = qualname.partition(".")[0]
-    return qualname, f"{service}.*", "*"
+    keys = [qualname, f"{service}.*", "*"]
+    return list(dict.fromkeys(keys))
+
+
+def _merge(general: dict[str, Any], specific: dict[str, Any]) -> dict[str, Any]:
+    out = dict(general)
+    for key, value in specific.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def resolve(rules: dict[str, R], qualname: str, kind: type[R]) -> R:
-    """The rule for ``qualname``: field by field, the most specific rule that sets it."""
+    """The rule for ``qualname``: the rules that apply, merged setting by setting (into tables
+    too), the most specific winning. (A setting equal to its default counts as not set.)"""
     found = [rules[key] for key in patterns(qualname) if key in rules]
     if not found:
         return kind()
     if len(found) == 1:
         return found[0]
-    values = {}
-    for name in kind.__struct_fields__:
-        for rule in found:
-            if name in msgspec.structs.asdict(rule) and getattr(rule, name) is not None:
-                values[name] = getattr(rule, name)
-                break
-    return kind(**values)
+    merged: dict[str, Any] = {}
+    for rule in reversed(found):  # general first, specific last
+        merged = _merge(merged, msgspec.to_builtins(rule))
+    return msgspec.convert(merged, kind)
 
 
 def load(path: str | Path) -> PolicyConfig:

@@ -23,7 +23,7 @@ from meshkit.policy.switches import Switches, process_switches
 from meshkit.protocol.messages import encode_error
 from meshkit.resilience.breaker import CircuitBreaker
 from meshkit.resilience.retry_budget import RetryBudget
-from meshkit.resilience.shedder import AdaptiveConcurrency, ShedderConfig
+from meshkit.resilience.shedder import AdaptiveConcurrency
 from meshkit.resilience.token_bucket import TokenBucket
 
 log = logging.getLogger("meshkit.policy")
@@ -68,23 +68,13 @@ class Policy:
         s = self.config.shedding
         self.shedder: AdaptiveConcurrency | None = None
         if s.enabled:
-            self.shedder = AdaptiveConcurrency(
-                ShedderConfig(
-                    initial_limit=s.initial_limit,
-                    min_limit=s.min_limit,
-                    max_limit=s.max_limit,
-                    window=s.window,
-                    tolerance=s.tolerance,
-                    backoff=s.backoff,
-                    max_lag=s.max_lag,
-                    cpu_threshold=s.cpu_threshold,
-                    probe_every=s.probe_every,
-                    cpu_busy=s.cpu_busy,
-                    queue_share=s.queue_share,
-                ),
-                clock(),
-            )
+            self.shedder = AdaptiveConcurrency(s.shedder_config(), clock())
+        if redis is None and self.config.redis is None and self.config.shared_limits():
+            raise _config.PolicyError("a limit is shared (shared = true) but the policy names no redis URL")
         self._redis = redis
+        #: Calls waiting for a shedder slot, oldest first: (enqueued at, future of their start time).
+        #: Here, not per server: servers sharing this policy share its shedder's slots.
+        self.waiting: collections.deque[tuple[float, asyncio.Future[float]]] = collections.deque()
         self._budgets: dict[str, RetryBudget] = {}
         self._refusals: dict[tuple[str, float], bytes] = {}
         self._probe: asyncio.Task[None] | None = None
@@ -129,7 +119,7 @@ class Policy:
     def bucket(self, key: str, limit: Limit) -> Any:
         """A token bucket for ``limit``: local, or in Redis when the limit is ``shared``."""
         if not limit.shared:
-            return TokenBucket(limit.rate, limit.size, self.clock())
+            return TokenBucket(limit.per_second, limit.size, self.clock())
         redis = self._redis
         if redis is None:
             if self.config.redis is None:
@@ -141,7 +131,7 @@ class Policy:
             redis = self._redis = aioredis.from_url(self.config.redis)
         from meshkit.resilience.redis_bucket import RedisTokenBucket
 
-        return RedisTokenBucket(redis, f"meshkit:limit:{key}", limit.rate, limit.size, clock=self.clock)
+        return RedisTokenBucket(redis, f"meshkit:limit:{key}", limit.per_second, limit.size, clock=self.clock)
 
     def retry_budget(self, service: str, retry: Retry) -> RetryBudget:
         """One budget per target service (as gRPC keeps one per channel)."""

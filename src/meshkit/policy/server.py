@@ -43,8 +43,17 @@ class _Plan:
         self.trivial = self.limit is None and self.caller_limit is None and self.bulkhead is None
 
 
+class AdmissionRefused(RpcError):
+    """A call this server's policy refused before its handler ran. Only these (and the server's
+    own refusals) keep ``not_processed`` on the way back to the caller: an RpcError a handler
+    raises (say, re-raised from a downstream call that was refused) is not evidence that the
+    handler did nothing, so the server sends it as processed."""
+
+    __slots__ = ()
+
+
 def refusal(qualname: str, reason: str, retry_after: float, what: str) -> RpcError:
-    return RpcError(
+    return AdmissionRefused(
         StatusCode.RESOURCE_EXHAUSTED,
         f"{qualname}: {what}; retry after {retry_after:.3f}s",
         {"reason": reason, "retry_after": round(retry_after, 6)},
@@ -59,8 +68,7 @@ async def _awaitable(value: Any) -> Any:
 def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
     clock = policy.clock
     plans: dict[str, _Plan] = {}
-    #: Calls waiting for a shedder slot, oldest first: (enqueued at, future of the start time).
-    waiting: collections.deque[tuple[float, asyncio.Future[float]]] = collections.deque()
+    waiting = policy.waiting
 
     def middleware(next_handler: Handler) -> Handler:
         def degrade(call: Any, error: RpcError) -> Awaitable[Any]:
@@ -87,11 +95,6 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
             if plan.trivial and shedder is None:
                 return next_handler(call)
             now = clock()
-            if plan.limit is not None and not plan.shared:
-                ok, wait = plan.limit.try_acquire(now)
-                if not ok:
-                    policy.rejected["limit"] += 1
-                    return degrade(call, refusal(qualname, "limit", wait, "rate limit reached"))
             if plan.caller_limit is not None:
                 who = caller_of(call)
                 bucket = plan.caller_buckets.get(who)
@@ -99,7 +102,7 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
                     if len(plan.caller_buckets) >= MAX_CALLERS:
                         plan.caller_buckets.popitem(last=False)
                     limit = plan.caller_limit
-                    bucket = plan.caller_buckets[who] = TokenBucket(limit.rate, limit.size, now)
+                    bucket = plan.caller_buckets[who] = TokenBucket(limit.per_second, limit.size, now)
                 else:
                     plan.caller_buckets.move_to_end(who)
                 ok, wait = bucket.try_acquire(now)
@@ -108,6 +111,11 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
                     return degrade(
                         call, refusal(qualname, "caller_limit", wait, f"rate limit of caller {who!r} reached")
                     )
+            if plan.limit is not None and not plan.shared:
+                ok, wait = plan.limit.try_acquire(now)
+                if not ok:
+                    policy.rejected["limit"] += 1
+                    return degrade(call, refusal(qualname, "limit", wait, "rate limit reached"))
             bulkhead = plan.bulkhead
             if bulkhead is not None and not bulkhead.try_acquire():
                 policy.rejected["bulkhead"] += 1
@@ -134,8 +142,10 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
             except asyncio.CancelledError:
                 if waiter.cancelled():
                     shedder.drop_queued()  # still in the queue: leave it
-                else:
+                elif waiter.result() >= 0:
                     release(plan, clock())  # a slot was handed over just as the call was cancelled
+                elif plan.bulkhead is not None:
+                    plan.bulkhead.release()  # refused (no slot) and cancelled: only the bulkhead is held
                 raise
             if started < 0:
                 if plan.bulkhead is not None:

@@ -36,6 +36,8 @@ class Switches:
         check_pattern(name)
         if "*" in name:
             raise ValueError(f"a switch names one method, 'service.method'; got {name!r}")
+        if name.startswith("meshkit-admin."):
+            raise ValueError(f"{name} cannot be switched: it is how switches are turned back off")
         if (name in self.on) == on:
             return False
         if on:

@@ -47,7 +47,7 @@ class CircuitBreaker:
         self.config = config or BreakerConfig()
         self.state = BreakerState.CLOSED
         self._counts = RollingCounts(self.config.window, self.config.buckets)
-        self._opened_at = 0.0
+        self.opened_at = 0.0
         self._probes_left = 0
         self._probes_ok = 0
         self._on_change = on_change
@@ -55,7 +55,7 @@ class CircuitBreaker:
     def _move(self, state: BreakerState, now: float) -> None:
         old, self.state = self.state, state
         if state is BreakerState.OPEN:
-            self._opened_at = now
+            self.opened_at = now
         elif state is BreakerState.HALF_OPEN:
             self._probes_left = self.config.half_open_probes
             self._probes_ok = 0
@@ -67,7 +67,7 @@ class CircuitBreaker:
     def allow(self, now: float) -> bool:
         """May a call go out now? (In HALF_OPEN this takes one of the probe slots.)"""
         if self.state is BreakerState.OPEN:
-            if now - self._opened_at < self.config.open_for:
+            if now - self.opened_at < self.config.open_for:
                 return False
             self._move(BreakerState.HALF_OPEN, now)
         if self.state is BreakerState.HALF_OPEN:
@@ -76,9 +76,16 @@ class CircuitBreaker:
             self._probes_left -= 1
         return True
 
+    def release_probe(self) -> None:
+        """A call let through gave no verdict (its caller cancelled it, or it failed in a way
+        that says nothing about the backend): in HALF_OPEN its probe slot is given back, so the
+        breaker neither closes without evidence nor waits forever for an outcome."""
+        if self.state is BreakerState.HALF_OPEN and self._probes_left < self.config.half_open_probes:
+            self._probes_left += 1
+
     def retry_after(self, now: float) -> float:
         if self.state is BreakerState.OPEN:
-            return max(0.0, self._opened_at + self.config.open_for - now)
+            return max(0.0, self.opened_at + self.config.open_for - now)
         return 0.0
 
     def on_success(self, now: float, latency: float = 0.0) -> None:

@@ -3,10 +3,13 @@ operator can degrade a method of a running process (``meshkit switch``) without 
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING, Any
 
 from meshkit.errors import RpcError, StatusCode
 from meshkit.policy.runtime import process_breakers
+from meshkit.protocol.metadata import AUTHORIZATION
+from meshkit.rpc.context import current_context
 from meshkit.rpc.service import Service, rpc
 
 if TYPE_CHECKING:
@@ -14,13 +17,25 @@ if TYPE_CHECKING:
 
 
 class Admin(Service, name="meshkit-admin"):
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, token: str | None = None) -> None:
         self._server = server
+        self._expected = None if token is None else f"Bearer {token}"
+
+    def _authorize(self) -> None:
+        if self._expected is None:
+            return
+        ctx = current_context()
+        given = ctx.metadata.get(AUTHORIZATION) if ctx is not None else None
+        if not isinstance(given, str) or not hmac.compare_digest(given, self._expected):
+            raise RpcError(
+                StatusCode.UNAUTHENTICATED, "meshkit-admin needs 'authorization: Bearer TOKEN' (meshkit switch --token)"
+            )
 
     @rpc
     async def switch(self, name: str, on: bool) -> dict[str, Any]:
         """Turn ``name`` ("service.method") on (answer with its fallback) or off; returns the
         switches now on and whether this process serves that method."""
+        self._authorize()
         try:
             self._server.switches.set(name, on)
         except ValueError as exc:
@@ -31,6 +46,7 @@ class Admin(Service, name="meshkit-admin"):
     async def status(self) -> dict[str, Any]:
         """Switches, the breakers of every policy in this process (its clients' too) and this
         server's policy counters."""
+        self._authorize()
         policy = self._server.policy
         state: dict[str, Any] = {"switches": self._server.switches.snapshot()}
         if policy is not None:

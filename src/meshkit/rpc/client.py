@@ -436,7 +436,7 @@ class Client:
                         )
                     deadline_ms = int(remaining * 1000) or 1
                 if call is not None:
-                    call.peer = conn.peer
+                    call.peer = peer.address  # as configured or registered: what a retry avoids
                 last = template.last  # the common case, inline: same budget, no extra keys
                 metadata = last[1] if extra is None and last[0] == deadline_ms else template.render(deadline_ms, extra)
                 sid, fut = conn.request(metadata, body, flags, deadline)
@@ -449,11 +449,17 @@ class Client:
                 if done is not NOOP_DONE:
                     # Only failures of the instance count against it, not application errors.
                     done(loop.time() - now, exc.code not in _INSTANCE_FAILURES)
-                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps):
+                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps, self.policy):
                     attempt += 1
                     tried = peer
                     now = loop.time()
                     continue
+                raise
+            except asyncio.CancelledError:
+                if done is not NOOP_DONE:
+                    # The caller gave up (a timeout of its own, a hedge that lost): no verdict on
+                    # the instance, but the time it took so far is a fair latency sample.
+                    done(loop.time() - now, True)
                 raise
             except BaseException:
                 if done is not NOOP_DONE:
@@ -469,11 +475,13 @@ class Client:
             return _decode(spec, frame, self.limits)
 
 
-def _resend(exc: RpcError, eps: Endpoints) -> bool:
+def _resend(exc: RpcError, eps: Endpoints, policy: Policy | None) -> bool:
     """Re-send a refused call at once? UNAVAILABLE (a GOAWAY, a refused connection): yes.
-    RESOURCE_EXHAUSTED (a full server, a shedder): only to another instance; the same one would
-    refuse again, and retrying it is the retry policy's decision, with a budget."""
-    return exc.code is StatusCode.UNAVAILABLE or (exc.code is StatusCode.RESOURCE_EXHAUSTED and len(eps.nodes) > 1)
+    RESOURCE_EXHAUSTED (a full server, a shedder): only to another instance, and only without a
+    policy; with one, its retries decide, with backoff, ``retry_after`` and a budget."""
+    if exc.code is StatusCode.UNAVAILABLE:
+        return True
+    return exc.code is StatusCode.RESOURCE_EXHAUSTED and len(eps.nodes) > 1 and policy is None
 
 
 def _decode(spec: MethodSpec, frame: Frame, limits: Limits) -> Any:
@@ -561,7 +569,7 @@ class StreamCall:
             eps = client._endpoints_now(spec.service) or await client._endpoints(spec.service)
             if not eps.nodes:
                 raise no_instances(spec.service)
-            peer, done = eps.pick(self._opts.hash_key, tried, self._opts.balancer)
+            peer, done = eps.pick(self._opts.hash_key, tried, self._opts.balancer, stream=True)
             done(0.0, True)  # streams are long-lived: they do not feed latency to the balancer
             try:
                 conn = await peer.acquire()
@@ -569,7 +577,7 @@ class StreamCall:
                     spec.template.render(deadline_ms, extra), body, flags, deadline, client._stream_window
                 )
             except RpcError as exc:
-                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps):
+                if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps, client.policy):
                     attempt += 1
                     tried = peer
                     continue

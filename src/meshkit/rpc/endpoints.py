@@ -19,7 +19,7 @@ from meshkit.balance.outlier import OutlierDetector
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
 from meshkit.errors import RpcError, StatusCode
-from meshkit.resilience.breaker import CircuitBreaker
+from meshkit.resilience.breaker import BreakerState, CircuitBreaker
 from meshkit.transport.backoff import Backoff
 from meshkit.transport.pool import Peer
 
@@ -157,7 +157,12 @@ class Endpoints:
             balancer.update(self.nodes)
         return balancer
 
-    def pick(self, hash_key: str | None, avoid: Peer | None, name: str | None = None) -> tuple[Peer, Done]:
+    def pick(
+        self, hash_key: str | None, avoid: Peer | None, name: str | None = None, stream: bool = False
+    ) -> tuple[Peer, Done]:
+        """A peer for one call and the callback for its outcome. ``stream=True``: a stream's
+        opening says nothing about the instance's health, so its outcome goes to the balancer
+        only, and a half-open breaker lends it no probe slot (open breakers are still avoided)."""
         only = self.only
         if only is not None:
             return only, NOOP_DONE
@@ -166,6 +171,8 @@ class Endpoints:
         chosen = self.balancer if name is None or name == self._name else self._balancer_named(name)
         node, done = chosen.pick(hash_key)
         breakers = self.breakers
+        if stream and breakers:
+            breakers = {k: _PeekBreaker(b) for k, b in breakers.items()}  # type: ignore[misc]
         if len(self.nodes) > 1 and (
             node.peer is avoid
             or not node.peer.available
@@ -194,6 +201,8 @@ class Endpoints:
                 if fallback is not None:
                     done(0.0, True)
                     node, done = fallback, NOOP_DONE
+        if stream:
+            return node.peer, done
         return node.peer, _reporting(done, outliers, node.key, breakers.get(node.key))
 
     async def close(self) -> None:
@@ -202,6 +211,19 @@ class Endpoints:
         if self.watch_task is not None:
             self.watch_task.cancel()
         await asyncio.gather(*(p.close() for p in self.peers.values()))
+
+
+class _PeekBreaker:
+    """A breaker as seen by a stream: open or not, without taking a half-open probe slot."""
+
+    __slots__ = ("_breaker",)
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+
+    def allow(self, now: float) -> bool:
+        b = self._breaker
+        return b.state is not BreakerState.OPEN or now - b.opened_at >= b.config.open_for
 
 
 def _reporting(done: Done, outliers: OutlierDetector, key: str, breaker: CircuitBreaker | None) -> Done:

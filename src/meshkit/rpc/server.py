@@ -18,6 +18,7 @@ from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
 from meshkit.errors import FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
 from meshkit.policy import Policy, Switches, process_switches
+from meshkit.policy.server import AdmissionRefused
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
 from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import KeepaliveConfig
@@ -34,7 +35,8 @@ from meshkit.transport.deadlines import DeadlineWheel
 from meshkit.transport.server import Listener, ServerConnection
 
 log = logging.getLogger("meshkit.server")
-#: The service every Server adds (unless ``admin=False``) for ``meshkit switch``; never registered.
+#: The service a Server adds with ``admin=True`` for ``meshkit switch``; never registered, never
+#: limited or shed (an overloaded server is exactly when an operator needs it).
 ADMIN_SERVICE = "meshkit-admin"
 _msgpack_encode = msgpack_encode
 
@@ -156,8 +158,10 @@ class Server:
     ``middleware`` replaces the default chain (``[]`` for none); ``policy`` (a
     :class:`~meshkit.policy.Policy` or the path of a policy TOML file) adds rate limits, bulkheads,
     load shedding and fallbacks after it. ``switches`` (default: the process's) turn methods into
-    their fallbacks at runtime; ``admin`` serves the ``meshkit-admin`` service that
-    ``meshkit switch`` talks to. ``limits`` bound what clients may send; ``keepalive`` finds dead
+    their fallbacks at runtime; ``admin=True`` serves the ``meshkit-admin`` service that
+    ``meshkit switch`` talks to, on this same port (``admin_token`` then required as
+    ``authorization: Bearer TOKEN`` metadata; without one, anyone who can reach the port can
+    switch methods off). ``limits`` bound what clients may send; ``keepalive`` finds dead
     clients; ``ssl`` turns on TLS (a context with ``verify_mode=CERT_REQUIRED`` makes it mutual TLS).
     """
 
@@ -178,19 +182,23 @@ class Server:
         deadline_resolution: float = 0.005,
         policy: Policy | str | None = None,
         switches: Switches | None = None,
-        admin: bool = True,
+        admin: bool = False,
+        admin_token: str | None = None,
     ) -> None:
         if not services:
             raise ValueError("a Server needs at least one service")
         self.policy = Policy.from_file(policy) if isinstance(policy, str) else policy
         if switches is None:
             switches = self.policy.switches if self.policy is not None else process_switches()
+        elif self.policy is not None and switches is not self.policy.switches:
+            for name, on in self.policy.config.switches.items():  # the policy file's, on our own set
+                switches.set(name, on)
         self.switches = switches
         services = list(services)
         if admin:
             from meshkit.rpc.admin import Admin
 
-            services.append(Admin(self))
+            services.append(Admin(self, admin_token))
         self._registry: Registry | None = open_registry(registry) if registry is not None else None
         self.instances: list[Instance] = []
         self.weight = weight
@@ -202,6 +210,7 @@ class Server:
         self._port = port
         self.limits = limits or Limits()
         self._middleware = list(default_server_middleware() if middleware is None else middleware)
+        self._unguarded = list(self._middleware)  # the admin service's chain: never limited or shed
         if self.policy is not None:
             self._middleware.append(self.policy.server_middleware())
         self._routes: dict[str, dict[str, _Route]] = {}
@@ -214,7 +223,11 @@ class Server:
             routes = self._routes[name] = {}
             for wire, spec in method_specs(svc).items():
                 bound = getattr(svc, spec.attr)
-                routes[wire] = _Route(spec, bound, self._build_handler(spec, bound), _fallback_of(svc, spec))
+                handler = self._build_handler(spec, bound)
+                routes[wire] = route = _Route(spec, bound, handler, _fallback_of(svc, spec))
+                if name == ADMIN_SERVICE:
+                    route.handler = route.normal = self._build_handler(spec, bound, chain_of=self._unguarded)
+                    route.sheddable = False
         self.services = services
         self._unsubscribe: Callable[[], None] | None = None
         self.registry = registry
@@ -327,7 +340,7 @@ class Server:
         else:
 
             def refuse(call: Call) -> Any:
-                raise RpcError(
+                raise AdmissionRefused(
                     StatusCode.UNAVAILABLE,
                     f"{name} is switched off on this server and has no fallback",
                     {"reason": "switched"},
@@ -337,7 +350,10 @@ class Server:
             route.handler = chain(self._middleware, refuse)
 
     # -- dispatch ----------------------------------------------------------------------------
-    def _build_handler(self, spec: MethodSpec, bound: Any, force: bool = False) -> Handler | None:
+    def _build_handler(
+        self, spec: MethodSpec, bound: Any, force: bool = False, chain_of: list[Middleware] | None = None
+    ) -> Handler | None:
+        middleware = self._middleware if chain_of is None else chain_of
         if spec.streaming:
             open_stream = make_invoker(bound, spec.signature)
 
@@ -350,8 +366,8 @@ class Server:
                 finally:
                     await agen.aclose()
 
-            return chain(self._middleware, pump)
-        if not self._middleware and not force:
+            return chain(middleware, pump)
+        if not middleware and not force:
             return None
 
         call_handler = make_invoker(bound, spec.signature)
@@ -364,9 +380,9 @@ class Server:
             return await value if inspect.isawaitable(value) else value
 
         if force and not inspect.iscoroutinefunction(bound):
-            return chain(self._middleware, invoke_plain)
+            return chain(middleware, invoke_plain)
 
-        return chain(self._middleware, invoke)
+        return chain(middleware, invoke)
 
     def _dispatch(self, conn: ServerConnection, frame: Frame) -> None:
         sid = frame.stream_id
@@ -556,7 +572,9 @@ class Server:
     ) -> None:
         """Answer a failed call. ``requested`` says why meshkit itself cancelled it, if it did."""
         if isinstance(exc, RpcError):
-            conn.send_error(sid, exc.code, exc.message, exc.details, not_processed=exc.not_processed)
+            # Only this server's own refusals say "not processed"; see AdmissionRefused.
+            refused = exc.not_processed and isinstance(exc, AdmissionRefused)
+            conn.send_error(sid, exc.code, exc.message, exc.details, not_processed=refused)
         elif isinstance(exc, asyncio.CancelledError):
             if requested == _DEADLINE_MSG:
                 conn.send_error(sid, StatusCode.DEADLINE_EXCEEDED, f"{spec.qualname} ran past its deadline")

@@ -1,0 +1,134 @@
+"""Regressions from the review of the resilience policies: each test pinned a bug before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from typing import Any
+
+import pytest
+
+from meshkit import Client, RpcError, Server, StatusCode
+from meshkit.policy import Breaker, ClientRule, Limit, Policy, PolicyConfig, Retry, ServerRule, Shedding, Switches
+from meshkit.testing import FakeClock
+from tests.policy.services import Stock
+
+NO_SHED = Shedding(enabled=False)
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def client_policy(clock: Any = None, **rules: ClientRule) -> Policy:
+    config = PolicyConfig(shedding=NO_SHED, client={k.replace("__", "."): v for k, v in rules.items()})
+    return Policy(config, clock=clock or FakeClock(), sleep=no_sleep, switches=Switches())
+
+
+async def _open_breaker(proxy: Any, stock: Stock, n: int) -> None:
+    stock.error = StatusCode.INTERNAL
+    for _ in range(n):
+        with pytest.raises(RpcError, match="on purpose"):
+            await proxy.peek("x")
+    stock.error = None
+
+
+async def test_probes_the_caller_gave_up_on_do_not_close_the_breaker() -> None:
+    clock = FakeClock()
+    stock = Stock()
+    rule = ClientRule(breaker=Breaker(min_calls=2, open_for=5, half_open_probes=2), retry=Retry(max_attempts=1))
+    p = client_policy(clock, stock__peek=rule)
+    async with Server([stock], middleware=[]) as server, Client(target=server.address, policy=p) as client:
+        proxy = client.proxy(Stock)
+        await _open_breaker(proxy, stock, 2)
+        assert p.events.states["stock.peek"] == "open"
+        clock.advance(5)
+        stock.gate = asyncio.Event()  # the backend now hangs
+        probes = [asyncio.create_task(proxy.peek(str(i))) for i in range(2)]
+        while stock.calls < 4:
+            await asyncio.sleep(0.001)
+        for probe in probes:
+            probe.cancel()  # e.g. asyncio.timeout() around the call
+        await asyncio.gather(*probes, return_exceptions=True)
+        stock.gate.set()
+        # No probe ever succeeded: the breaker must not be closed.
+        assert p.events.states["stock.peek"] != "closed"
+
+
+async def test_a_probe_failing_with_another_exception_does_not_wedge_the_breaker() -> None:
+    clock = FakeClock()
+    p = client_policy(clock, stock__peek=ClientRule(breaker=Breaker(min_calls=1, open_for=5, half_open_probes=1)))
+    failures = {"mode": "rpc"}
+
+    async def terminal(call: Any) -> str:
+        if failures["mode"] == "rpc":
+            raise RpcError(StatusCode.INTERNAL, "down")
+        if failures["mode"] == "other":
+            raise OSError("a middleware after the guard failed")
+        return "ok"
+
+    guard = p.client_middleware()(terminal)
+    options = types.SimpleNamespace(idempotent=False)
+    spec = types.SimpleNamespace(qualname="stock.peek", options=options)
+
+    def call() -> Any:
+        return types.SimpleNamespace(spec=spec, deadline=None, peer="", avoid=None, timeout=None)
+
+    with pytest.raises(RpcError):
+        await guard(call())  # opens the breaker
+    clock.advance(5)
+    failures["mode"] = "other"
+    with pytest.raises(OSError):
+        await guard(call())  # the only probe: fails with something else
+    failures["mode"] = "ok"
+    clock.advance(3600)
+    assert await guard(call()) == "ok"  # today: breaker_open forever (half-open, no probe slot left)
+
+
+async def test_a_hedge_refused_by_the_breaker_does_not_abort_the_copy_in_flight() -> None:
+    clock = FakeClock()
+    stock = Stock()
+    rule = ClientRule(
+        breaker=Breaker(min_calls=1, open_for=5, half_open_probes=1),
+        retry=Retry(max_attempts=2, hedge_after=0.02),
+    )
+    p = client_policy(clock, stock__flaky=rule)
+    async with Server([stock], middleware=[]) as server, Client(target=server.address, policy=p) as client:
+        proxy = client.proxy(Stock)
+        stock.fail_first = 1
+        with pytest.raises(RpcError):
+            await proxy.flaky("x")  # processed UNAVAILABLE: opens the breaker (no retry: budget/hedge fail)
+        assert p.events.states["stock.flaky"] == "open"
+        clock.advance(5)
+        stock.hang = asyncio.Event()
+        call = asyncio.create_task(proxy.flaky("y"))  # the half-open probe; it is slow
+        await asyncio.sleep(0.1)  # the hedge fires and is refused by the (half-open) breaker
+        stock.hang.set()
+        assert await call == "y"
+
+
+async def test_refused_calls_are_sent_at_most_max_attempts_times() -> None:
+    server_clock = FakeClock()
+    rule = ServerRule(limit=Limit(rate=10, burst=1))
+    policies = [
+        Policy(PolicyConfig(shedding=NO_SHED, server={"stock.peek": rule}), clock=server_clock, switches=Switches())
+        for _ in range(3)
+    ]
+    servers = [Server([Stock()], policy=sp, middleware=[]) for sp in policies]
+    for s in servers:
+        await s.start()
+    try:
+        for s in servers:  # the fleet is at its rate limit
+            async with Client(target=s.address) as c:
+                await c.proxy(Stock).peek("drain")
+        retry = ClientRule(retry=Retry(max_attempts=3), breaker=Breaker(kind="off"))
+        p = client_policy(stock__peek=retry)
+        target = ",".join(s.address for s in servers)
+        async with Client(target=target, policy=p) as client:
+            with pytest.raises(RpcError):
+                await client.proxy(Stock).peek("x")
+        sent = sum(sp.rejected["limit"] for sp in policies)
+        assert sent <= 3, f"one call with max_attempts=3 was sent {sent} times"
+    finally:
+        for s in servers:
+            await s.stop()
