@@ -208,6 +208,31 @@ async def test_policy_from_a_toml_file(tmp_path: Path) -> None:
         Policy.from_file(tmp_path / "missing.toml")
 
 
+def test_code_overrides_merge_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[server."stock.*"]\nlimit = { rate = 100, burst = 10 }\nmax_concurrency = 5\n')
+    p = Policy.from_file(path, {"server": {"stock.*": {"limit": {"burst": 2}}}}, switches=Switches())
+    rule = p.config.server["stock.*"]
+    assert rule.limit is not None and (rule.limit.rate, rule.limit.burst) == (100, 2) and rule.max_concurrency == 5
+    with pytest.raises(PolicyError, match="with overrides"):
+        Policy.from_file(path, {"server": {"stock.*": {"max_concurrency": 0}}})
+
+
+def test_policy_defaults_are_the_pure_algorithms_defaults() -> None:
+    """The TOML schema repeats the settings of the pure configs: their defaults must not drift."""
+    import dataclasses
+
+    from meshkit.policy import Breaker
+    from meshkit.policy.client import breaker_config
+    from meshkit.resilience.breaker import BreakerConfig
+    from meshkit.resilience.shedder import ShedderConfig
+
+    assert Shedding().shedder_config() == ShedderConfig()
+    assert breaker_config(Breaker()) == BreakerConfig()
+    shared = {f.name for f in dataclasses.fields(ShedderConfig)} & set(Shedding.__struct_fields__)
+    assert len(shared) >= 10  # the mapping is by name: a rename on one side shows up here
+
+
 def test_a_fallback_must_name_a_method() -> None:
     from meshkit import Service, rpc
     from meshkit.rpc.service import method_specs

@@ -17,7 +17,7 @@ def test_a_wildcard_switch_is_a_policy_error_at_parse_time() -> None:
 
 def test_bad_shedding_values_are_a_policy_error_at_parse_time() -> None:
     with pytest.raises(PolicyError):
-        parse(b"[shedding]\nmin_limit = 50\n")  # > initial_limit 16: ShedderConfig raises ValueError later
+        parse(b"[shedding]\nmin_limit = 50\n")  # > initial_limit: ShedderConfig would raise ValueError later
 
 
 def test_a_shared_limit_without_redis_is_refused_when_the_policy_is_built() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,17 +59,9 @@ def retryable(exc: RpcError, idempotent: bool) -> bool:
 
 
 def breaker_config(b: Breaker) -> BreakerConfig:
-    return BreakerConfig(
-        window=b.window,
-        buckets=10,
-        min_calls=b.min_calls,
-        error_ratio=b.error_ratio,
-        slow_ratio=b.slow_ratio,
-        slow_call=b.slow_call,
-        error_count=b.error_count,
-        open_for=b.open_for,
-        half_open_probes=b.half_open_probes,
-    )
+    """The pure breaker's config: every setting of the same name."""
+    names = {f.name for f in dataclasses.fields(BreakerConfig)} & set(b.__struct_fields__)
+    return BreakerConfig(**{name: getattr(b, name) for name in names})
 
 
 class _Plan:

@@ -13,6 +13,8 @@ Every default and where it comes from is in docs/resilience.md.
 
 from __future__ import annotations
 
+import dataclasses
+import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -128,7 +130,7 @@ class Shedding(_Strict):
     """The adaptive concurrency limit of a serving process (see resilience/shedder.py)."""
 
     enabled: bool = True
-    initial_limit: int = 16
+    initial_limit: int = 4
     min_limit: int = 2
     max_limit: int = 10_000
     window: float = 0.1
@@ -148,19 +150,10 @@ class Shedding(_Strict):
             raise PolicyError(f"shedding: {exc}") from None
 
     def shedder_config(self) -> ShedderConfig:
-        return ShedderConfig(
-            initial_limit=self.initial_limit,
-            min_limit=self.min_limit,
-            max_limit=self.max_limit,
-            window=self.window,
-            tolerance=self.tolerance,
-            backoff=self.backoff,
-            max_lag=self.max_lag,
-            cpu_threshold=self.cpu_threshold,
-            probe_every=self.probe_every,
-            cpu_busy=self.cpu_busy,
-            queue_share=self.queue_share,
-        )
+        """The pure shedder's config: every setting of the same name (a test keeps the defaults
+        of the two equal)."""
+        names = {f.name for f in dataclasses.fields(ShedderConfig)} & set(self.__struct_fields__)
+        return ShedderConfig(**{name: getattr(self, name) for name in names})
 
 
 class PolicyConfig(_Strict):
@@ -237,12 +230,23 @@ def resolve(rules: dict[str, R], qualname: str, kind: type[R]) -> R:
     return msgspec.convert(merged, kind)
 
 
-def load(path: str | Path) -> PolicyConfig:
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> PolicyConfig:
+    """The policy in ``path``; ``overrides`` (the same shape as the file, as a dict) are merged
+    over it setting by setting, so code can pin what a file must not change."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
-    return parse(data, str(path))
+    if not overrides:
+        return parse(data, str(path))
+    try:
+        base = tomllib.loads(data.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return msgspec.convert(_merge(base, overrides), PolicyConfig)
+    except msgspec.ValidationError as exc:
+        raise PolicyError(f"{path} with overrides: {exc}") from None
 
 
 def parse(data: bytes | str, source: str = "<policy>") -> PolicyConfig:

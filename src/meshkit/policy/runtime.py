@@ -87,8 +87,10 @@ class Policy:
         _live.add(self)
 
     @classmethod
-    def from_file(cls, path: str | Path, **kwargs: Any) -> Policy:
-        return cls(_config.load(path), **kwargs)
+    def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None, **kwargs: Any) -> Policy:
+        """The policy of a TOML file, with ``overrides`` from code merged over it (same shape:
+        ``{"server": {"inventory.reserve": {"limit": {"rate": 100}}}}``)."""
+        return cls(_config.load(path, overrides), **kwargs)
 
     # -- what servers and clients install --------------------------------------------------
     def server_middleware(self) -> Callable[[Any], Any]:

@@ -43,13 +43,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ShedderConfig:
-    """Defaults (sources in docs/resilience.md): start at 16 in flight (Netflix's limiters start
-    at 20), never below 2 or above 10,000; latency tolerance 2x (Netflix Gradient's; 1.5x,
+    """Defaults (sources in docs/resilience.md): start at 4 in flight and grow while the CPU has
+    room (by sqrt(limit) a window: 4 to 64 in about 1.5 s; starting at 16 let a cold spike admit
+    calls that took 8x the unloaded p99), never below 2 or above 10,000; latency tolerance 2x (Netflix Gradient's; 1.5x,
     Gradient2's, keeps a CPU-bound asyncio service below full use); loop lag over 50 ms is
     overload; the CPU counts as busy from 95 % (measured: at 90 % a CPU-heavy service settles
     with a tenth of its CPU idle)."""
 
-    initial_limit: int = 16
+    initial_limit: int = 4
     min_limit: int = 2
     max_limit: int = 10_000
     window: float = 0.1
