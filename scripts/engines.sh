@@ -70,3 +70,27 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
         --dir /tmp --logfile /tmp/meshkit-redis.log
 fi
 wait_for redis 20 redis-cli -h 127.0.0.1 -p 6379 ping
+
+# Prometheus (metrics tests scrape real services): 127.0.0.1:19090, scraping every second whatever
+# targets the tests write as JSON files into /tmp/meshkit-prometheus/targets (file service discovery).
+apt_install prometheus prometheus
+prom_up() { (exec 3<>/dev/tcp/127.0.0.1/19090 && printf 'GET /-/ready HTTP/1.0\r\n\r\n' >&3 && grep -q " 200 " <&3) 2>/dev/null; }
+if ! prom_up; then
+    log "starting Prometheus on 127.0.0.1:19090"
+    mkdir -p /tmp/meshkit-prometheus/targets /tmp/meshkit-prometheus/data
+    cat >/tmp/meshkit-prometheus/prometheus.yml <<CFG
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: meshkit
+    file_sd_configs:
+      - files: ["/tmp/meshkit-prometheus/targets/*.json"]
+        refresh_interval: 1s
+CFG
+    nohup prometheus --config.file=/tmp/meshkit-prometheus/prometheus.yml \
+        --storage.tsdb.path=/tmp/meshkit-prometheus/data --web.listen-address=127.0.0.1:19090 \
+        >/tmp/meshkit-prometheus/prometheus.log 2>&1 &
+fi
+wait_for prometheus 30 prom_up

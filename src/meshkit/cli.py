@@ -64,7 +64,14 @@ async def _serve(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"meshkit run: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from meshkit.observe import AdminHttp, default_metrics
+    from meshkit.observe.admin import servers_ready
+    from meshkit.rpc.access_log import access_log
+
     token = args.admin_token or os.environ.get("MESHKIT_ADMIN_TOKEN") or None
+    middleware = [access_log("meshkit.access")]
+    if not args.no_metrics:
+        middleware.insert(0, default_metrics().middleware("server"))
     server = Server(
         services,
         host=args.host,
@@ -73,9 +80,15 @@ async def _serve(args: argparse.Namespace) -> int:
         policy=policy,
         admin=not args.no_admin,
         admin_token=token,
+        middleware=middleware,
     )
     await server.start()
     print(f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}", flush=True)
+    http = None
+    if args.admin_port is not None:
+        http = AdminHttp(ready=servers_ready([server]))
+        await http.start(args.host, args.admin_port)
+        print(f"meshkit: admin on http://{args.host}:{http.port} (/metrics /healthz /readyz)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -85,6 +98,8 @@ async def _serve(args: argparse.Namespace) -> int:
     await stop.wait()
     print(f"meshkit: draining (grace {args.grace}s)", flush=True)
     await server.stop(grace=args.grace)
+    if http is not None:
+        await http.stop()
     return 0
 
 
@@ -221,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-access-log", action="store_true", help="do not log a line per call")
     p.add_argument("--policy", default=None, help="resilience policy TOML file (SIGHUP re-reads its [switches])")
     p.add_argument("--no-admin", action="store_true", help="do not serve meshkit-admin (meshkit switch)")
+    p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
+    p.add_argument("--no-metrics", action="store_true", help="do not count and time calls (Prometheus metrics)")
     p.add_argument("--admin-token", default=None, help="require this token for meshkit-admin ($MESHKIT_ADMIN_TOKEN)")
 
     p = sub.add_parser("switch", help="turn a method of running processes into its fallback (or back), live")

@@ -28,6 +28,7 @@ from meshkit.rpc.client import Client
 from meshkit.transport.loop import run as run_loop
 
 _SERVING = re.compile(r"meshkit: (?:registry )?serving .*?on (\S+)")
+_ADMIN = re.compile(r"meshkit: admin on (\S+)")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Child:
     name: str
     process: subprocess.Popen[str]
     address: str
+    admin: str = ""  # http://host:port of its /metrics, /healthz, /readyz
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 15.0) -> Child:
@@ -55,7 +57,11 @@ def _spawn(name: str, args: list[str], env: dict[str, str] | None = None, timeou
             break
         match = _SERVING.match(line)
         if match:
-            return Child(name, proc, match.group(1))
+            child = Child(name, proc, match.group(1))
+            if "--admin-port" in args:
+                admin = _ADMIN.match(proc.stdout.readline())
+                child.admin = admin.group(1) if admin else ""
+            return child
     _stop([Child(name, proc, "?")])
     raise RuntimeError(f"demo: {name} did not start (exit code {proc.poll()})")
 
@@ -211,17 +217,20 @@ async def _main(
         children.append(registry)
         url = f"meshkit://{registry.address}"
         service = "meshkit.demo.services:Inventory"
+        admin = ["--admin-port", "0"]
         for n in (1, 2):
-            children.append(_spawn(f"inventory-{n}", ["run", service, "--registry", url, "--no-access-log"]))
+            children.append(_spawn(f"inventory-{n}", ["run", service, "--registry", url, "--no-access-log", *admin]))
         order = _spawn(
             "order",
-            ["run", "meshkit.demo.services:Order", "--no-access-log"],
+            ["run", "meshkit.demo.services:Order", "--no-access-log", *admin],
             env={"INVENTORY_REGISTRY": url},
         )
         children.append(order)
         console.print(
             f"[bold]meshkit demo[/]: registry on {registry.address}, "
-            + ", ".join(f"{c.name} on {c.address} (pid {c.process.pid})" for c in children[1:]),
+            + ", ".join(f"{c.name} on {c.address} (pid {c.process.pid})" for c in children[1:])
+            + "\nmetrics: "
+            + ", ".join(f"{c.name} {c.admin}/metrics" for c in children[1:] if c.admin),
             soft_wrap=True,
         )
         stats = RollingStats()

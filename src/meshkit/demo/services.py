@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from typing import Any
 
 import msgspec
 
@@ -35,6 +36,14 @@ class OrderResult(msgspec.Struct):
 
 
 SKUS = ("apple", "pear", "plum", "fig", "kiwi")
+
+
+def client_middleware() -> list[Any]:
+    """The order service's client chain: call metrics (on the process's /metrics)."""
+    from meshkit.observe import default_metrics
+
+    return [default_metrics().middleware("client")]
+
 
 #: The order service's policy for its calls to inventory (see docs/resilience.md).
 DEMO_POLICY = PolicyConfig(
@@ -103,10 +112,12 @@ class Order(Service, name="order"):
         if registry:
             # Round-robin, not p2c, so that the demo shows the breakers at work: p2c would already
             # steer most calls away from a failing or slow instance by itself.
-            client = Client(registry=registry, middleware=[], balancer="round_robin", policy=policy, caller="order")
+            client = Client(
+                registry=registry, middleware=client_middleware(), balancer="round_robin", policy=policy, caller="order"
+            )
         else:
             target = os.environ.get("INVENTORY_TARGET", "127.0.0.1:7001")
-            client = Client(target=target, middleware=[], policy=policy, caller="order")
+            client = Client(target=target, middleware=client_middleware(), policy=policy, caller="order")
         self.inventory = client.proxy(Inventory)
         self.next_id = 0
 

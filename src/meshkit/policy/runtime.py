@@ -31,6 +31,11 @@ log = logging.getLogger("meshkit.policy")
 _live: weakref.WeakSet[Policy] = weakref.WeakSet()
 
 
+def live_policies() -> list[Policy]:
+    """The policies of this process still in use (metrics read them at scrape time)."""
+    return list(_live)
+
+
 def process_breakers() -> dict[str, str]:
     """The state of every breaker of every policy in this process, by name."""
     states: dict[str, str] = {}

@@ -8,6 +8,7 @@ import inspect
 import logging
 import random
 import ssl as _ssl
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -98,6 +99,14 @@ def parse_target(target: str) -> list[tuple[str, int]]:
     if not out:
         raise ValueError(f"target {target!r} names no HOST:PORT")
     return out
+
+
+_live: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def live_clients() -> list[Client]:
+    """The clients of this process still in use (metrics read their pools at scrape time)."""
+    return list(_live)
 
 
 class _Options(msgspec.Struct, frozen=True):
@@ -192,6 +201,7 @@ class Client:
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._max_frame = self.limits.max_frame_size
         self._closed = False
+        _live.add(self)
 
     # -- public API ----------------------------------------------------------------------
     def proxy(self, service: type[S]) -> S:
@@ -225,6 +235,13 @@ class Client:
         spec = _dynamic_spec(service, method, streaming=True)
         opts = self._options(self._defaults, timeout, metadata, None, None)
         return StreamCall(self, spec, dict(args or {}), opts)
+
+    def endpoints(self) -> dict[str, Endpoints]:
+        """The instance sets this client knows, by service (its static target under its text)."""
+        known = dict(self._services)
+        if self._static is not None:
+            known[self._static.name] = self._static
+        return known
 
     async def close(self) -> None:
         self._closed = True

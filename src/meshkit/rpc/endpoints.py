@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from meshkit.balance import NOOP_DONE, Done, make
 from meshkit.balance.base import Balancer
 from meshkit.balance.outlier import OutlierDetector
+from meshkit.discovery.events import WATCH_EVENTS
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
 from meshkit.errors import RpcError, StatusCode
@@ -267,12 +268,14 @@ async def watch_service(registry: Registry, endpoints: Endpoints, backoff: Backo
         try:
             async for snapshot in watcher:
                 backoff.reset()
+                WATCH_EVENTS[endpoints.name, "snapshot"] += 1
                 # An empty snapshot is the registry saying "none": apply it. An outage raises
                 # instead, and then the last set stays.
                 endpoints.set_instances(instance_entries(snapshot, zone))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any registry failure: keep the last set, retry
+            WATCH_EVENTS[endpoints.name, "error"] += 1
             delay = backoff.next_delay()
             log.warning(
                 "watch of %s failed (%s); keeping %d known instances, retrying in %.1fs",

@@ -245,6 +245,11 @@ class Server:
         return self._listener.port or self._port
 
     @property
+    def serving(self) -> bool:
+        """Started and not stopping: listening and (with a registry) registered."""
+        return self._started
+
+    @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 

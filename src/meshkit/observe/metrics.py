@@ -1,0 +1,186 @@
+"""Prometheus metrics of RPC calls, connection pools, breakers, limiters, the shedder and
+registry watches.
+
+Per call (middleware, both sides): a request counter by service, method and status code, a
+duration histogram (100 µs to 10 s) and an in-flight gauge. Everything else is read when
+Prometheus scrapes (a collector), so it costs the call path nothing. Label children are cached
+per method, so a call pays a dict lookup, an increment and a histogram observation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from meshkit.errors import RpcError
+
+#: 100 µs to 10 s: an RPC on loopback takes ~100 µs, a slow one seconds.
+BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+Handler = Callable[[Any], Awaitable[Any]]
+Middleware = Callable[[Handler], Handler]
+
+
+class RpcMetrics:
+    """The metrics of one process, registered in ``registry`` (default: prometheus_client's)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else REGISTRY
+        r = self.registry
+        self.requests = {
+            side: Counter(
+                f"meshkit_rpc_{side}_requests",
+                f"RPC calls {'served' if side == 'server' else 'made'}, by status code",
+                ["service", "method", "code"],
+                registry=r,
+            )
+            for side in ("server", "client")
+        }
+        self.duration = {
+            side: Histogram(
+                f"meshkit_rpc_{side}_duration_seconds",
+                f"Time to {'serve' if side == 'server' else 'complete'} an RPC call",
+                ["service", "method"],
+                buckets=BUCKETS,
+                registry=r,
+            )
+            for side in ("server", "client")
+        }
+        self.in_flight = {
+            side: Gauge(
+                f"meshkit_rpc_{side}_in_flight",
+                f"RPC calls {'being served' if side == 'server' else 'awaiting an answer'}",
+                ["service", "method"],
+                registry=r,
+            )
+            for side in ("server", "client")
+        }
+        r.register(_StateCollector())
+
+    def middleware(self, side: str) -> Middleware:
+        """The metrics middleware of ``side`` ("server" or "client"); put it first in the chain."""
+        requests, duration, in_flight = self.requests[side], self.duration[side], self.in_flight[side]
+        children: dict[str, tuple[Any, Any]] = {}
+        counters: dict[tuple[str, str], Any] = {}
+        clock = time.perf_counter
+
+        def counter(spec: Any, code: str) -> Any:
+            key = (spec.qualname, code)
+            child = counters.get(key)
+            if child is None:
+                child = counters[key] = requests.labels(spec.service, spec.name, code)
+            return child
+
+        def wrap(next_handler: Handler) -> Handler:
+            async def handler(call: Any) -> Any:
+                spec = call.spec
+                kids = children.get(spec.qualname)
+                if kids is None:
+                    kids = children[spec.qualname] = (
+                        in_flight.labels(spec.service, spec.name),
+                        duration.labels(spec.service, spec.name),
+                    )
+                gauge, histogram = kids
+                gauge.inc()
+                start = clock()
+                code = "OK"
+                try:
+                    return await next_handler(call)
+                except RpcError as exc:
+                    code = exc.code.name
+                    raise
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "UNKNOWN"
+                    raise
+                finally:
+                    gauge.dec()
+                    histogram.observe(clock() - start)
+                    counter(spec, code).inc()
+
+            return handler
+
+        return wrap
+
+
+class _StateCollector(Collector):
+    """What is read at scrape time: breakers, policy counters, the shedder, connection pools,
+    registry watch events."""
+
+    def collect(self) -> Iterator[Any]:
+        from meshkit.discovery.events import WATCH_EVENTS
+        from meshkit.policy.runtime import live_policies
+        from meshkit.rpc.client import live_clients
+
+        breakers = GaugeMetricFamily(
+            "meshkit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", labels=["name"]
+        )
+        rejections = CounterMetricFamily(
+            "meshkit_policy_rejections", "Calls refused by a policy, by reason", labels=["reason"]
+        )
+        actions = CounterMetricFamily("meshkit_policy_actions", "Retries, hedges and fallbacks", labels=["action"])
+        limit = GaugeMetricFamily("meshkit_shedder_limit", "The adaptive concurrency limit")
+        shed_in_flight = GaugeMetricFamily("meshkit_shedder_in_flight", "Calls in flight under the shedder")
+        totals: dict[str, float] = {}
+        acts = {"retry": 0.0, "hedge": 0.0, "fallback": 0.0}
+        limits: list[float] = []
+        flights: list[float] = []
+        states: dict[str, str] = {}
+        for policy in live_policies():
+            states.update(policy.events.states)
+            for reason, n in policy.rejected.items():
+                totals[reason] = totals.get(reason, 0.0) + n
+            acts["retry"] += policy.retries
+            acts["hedge"] += policy.hedges
+            acts["fallback"] += policy.degraded
+            if policy.shedder is not None:
+                limits.append(policy.shedder.limit)
+                flights.append(policy.shedder.in_flight)
+        for name, state in sorted(states.items()):
+            breakers.add_metric([name], BREAKER_VALUES.get(state, -1.0))
+        for reason, total in sorted(totals.items()):
+            rejections.add_metric([reason], total)
+        for action, count in acts.items():
+            actions.add_metric([action], count)
+        if limits:
+            limit.add_metric([], sum(limits))
+            shed_in_flight.add_metric([], sum(flights))
+        pools = GaugeMetricFamily(
+            "meshkit_client_connections", "Open connections of the client pools, by target service", labels=["service"]
+        )
+        for name, count in _pool_sizes(live_clients()).items():
+            pools.add_metric([name], count)
+        watch = CounterMetricFamily(
+            "meshkit_registry_events", "Registry watch events seen by clients", labels=["service", "event"]
+        )
+        for (service, event), seen in sorted(WATCH_EVENTS.items()):
+            watch.add_metric([service, event], seen)
+        yield from (breakers, rejections, actions, limit, shed_in_flight, pools, watch)
+
+
+def _pool_sizes(clients: list[Any]) -> dict[str, float]:
+    sizes: dict[str, float] = {}
+    for client in clients:
+        for name, endpoints in client.endpoints().items():
+            sizes[name] = sizes.get(name, 0.0) + sum(len(peer.connections) for peer in endpoints.peers.values())
+    return sizes
+
+
+_default: RpcMetrics | None = None
+
+
+def default_metrics() -> RpcMetrics:
+    """The process's metrics on prometheus_client's default registry (made once)."""
+    global _default
+    if _default is None:
+        _default = RpcMetrics()
+    return _default
