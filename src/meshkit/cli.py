@@ -45,19 +45,30 @@ def _load_service(spec: str) -> Service:
     raise SystemExit(f"meshkit: {spec} is not a meshkit Service class")
 
 
-def _setup_logging(level: str, access_log: bool) -> None:
+def _setup_logging(level: str, access_log: bool, fmt: str = "text") -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if fmt == "json":
+        from meshkit.observe.logs import install
+
+        for handler in logging.getLogger().handlers:
+            install(handler)
     if not access_log:
         logging.getLogger("meshkit.access").setLevel(logging.WARNING)
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from meshkit.observe import tracing
     from meshkit.policy import Policy, PolicyError
 
+    try:  # before the services are made: their clients look whether tracing is on
+        provider = tracing.configure(args.service[0].rpartition(":")[2].lower(), args.trace)
+    except (ValueError, ImportError) as exc:
+        print(f"meshkit run: tracing: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     services = [_load_service(s) for s in args.service]
     try:
         policy = Policy.from_file(args.policy) if args.policy else None
@@ -72,6 +83,8 @@ async def _serve(args: argparse.Namespace) -> int:
     middleware = [access_log("meshkit.access")]
     if not args.no_metrics:
         middleware.insert(0, default_metrics().middleware("server"))
+    if provider is not None:
+        middleware.insert(0, tracing.middleware("server"))  # outermost: the rest runs inside the span
     server = Server(
         services,
         host=args.host,
@@ -100,6 +113,8 @@ async def _serve(args: argparse.Namespace) -> int:
     await server.stop(grace=args.grace)
     if http is not None:
         await http.stop()
+    if provider is not None:
+        provider.shutdown()  # type: ignore[attr-defined]  # flushes the spans still batched
     return 0
 
 
@@ -238,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-admin", action="store_true", help="do not serve meshkit-admin (meshkit switch)")
     p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
     p.add_argument("--no-metrics", action="store_true", help="do not count and time calls (Prometheus metrics)")
+    p.add_argument(
+        "--trace",
+        choices=["otlp", "zipkin", "console", "none"],
+        default=None,
+        help="export traces (default $OTEL_TRACES_EXPORTER, else none); endpoint and sampling from OTEL_* variables",
+    )
+    p.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object a line, with trace ids"
+    )
     p.add_argument("--admin-token", default=None, help="require this token for meshkit-admin ($MESHKIT_ADMIN_TOKEN)")
 
     p = sub.add_parser("switch", help="turn a method of running processes into its fallback (or back), live")
@@ -281,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "run":
-        _setup_logging(args.log_level, not args.no_access_log)
+        _setup_logging(args.log_level, not args.no_access_log, args.log_format)
         return run_loop(_serve(args))
     if args.command == "call":
         return run_loop(_call(args))

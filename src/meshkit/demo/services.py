@@ -39,10 +39,14 @@ SKUS = ("apple", "pear", "plum", "fig", "kiwi")
 
 
 def client_middleware() -> list[Any]:
-    """The order service's client chain: call metrics (on the process's /metrics)."""
-    from meshkit.observe import default_metrics
+    """The order service's client chain: traces (when the process exports them) and call
+    metrics (on the process's /metrics)."""
+    from meshkit.observe import default_metrics, tracing
 
-    return [default_metrics().middleware("client")]
+    chain: list[Any] = [default_metrics().middleware("client")]
+    if tracing.enabled():
+        chain.insert(0, tracing.middleware("client"))
+    return chain
 
 
 #: The order service's policy for its calls to inventory (see docs/resilience.md).

@@ -1,0 +1,87 @@
+"""Two real processes (``meshkit run`` order and inventory, JSON logs, OTLP traces) and a traced
+caller: every process's spans reach the OTLP receiver in one trace, and each process's access-log
+line of the call carries that trace id."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from meshkit import Client
+from meshkit.demo.services import Order, OrderRequest
+from meshkit.observe import tracing
+from tests.observe.otlp_receiver import OtlpReceiver
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshkit", "run", *args, "--port", "0", "--log-format", "json", "--trace", "otlp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"on (127\.0\.0\.1:\d+)", line)
+    if not match:
+        proc.kill()
+        pytest.fail(f"{args[0]} did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    return proc, match.group(1)
+
+
+def stop(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    r = OtlpReceiver()
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.mark.slow
+async def test_one_trace_id_in_every_process_logs_and_spans(receiver: OtlpReceiver) -> None:
+    otel = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    inventory, inventory_at = start(["meshkit.demo.services:Inventory"], {**otel, "OTEL_SERVICE_NAME": "inventory"})
+    try:
+        env = {**otel, "OTEL_SERVICE_NAME": "order", "INVENTORY_TARGET": inventory_at}
+        order, order_at = start(["meshkit.demo.services:Order"], env)
+        try:
+            edge = TracerProvider(resource=Resource.create({"service.name": "edge"}))
+            edge.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint)))
+            async with Client(target=order_at, middleware=[tracing.middleware("client", edge)]) as client:
+                result = await client.proxy(Order).place(OrderRequest(customer="ann", sku="fig", qty=2))
+            assert result.sku == "fig"
+            edge.force_flush()
+        finally:
+            order_logs = stop(order)
+    finally:
+        inventory_logs = stop(inventory)
+    (root,) = [s for s in receiver.spans if s.service == "edge"]
+    trace_id = root.trace_id
+    services = {s.service for s in receiver.spans if s.trace_id == trace_id}
+    assert services == {"edge", "order", "inventory"}, receiver.spans
+    for logs, method in ((order_logs, "place"), (inventory_logs, "reserve")):
+        access = [line for line in logs if line.get("logger") == "meshkit.access" and line.get("method") == method]
+        assert access, logs
+        assert {line.get("trace_id") for line in access} == {trace_id}
