@@ -17,7 +17,7 @@ def test_each_system_completes_calls(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0
 
     data = json.loads(out.read_text())
-    ran = [s for s in harness.ALL_SYSTEMS if s not in data["skipped"]]
+    ran = [s for s in harness.DEFAULT_SYSTEMS if s not in data["skipped"]]
     assert "grpc" in ran or "grpc" in data["skipped"]  # optional extra: skipped with a reason, never lost
     assert set(ran) >= {"meshkit", "meshkit-default", "raw"}
     assert [row["system"] for row in data["results"]] == ran
@@ -35,3 +35,17 @@ def test_each_system_completes_calls(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "calls/s" in printed
     for system in ran:
         assert system in printed
+
+
+@pytest.mark.slow
+def test_the_observed_systems_complete_calls(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    systems = ",".join((*harness.OBSERVED, "raw"))
+    code = harness.main(
+        ["--duration", "0.3", "--warmup", "0.1", "--concurrency", "4", "--systems", systems, "--json", str(out)]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["failures"] == []
+    assert {row["system"] for row in data["results"]} == {*harness.OBSERVED, "raw"}
+    assert all(row["calls"] > 0 for row in data["results"])

@@ -294,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", choices=["slow", "failing"], default=None, help="make inventory-2 slow or failing")
     p.add_argument("--fault-after", type=float, default=5.0, help="seconds before the fault starts (default 5)")
     p.add_argument("--fault-for", type=float, default=10.0, help="seconds the fault lasts (default 10)")
+    p.add_argument("--otlp", default=None, help="export every process's traces to this OTLP/HTTP endpoint")
     return parser
 
 
@@ -325,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fault=args.fault,
             fault_after=args.fault_after,
             fault_for=args.fault_for,
+            otlp=args.otlp,
         )
     return EXIT_USAGE
 

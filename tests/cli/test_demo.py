@@ -113,3 +113,42 @@ def test_demo_fault_switch_opens_the_breaker_moves_traffic_and_recovers() -> Non
     assert not any(served[t] for t in opened if t - 1 in state and state[t - 1] == "open")  # no traffic while open
     last = max(state)
     assert state[last] == "closed" and served[last], (state, served)  # recovered: closed and serving again
+
+
+@pytest.mark.slow
+def test_demo_exports_traces_of_every_process_and_prints_their_ids() -> None:
+    from tests.observe.otlp_receiver import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    receiver.start()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "meshkit",
+                "demo",
+                "--duration",
+                "4",
+                "--rate",
+                "200",
+                "--otlp",
+                f"http://127.0.0.1:{receiver.port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=ROOT,
+        )
+    finally:
+        receiver.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"metrics: inventory-1 http://127\.0\.0\.1:\d+/metrics", proc.stdout)
+    printed = set(re.findall(r"trace: ([0-9a-f]{32})", proc.stdout))
+    assert printed, proc.stdout
+    by_trace: dict[str, set[str]] = {}
+    for span in receiver.spans:
+        by_trace.setdefault(span.trace_id, set()).add(span.service)
+    complete = [t for t in printed if {"demo-client", "order"} <= by_trace.get(t, set())]
+    assert complete, (printed, by_trace)
+    assert any(s.startswith("inventory-") for t in complete for s in by_trace[t])

@@ -101,6 +101,26 @@ async def test_errors_mark_the_spans_and_unsampled_traces_export_nothing(receive
     assert receiver.spans == []
 
 
+async def test_an_unsampled_call_costs_no_span_but_keeps_one_trace_id_downstream(
+    receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ratio 0 where the trace starts: no span anywhere, yet the handler two hops down logs the
+    trace id the edge chose (log correlation without tracing costs)."""
+    p = provider_for(receiver, "edge")
+    caplog.handler.addFilter(TraceIds())
+    caplog.set_level(logging.INFO, logger="tests.back")
+    async with Server([Back()], middleware=[tracing.middleware("server", p)]) as back:
+        front = Front(back.address, p)
+        async with Server([front], middleware=[tracing.middleware("server", p)]) as fs:
+            async with Client(target=fs.address, middleware=[tracing.middleware("client", p, ratio=0.0)]) as c:
+                assert await c.proxy(Front).handle(1) == 3
+        await front.client.close()
+    p.force_flush()
+    assert receiver.spans == []
+    (record,) = [r for r in caplog.records if r.name == "tests.back"]
+    assert isinstance(record.trace_id, str) and len(record.trace_id) == 32 and record.trace_id != "0" * 32
+
+
 async def test_log_lines_of_a_traced_call_carry_its_trace_id(
     receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:

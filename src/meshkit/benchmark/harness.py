@@ -33,12 +33,26 @@ from importlib import import_module
 from pathlib import Path
 from typing import IO, Any
 
-#: The systems in the order they are run and listed.
-ALL_SYSTEMS = ("meshkit", "meshkit-default", "grpc", "raw")
+#: The systems in the order they are run and listed (the default run: all but OBSERVED).
+ALL_SYSTEMS = (
+    "meshkit",
+    "meshkit-default",
+    "meshkit-metrics",
+    "meshkit-traced-1",
+    "meshkit-traced-100",
+    "grpc",
+    "raw",
+)
+#: The cost of observability: ``--systems meshkit-default,meshkit-metrics,meshkit-traced-1,...``.
+OBSERVED = ("meshkit-metrics", "meshkit-traced-1", "meshkit-traced-100")
+DEFAULT_SYSTEMS = tuple(s for s in ALL_SYSTEMS if s not in OBSERVED)
 BASELINE = "raw"
 _MODULES = {
     "meshkit": "meshkit.benchmark.systems_meshkit",
     "meshkit-default": "meshkit.benchmark.systems_meshkit",
+    "meshkit-metrics": "meshkit.benchmark.systems_meshkit",
+    "meshkit-traced-1": "meshkit.benchmark.systems_meshkit",
+    "meshkit-traced-100": "meshkit.benchmark.systems_meshkit",
     "grpc": "meshkit.benchmark.systems_grpc",
     "raw": "meshkit.benchmark.systems_raw",
 }
@@ -648,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--systems",
         type=_system_list,
-        default=list(ALL_SYSTEMS),
+        default=list(DEFAULT_SYSTEMS),
         metavar="NAME,NAME",
         help=f"systems to run, comma-separated (default {','.join(ALL_SYSTEMS)})",
     )

@@ -31,12 +31,45 @@ class Echo(Service, name="echo"):
         return item
 
 
-def _middleware(system: str) -> list[Any] | None:
+def _middleware(system: str, side: str = "server") -> list[Any] | None:
+    """``meshkit-metrics``: the default chain plus Prometheus metrics (as ``meshkit run``).
+    ``meshkit-traced-N``: that plus tracing, N % of traces sampled, spans batched to an exporter
+    that drops them (the cost of the SDK, not of a network)."""
     if system == "meshkit":
         return []
     if system == "meshkit-default":
         return None
+    if system == "meshkit-metrics" or system.startswith("meshkit-traced-"):
+        from meshkit.observe import default_metrics
+        from meshkit.rpc.access_log import access_log
+
+        chain: list[Any] = [
+            default_metrics().middleware(side),
+            access_log("meshkit.access" if side == "server" else "meshkit.access.client"),
+        ]
+        if system.startswith("meshkit-traced-"):
+            from meshkit.observe import tracing
+
+            ratio = int(system.rpartition("-")[2]) / 100
+            chain.insert(0, tracing.middleware(side, _provider(), ratio=ratio))
+        return chain
     raise ValueError(f"not a meshkit system: {system!r}")
+
+
+def _provider() -> Any:
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+    class Drop(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))  # the middleware samples (as configure())
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    return provider
 
 
 async def _serve(system: str, port: int, announce: AnnounceFn) -> None:
@@ -50,7 +83,7 @@ async def _serve(system: str, port: int, announce: AnnounceFn) -> None:
 
 
 async def _load(system: str, port: int, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
-    client = Client(target=f"{HOST}:{port}", middleware=_middleware(system))
+    client = Client(target=f"{HOST}:{port}", middleware=_middleware(system, "client"))
     try:
         echo = client.proxy(Echo).echo
         got = await echo(ITEM)  # connects, and checks that the echo is right

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -163,10 +164,34 @@ def _view(
     return Panel(Group(*parts), title=title)
 
 
+class Traces:
+    """Trace ids of sampled calls, for the output (only when the demo exports traces)."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+
 async def _drive(
-    target: str, stats: RollingStats, spread: Spread, concurrency: int, rate: float, stop: asyncio.Event
+    target: str,
+    stats: RollingStats,
+    spread: Spread,
+    concurrency: int,
+    rate: float,
+    stop: asyncio.Event,
+    traces: Traces | None = None,
 ) -> None:
-    client = Client(target=target, timeout=2.0, middleware=[])
+    middleware: list[Any] = []
+    tracer: Any = None
+    if traces is not None:
+        from opentelemetry import trace
+
+        from meshkit.observe import tracing
+
+        # The demo decides itself which calls to trace (one in twenty) and records their ids;
+        # the middleware then makes the client span a child of the demo's span.
+        middleware = [tracing.middleware("client", ratio=0.0)]
+        tracer = trace.get_tracer("meshkit.demo")
+    client = Client(target=target, timeout=2.0, middleware=middleware)
     order = client.proxy(Order)
     rng = random.Random(7)
     interval = concurrency / rate if rate > 0 else 0.0
@@ -182,9 +207,13 @@ async def _drive(
             start = time.perf_counter()
             error = None
             try:
-                result = await order.place(
-                    OrderRequest(customer=f"c{rng.randrange(1000)}", sku=rng.choice(SKUS), qty=rng.randint(1, 5))
-                )
+                request = OrderRequest(customer=f"c{rng.randrange(1000)}", sku=rng.choice(SKUS), qty=rng.randint(1, 5))
+                if tracer is not None and traces is not None and rng.random() < 0.05:
+                    with tracer.start_as_current_span("demo: place an order") as span:
+                        result = await order.place(request)
+                    traces.last = format(span.get_span_context().trace_id, "032x")
+                else:
+                    result = await order.place(request)
                 spread.record(time.monotonic(), result.inventory)
             except RpcError as exc:
                 error = exc.code.name
@@ -210,8 +239,19 @@ async def _main(
     fault: str | None = None,
     fault_after: float = 5.0,
     fault_for: float = 10.0,
+    otlp: str | None = None,
 ) -> int:
     children: list[Child] = []
+    traces: Traces | None = None
+    provider: Any = None
+    if otlp:
+        from meshkit.observe import tracing
+
+        os.environ.update(  # the children inherit these: every process exports there
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_BSP_SCHEDULE_DELAY": "500"}
+        )
+        provider = tracing.configure("demo-client", "otlp", ratio=0.0)
+        traces = Traces()
     try:
         registry = _spawn("registry", ["registry"])
         children.append(registry)
@@ -219,11 +259,17 @@ async def _main(
         service = "meshkit.demo.services:Inventory"
         admin = ["--admin-port", "0"]
         for n in (1, 2):
-            children.append(_spawn(f"inventory-{n}", ["run", service, "--registry", url, "--no-access-log", *admin]))
+            children.append(
+                _spawn(
+                    f"inventory-{n}",
+                    ["run", service, "--registry", url, "--no-access-log", *admin],
+                    env={"OTEL_SERVICE_NAME": f"inventory-{n}"},
+                )
+            )
         order = _spawn(
             "order",
             ["run", "meshkit.demo.services:Order", "--no-access-log", *admin],
-            env={"INVENTORY_REGISTRY": url},
+            env={"INVENTORY_REGISTRY": url, "OTEL_SERVICE_NAME": "order"},
         )
         children.append(order)
         console.print(
@@ -239,7 +285,9 @@ async def _main(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        driver = asyncio.create_task(_drive(order.address, stats, spread, concurrency, rate, stop))
+        driver = asyncio.create_task(_drive(order.address, stats, spread, concurrency, rate, stop, traces))
+        if traces is not None:
+            console.print(f"traces: every process exports to {otlp} (one call in twenty traced)", soft_wrap=True)
         breakers = Breakers()
         poller = asyncio.create_task(breakers.poll(order.address, stop))
         started = time.monotonic()
@@ -289,7 +337,8 @@ async def _main(
                     f"p50={'-' if p50 is None else f'{p50 * 1000:.2f}ms'} "
                     f"p99={'-' if p99 is None else f'{p99 * 1000:.2f}ms'} "
                     f"ok={stats.total_ok} errors={dict(stats.total_errors)} served_by: {served}"
-                    f" breakers: {breakers.line()}",
+                    f" breakers: {breakers.line()}"
+                    + (f" trace: {traces.last}" if traces is not None and traces.last else ""),
                     soft_wrap=True,
                 )
             stop.set()
@@ -299,6 +348,8 @@ async def _main(
         return 0 if stats.total_ok > 0 else 1
     finally:
         _stop(children)
+        if provider is not None:
+            provider.shutdown()
 
 
 def run_demo(
@@ -309,10 +360,11 @@ def run_demo(
     fault: str | None = None,
     fault_after: float = 5.0,
     fault_for: float = 10.0,
+    otlp: str | None = None,
 ) -> int:
     console = Console()
     try:
-        return run_loop(_main(duration, concurrency, rate, kill_after, console, fault, fault_after, fault_for))
+        return run_loop(_main(duration, concurrency, rate, kill_after, console, fault, fault_after, fault_for, otlp))
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/]")
         return 1

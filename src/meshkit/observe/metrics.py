@@ -2,20 +2,21 @@
 registry watches.
 
 Per call (middleware, both sides): a request counter by service, method and status code, a
-duration histogram (100 µs to 10 s) and an in-flight gauge. Everything else is read when
-Prometheus scrapes (a collector), so it costs the call path nothing. Label children are cached
-per method, so a call pays a dict lookup, an increment and a histogram observation.
+duration histogram (100 µs to 10 s) and an in-flight gauge, kept as plain numbers per method (a
+dict lookup, a bisect and four additions a call) and turned into metrics when Prometheus
+scrapes. Everything else (breakers, policies, pools, registry watches) is read at scrape time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from meshkit.errors import RpcError
@@ -28,67 +29,46 @@ Handler = Callable[[Any], Awaitable[Any]]
 Middleware = Callable[[Handler], Handler]
 
 
+class _Stats:
+    """One method's numbers on one side: plain ints and floats, updated on the event loop (no
+    locks: prometheus_client's metric objects cost a lock per operation, about half the price
+    of a call's metrics); turned into metric families when Prometheus scrapes."""
+
+    __slots__ = ("buckets", "codes", "in_flight", "method", "service", "total")
+
+    def __init__(self, service: str, method: str) -> None:
+        self.service = service
+        self.method = method
+        self.in_flight = 0
+        self.codes: dict[str, int] = {}
+        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+
 class RpcMetrics:
-    """The metrics of one process, registered in ``registry`` (default: prometheus_client's)."""
+    """The RPC metrics of one process, registered in ``registry`` (default: prometheus_client's)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else REGISTRY
-        r = self.registry
-        self.requests = {
-            side: Counter(
-                f"meshkit_rpc_{side}_requests",
-                f"RPC calls {'served' if side == 'server' else 'made'}, by status code",
-                ["service", "method", "code"],
-                registry=r,
-            )
-            for side in ("server", "client")
-        }
-        self.duration = {
-            side: Histogram(
-                f"meshkit_rpc_{side}_duration_seconds",
-                f"Time to {'serve' if side == 'server' else 'complete'} an RPC call",
-                ["service", "method"],
-                buckets=BUCKETS,
-                registry=r,
-            )
-            for side in ("server", "client")
-        }
-        self.in_flight = {
-            side: Gauge(
-                f"meshkit_rpc_{side}_in_flight",
-                f"RPC calls {'being served' if side == 'server' else 'awaiting an answer'}",
-                ["service", "method"],
-                registry=r,
-            )
-            for side in ("server", "client")
-        }
-        r.register(_StateCollector())
+        self.stats: dict[str, dict[str, _Stats]] = {"server": {}, "client": {}}
+        self.registry.register(_RpcCollector(self.stats))
+        self.registry.register(_StateCollector())
 
     def middleware(self, side: str) -> Middleware:
-        """The metrics middleware of ``side`` ("server" or "client"); put it first in the chain."""
-        requests, duration, in_flight = self.requests[side], self.duration[side], self.in_flight[side]
-        children: dict[str, tuple[Any, Any]] = {}
-        counters: dict[tuple[str, str], Any] = {}
+        """The metrics middleware of ``side`` ("server" or "client"); put it early in the chain."""
+        if side not in self.stats:
+            raise ValueError(f"side is 'server' or 'client', not {side!r}")
+        stats = self.stats[side]
         clock = time.perf_counter
-
-        def counter(spec: Any, code: str) -> Any:
-            key = (spec.qualname, code)
-            child = counters.get(key)
-            if child is None:
-                child = counters[key] = requests.labels(spec.service, spec.name, code)
-            return child
+        bounds = BUCKETS
 
         def wrap(next_handler: Handler) -> Handler:
             async def handler(call: Any) -> Any:
                 spec = call.spec
-                kids = children.get(spec.qualname)
-                if kids is None:
-                    kids = children[spec.qualname] = (
-                        in_flight.labels(spec.service, spec.name),
-                        duration.labels(spec.service, spec.name),
-                    )
-                gauge, histogram = kids
-                gauge.inc()
+                st = stats.get(spec.qualname)
+                if st is None:
+                    st = stats[spec.qualname] = _Stats(spec.service, spec.name)
+                st.in_flight += 1
                 start = clock()
                 code = "OK"
                 try:
@@ -103,13 +83,50 @@ class RpcMetrics:
                     code = "UNKNOWN"
                     raise
                 finally:
-                    gauge.dec()
-                    histogram.observe(clock() - start)
-                    counter(spec, code).inc()
+                    elapsed = clock() - start
+                    st.in_flight -= 1
+                    st.buckets[bisect_left(bounds, elapsed)] += 1
+                    st.total += elapsed
+                    st.codes[code] = st.codes.get(code, 0) + 1
 
             return handler
 
         return wrap
+
+
+class _RpcCollector(Collector):
+    def __init__(self, stats: dict[str, dict[str, _Stats]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        for side, by_method in self._stats.items():
+            verb = "served" if side == "server" else "made"
+            requests = CounterMetricFamily(
+                f"meshkit_rpc_{side}_requests",
+                f"RPC calls {verb}, by status code",
+                labels=["service", "method", "code"],
+            )
+            duration = HistogramMetricFamily(
+                f"meshkit_rpc_{side}_duration_seconds",
+                f"Time to {'serve' if side == 'server' else 'complete'} an RPC call",
+                labels=["service", "method"],
+            )
+            in_flight = GaugeMetricFamily(
+                f"meshkit_rpc_{side}_in_flight",
+                f"RPC calls {'being served' if side == 'server' else 'awaiting an answer'}",
+                labels=["service", "method"],
+            )
+            for st in list(by_method.values()):
+                labels = [st.service, st.method]
+                for code, n in sorted(st.codes.items()):
+                    requests.add_metric([*labels, code], n)
+                cumulative, running = [], 0
+                for bound, n in zip([*map(str, BUCKETS), "+Inf"], st.buckets, strict=True):
+                    running += n
+                    cumulative.append((bound, running))
+                duration.add_metric(labels, cumulative, st.total)
+                in_flight.add_metric(labels, st.in_flight)
+            yield from (requests, duration, in_flight)
 
 
 class _StateCollector(Collector):

@@ -9,14 +9,16 @@ handler. Sampling is the provider's: parent-based ratio by default (``OTEL_TRACE
 ``OTEL_TRACES_SAMPLER_ARG`` or ``configure(ratio=…)``), so one decision at the edge holds for
 the whole trace.
 
-Cost: without the middleware, nothing; with it and an unsampled call, a context extraction and a
-non-recording span.
+Cost: without the middleware, nothing; an unsampled call costs a dict lookup and a string test
+on the server and, where a trace starts, two random numbers and a formatted header: no span,
+no context switch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +29,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from meshkit.errors import RpcError
+from meshkit.protocol.metadata import TRACEPARENT
+from meshkit.rpc.context import current_context
 
 Handler = Callable[[Any], Awaitable[Any]]
 Middleware = Callable[[Handler], Handler]
@@ -77,18 +81,30 @@ def _finish(span: Any, exc: BaseException | None) -> None:
         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
-def middleware(side: str, provider: trace.TracerProvider | None = None) -> Middleware:
+def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: float | None = None) -> Middleware:
     """The tracing middleware of ``side`` ("server" or "client"); put it first in the chain so
     that the other middleware (the access log) runs inside its span. ``provider`` defaults to
-    the global one (``configure`` or the OTel SDK's environment set it)."""
+    the global one (``configure`` or the OTel SDK's environment set it).
+
+    ``ratio`` is the share of new traces sampled (default: what ``configure`` was given, else
+    ``$OTEL_TRACES_SAMPLER_ARG``, else 1.0). The decision is made here, once, where a trace starts,
+    and travels in the ``traceparent`` flags; an unsampled call then costs no span at all: a
+    server just keeps the caller's ``traceparent`` for its handler's own calls to forward.
+    (The provider's own sampler still applies to the calls sampled here: give it ParentBased
+    with an always-on root, as ``configure`` does, or the two ratios multiply.)"""
     tracer = (provider or trace.get_tracer_provider()).get_tracer("meshkit")
     server = side == "server"
     kind = SpanKind.SERVER if server else SpanKind.CLIENT
+    share = ratio if ratio is not None else _ratio()
+    rng = random.Random()
+    getrandbits = rng.getrandbits
+
+    def unsampled_root() -> str:
+        return f"00-{getrandbits(128) or 1:032x}-{getrandbits(64) or 1:016x}-00"
 
     def wrap(next_handler: Handler) -> Handler:
-        async def handler(call: Any) -> Any:
+        async def traced(call: Any, parent: Any) -> Any:
             spec = call.spec
-            parent = _PROPAGATOR.extract(call.metadata, getter=_GET) if server else None
             span = tracer.start_span(f"{spec.service}/{spec.name}", context=parent, kind=kind)
             token = otel_context.attach(trace.set_span_in_context(span, parent))
             if not server:
@@ -101,15 +117,56 @@ def middleware(side: str, provider: trace.TracerProvider | None = None) -> Middl
                 raise
             finally:
                 if span.is_recording():
-                    for key, value in _attributes(call).items():  # peer is known only now on a client
+                    for key, value in _attributes(call).items():  # a client's peer is known only now
                         span.set_attribute(key, value)
                     _finish(span, error)
                 span.end()
                 otel_context.detach(token)
 
-        return handler
+        def serve(call: Any) -> Awaitable[Any]:
+            incoming = call.metadata.get(TRACEPARENT)
+            if type(incoming) is str:
+                if incoming.endswith("-00"):
+                    return next_handler(call)  # unsampled upstream: nothing to record, forward as is
+                return traced(call, _PROPAGATOR.extract(call.metadata, getter=_GET))
+            if rng.random() < share:
+                return traced(call, None)  # a new trace starts here, sampled
+            call.metadata[TRACEPARENT] = unsampled_root()  # for the handler's own calls to forward
+            return next_handler(call)
+
+        def send(call: Any) -> Awaitable[Any]:
+            current = trace.get_current_span().get_span_context()
+            if current.is_valid:
+                if current.trace_flags.sampled:
+                    return traced(call, None)  # a child of the current span
+                call.metadata[TRACEPARENT] = _traceparent_of(current)
+                return next_handler(call)
+            handled = current_context()
+            incoming = handled.metadata.get(TRACEPARENT) if handled is not None else None
+            if type(incoming) is str:  # inside an unsampled call: keep its decision
+                call.metadata[TRACEPARENT] = incoming
+                return next_handler(call)
+            if rng.random() < share:
+                return traced(call, None)
+            call.metadata[TRACEPARENT] = unsampled_root()
+            return next_handler(call)
+
+        return serve if server else send
 
     return wrap
+
+
+def _traceparent_of(ctx: Any) -> str:
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+_configured_ratio: float | None = None
+
+
+def _ratio() -> float:
+    if _configured_ratio is not None:
+        return _configured_ratio
+    return float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
 
 
 def configure(
@@ -127,7 +184,7 @@ def configure(
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
     choice = (exporter or os.environ.get("OTEL_TRACES_EXPORTER") or "none").lower()
     if choice == "none":
@@ -149,9 +206,11 @@ def configure(
         ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"sampling ratio must be in [0, 1], got {ratio}")
+    global _configured_ratio
+    _configured_ratio = ratio  # decided by the middleware where a trace starts (see middleware)
     provider = TracerProvider(
         resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}),
-        sampler=ParentBased(TraceIdRatioBased(ratio)),
+        sampler=ParentBased(ALWAYS_ON),
     )
     provider.add_span_processor(BatchSpanProcessor(span_exporter))
     trace.set_tracer_provider(provider)
@@ -166,8 +225,14 @@ def enabled() -> bool:
 
 
 def current_ids() -> tuple[str, str] | None:
-    """(trace_id, span_id) in hex of the current span, or None outside a sampled/valid span."""
+    """(trace_id, span_id) in hex of the current span; inside a call that was not sampled (no
+    span), those of the ``traceparent`` it came with, so its log lines still share one id
+    across services; None outside any trace."""
     ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    if ctx.is_valid:
+        return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    handled = current_context()
+    incoming = handled.metadata.get(TRACEPARENT) if handled is not None else None
+    if type(incoming) is str and len(incoming) == 55 and incoming[2] == "-":
+        return incoming[3:35], incoming[36:52]
+    return None
