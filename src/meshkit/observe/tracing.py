@@ -100,7 +100,8 @@ def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: f
     getrandbits = rng.getrandbits
 
     def unsampled_root() -> str:
-        return f"00-{getrandbits(128) or 1:032x}-{getrandbits(64) or 1:016x}-00"
+        ids = format(getrandbits(192) | 1, "048x")  # one draw for both ids; never all zeros
+        return f"00-{ids[:32]}-{ids[32:]}-00"
 
     def wrap(next_handler: Handler) -> Handler:
         async def traced(call: Any, parent: Any) -> Any:
@@ -135,16 +136,16 @@ def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: f
             return next_handler(call)
 
         def send(call: Any) -> Awaitable[Any]:
+            handled = current_context()
+            incoming = handled.metadata.get(TRACEPARENT) if handled is not None else None
+            if type(incoming) is str and incoming.endswith("-00"):  # inside an unsampled call
+                call.metadata[TRACEPARENT] = incoming  # keep its decision (the cheap, common path)
+                return next_handler(call)
             current = trace.get_current_span().get_span_context()
             if current.is_valid:
                 if current.trace_flags.sampled:
                     return traced(call, None)  # a child of the current span
                 call.metadata[TRACEPARENT] = _traceparent_of(current)
-                return next_handler(call)
-            handled = current_context()
-            incoming = handled.metadata.get(TRACEPARENT) if handled is not None else None
-            if type(incoming) is str:  # inside an unsampled call: keep its decision
-                call.metadata[TRACEPARENT] = incoming
                 return next_handler(call)
             if rng.random() < share:
                 return traced(call, None)

@@ -401,10 +401,12 @@ class Server:
             except ProtocolError as exc:
                 conn.protocol_error(exc)
                 return
-            # Callers with one timeout send byte-identical metadata for most calls: remember a few.
-            if len(self._md_cache) >= _MD_CACHE_SIZE:
-                self._md_cache.clear()
-            self._md_cache[raw] = md.copy()
+            # Callers with one timeout send byte-identical metadata for most calls: remember a
+            # few. (Not traced calls: their traceparent makes every one unique.)
+            if b"traceparent" not in raw:
+                if len(self._md_cache) >= _MD_CACHE_SIZE:
+                    self._md_cache.clear()
+                self._md_cache[raw] = md.copy()
         service = md.get(SERVICE)
         routes = self._routes.get(service)  # type: ignore[arg-type]
         if routes is None:
