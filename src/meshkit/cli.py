@@ -211,7 +211,9 @@ async def _registry(args: argparse.Namespace) -> int:
     from meshkit.registry.service import RegistryService
 
     service = RegistryService()
-    server = Server([service], host=args.host, port=args.port, middleware=[])
+    from meshkit.observe import default_metrics
+
+    server = Server([service], host=args.host, port=args.port, middleware=[default_metrics().middleware("server")])
     await server.start()
     service.start()
     http = None
@@ -222,6 +224,14 @@ async def _registry(args: argparse.Namespace) -> int:
         await http.start(args.host, args.http_port)
         print(f"meshkit: registry HTTP API on http://{args.host}:{http.port}/v1/", flush=True)
     print(f"meshkit: registry serving on {server.address} (clients: meshkit://{server.address})", flush=True)
+    admin = None
+    if args.admin_port is not None:
+        from meshkit.observe import AdminHttp
+        from meshkit.observe.admin import servers_ready
+
+        admin = AdminHttp(ready=servers_ready([server]))
+        await admin.start(args.host, args.admin_port)
+        print(f"meshkit: admin on http://{args.host}:{admin.port} (/metrics /healthz /readyz)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -229,6 +239,8 @@ async def _registry(args: argparse.Namespace) -> int:
     await stop.wait()
     if http is not None:
         await http.stop()
+    if admin is not None:
+        await admin.stop()
     await service.stop()
     await server.stop(grace=1.0)
     return 0
@@ -283,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7070, help="port to bind (default 7070)")
     p.add_argument("--http-port", type=int, default=None, help="also serve the HTTP/JSON API on this port")
+    p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
     sub.add_parser("bench", help="benchmark meshkit against gRPC and a raw asyncio echo", add_help=False)
