@@ -244,16 +244,18 @@ async def _main(
     children: list[Child] = []
     traces: Traces | None = None
     provider: Any = None
+    otel: dict[str, str] = {}
     if otlp:
         from meshkit.observe import tracing
 
-        os.environ.update(  # the children inherit these: every process exports there
-            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_BSP_SCHEDULE_DELAY": "500"}
-        )
-        provider = tracing.configure("demo-client", "otlp", ratio=0.0)
+        endpoint = otlp.rstrip("/") + "/v1/traces"
+        # Given to the children only (and spelled out, so a user's OTEL_* settings cannot win).
+        otel = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}
+        otel["OTEL_BSP_SCHEDULE_DELAY"] = "500"
+        provider = tracing.configure("demo-client", "otlp", endpoint=endpoint, ratio=0.0)
         traces = Traces()
     try:
-        registry = _spawn("registry", ["registry"])
+        registry = _spawn("registry", ["registry"], env=otel)
         children.append(registry)
         url = f"meshkit://{registry.address}"
         service = "meshkit.demo.services:Inventory"
@@ -263,13 +265,13 @@ async def _main(
                 _spawn(
                     f"inventory-{n}",
                     ["run", service, "--registry", url, "--no-access-log", *admin],
-                    env={"OTEL_SERVICE_NAME": f"inventory-{n}"},
+                    env={**otel, "OTEL_SERVICE_NAME": f"inventory-{n}"},
                 )
             )
         order = _spawn(
             "order",
             ["run", "meshkit.demo.services:Order", "--no-access-log", *admin],
-            env={"INVENTORY_REGISTRY": url, "OTEL_SERVICE_NAME": "order"},
+            env={**otel, "INVENTORY_REGISTRY": url, "OTEL_SERVICE_NAME": "order"},
         )
         children.append(order)
         console.print(

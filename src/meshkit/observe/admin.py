@@ -21,12 +21,14 @@ log = logging.getLogger("meshkit.observe")
 ReadyCheck = Callable[[], tuple[bool, list[str]]]
 MAX_REQUEST = 8192
 READ_TIMEOUT = 5.0
+MAX_CONNECTIONS = 64
 
 
 class AdminHttp:
     def __init__(self, registry: CollectorRegistry | None = None, ready: ReadyCheck | None = None) -> None:
         self.registry = registry if registry is not None else REGISTRY
         self._ready = ready
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -41,24 +43,35 @@ class AdminHttp:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-            status, ctype, body = self.respond(head.split(b"\r\n", 1)[0])
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            status, ctype, body = "400 Bad Request", "text/plain", b"bad request\n"
-        try:
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
+        if self._slots.locked():  # at most MAX_CONNECTIONS at once: a probe port, not a web server
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            return
+        async with self._slots:
+            head = b""
+            head_only = False
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+                line = head.split(b"\r\n", 1)[0]
+                head_only = line.startswith(b"HEAD ")
+                status, ctype, body = self.respond(line)
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                status, ctype, body = "400 Bad Request", "text/plain", b"bad request\n"
+            except Exception:
+                log.exception("admin port: answering %r failed", head[:100])
+                status, ctype, body = "500 Internal Server Error", "text/plain", b"internal error\n"
+            try:
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                    + (b"" if head_only else body)  # HEAD: the headers only
+                )
+                await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
+            except (ConnectionError, TimeoutError):
+                pass
+            finally:
+                writer.close()
+                with contextlib.suppress(ConnectionError, TimeoutError):
+                    await asyncio.wait_for(writer.wait_closed(), READ_TIMEOUT)
 
     def respond(self, request_line: bytes) -> tuple[str, str, bytes]:
         parts = request_line.decode("latin-1").split()
@@ -81,10 +94,13 @@ class AdminHttp:
 
 
 def servers_ready(servers: list[Any]) -> ReadyCheck:
-    """Ready while every server is started (and so registered, if it has a registry)."""
+    """Ready while every server is started (and so registered, if it has a registry) and its
+    health self-checks pass (the ones that take it out of the registry's rotation)."""
 
     def check() -> tuple[bool, list[str]]:
         reasons = [f"{s.address} is not serving" for s in servers if not s.serving]
+        for s in servers:
+            reasons.extend(f"{s.address}: {reason}" for reason in s.unhealthy_reasons)
         return not reasons, reasons
 
     return check

@@ -21,6 +21,8 @@ from prometheus_client.registry import Collector
 
 from meshkit.errors import RpcError
 
+#: What the server cancels a handler with when its deadline passes (rpc/server.py).
+DEADLINE_MESSAGE = "deadline exceeded"
 #: 100 µs to 10 s: an RPC on loopback takes ~100 µs, a slow one seconds.
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
@@ -76,8 +78,9 @@ class RpcMetrics:
                 except RpcError as exc:
                     code = exc.code.name
                     raise
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
+                except asyncio.CancelledError as exc:
+                    # The server cancels a handler whose deadline passed, and answers DEADLINE_EXCEEDED.
+                    code = "DEADLINE_EXCEEDED" if exc.args == (DEADLINE_MESSAGE,) else "CANCELLED"
                     raise
                 except BaseException:
                     code = "UNKNOWN"
@@ -135,7 +138,7 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         from meshkit.discovery.events import WATCH_EVENTS
-        from meshkit.policy.runtime import live_policies
+        from meshkit.policy.runtime import RETIRED, live_policies
         from meshkit.rpc.client import live_clients
 
         breakers = GaugeMetricFamily(
@@ -147,18 +150,23 @@ class _StateCollector(Collector):
         actions = CounterMetricFamily("meshkit_policy_actions", "Retries, hedges and fallbacks", labels=["action"])
         limit = GaugeMetricFamily("meshkit_shedder_limit", "The adaptive concurrency limit")
         shed_in_flight = GaugeMetricFamily("meshkit_shedder_in_flight", "Calls in flight under the shedder")
-        totals: dict[str, float] = {}
+        # Retired policies' counts stay in the totals: counters never go down.
+        retired = dict(RETIRED)
+        totals: dict[str, float] = {k[9:]: v for k, v in retired.items() if k.startswith("rejected:")}
         acts = {"retry": 0.0, "hedge": 0.0, "fallback": 0.0}
+        for key, value in retired.items():
+            if key.startswith("action:") and key[7:] in acts:
+                acts[key[7:]] += value
         limits: list[float] = []
         flights: list[float] = []
         states: dict[str, str] = {}
         for policy in live_policies():
-            states.update(policy.events.states)
-            for reason, n in policy.rejected.items():
+            states.update(dict(policy.events.states))  # dict(): a C-level copy, safe from another thread
+            for reason, n in dict(policy.rejected).items():
                 totals[reason] = totals.get(reason, 0.0) + n
-            acts["retry"] += policy.retries
-            acts["hedge"] += policy.hedges
-            acts["fallback"] += policy.degraded
+            for action, n in dict(policy.actions).items():
+                if action in acts:
+                    acts[action] += n
             if policy.shedder is not None:
                 limits.append(policy.shedder.limit)
                 flights.append(policy.shedder.in_flight)
@@ -187,8 +195,9 @@ class _StateCollector(Collector):
 def _pool_sizes(clients: list[Any]) -> dict[str, float]:
     sizes: dict[str, float] = {}
     for client in clients:
-        for name, endpoints in client.endpoints().items():
-            sizes[name] = sizes.get(name, 0.0) + sum(len(peer.connections) for peer in endpoints.peers.values())
+        for name, endpoints in list(client.endpoints().items()):
+            peers = list(endpoints.peers.values())
+            sizes[name] = sizes.get(name, 0.0) + sum(len(peer.connections) for peer in peers)
     return sizes
 
 

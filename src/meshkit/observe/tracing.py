@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from meshkit.errors import RpcError
-from meshkit.protocol.metadata import TRACEPARENT
+from meshkit.protocol.metadata import TRACEPARENT, TRACESTATE
 from meshkit.rpc.context import current_context
 
 Handler = Callable[[Any], Awaitable[Any]]
@@ -54,6 +55,26 @@ class _MetadataSetter(Setter[dict[str, Any]]):
 
 _GET = _MetadataGetter()
 _SET = _MetadataSetter()
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+#: Set by the server middleware in a handled call's (local) metadata when the call is not sampled.
+_UNSAMPLED = "meshkit-unsampled"
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
+def parse_traceparent(value: object) -> tuple[str, str, bool] | None:
+    """(trace_id, parent_id, sampled) of a valid W3C ``traceparent``, else None. Strict: what a
+    client sends is not trusted to be well formed (lowercase hex, version not ff, version 00
+    exactly 55 characters, ids not all zeros; sampled is bit 0 of the flags)."""
+    if type(value) is not str or len(value) < 55:
+        return None
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return None
+    version, trace_id, parent_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+        return None
+    return trace_id, parent_id, bool(int(flags, 16) & 1)
 
 
 def _attributes(call: Any) -> dict[str, Any]:
@@ -74,8 +95,9 @@ def _finish(span: Any, exc: BaseException | None) -> None:
         span.set_attribute("rpc.meshkit.status_code", int(exc.code))
         span.set_status(Status(StatusCode.ERROR, f"{exc.code.name}: {exc.message}"))
     elif isinstance(exc, asyncio.CancelledError):
-        span.set_attribute("rpc.meshkit.status_code", 1)
-        span.set_status(Status(StatusCode.ERROR, "CANCELLED"))
+        expired = exc.args == ("deadline exceeded",)  # the server's own deadline (rpc/server.py)
+        span.set_attribute("rpc.meshkit.status_code", 4 if expired else 1)
+        span.set_status(Status(StatusCode.ERROR, "DEADLINE_EXCEEDED" if expired else "CANCELLED"))
     else:
         span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -125,22 +147,37 @@ def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: f
                 otel_context.detach(token)
 
         def serve(call: Any) -> Awaitable[Any]:
-            incoming = call.metadata.get(TRACEPARENT)
-            if type(incoming) is str:
-                if incoming.endswith("-00"):
-                    return next_handler(call)  # unsampled upstream: nothing to record, forward as is
-                return traced(call, _PROPAGATOR.extract(call.metadata, getter=_GET))
+            metadata = call.metadata
+            metadata.pop(_UNSAMPLED, None)  # ours to set, never the caller's
+            incoming = metadata.get(TRACEPARENT)
+            if incoming is not None:
+                parsed = parse_traceparent(incoming)
+                if parsed is not None:
+                    if not parsed[2]:
+                        metadata[_UNSAMPLED] = True
+                        return next_handler(call)  # unsampled upstream: nothing to record, forward as is
+                    return traced(call, _PROPAGATOR.extract(metadata, getter=_GET))
+                # Malformed: not a decision to honour (nor a way to force sampling): start afresh.
+                del metadata[TRACEPARENT]
+                metadata.pop(TRACESTATE, None)
             if rng.random() < share:
                 return traced(call, None)  # a new trace starts here, sampled
-            call.metadata[TRACEPARENT] = unsampled_root()  # for the handler's own calls to forward
+            metadata[TRACEPARENT] = unsampled_root()  # for the handler's own calls to forward
+            metadata[_UNSAMPLED] = True
             return next_handler(call)
 
         def send(call: Any) -> Awaitable[Any]:
             handled = current_context()
-            incoming = handled.metadata.get(TRACEPARENT) if handled is not None else None
-            if type(incoming) is str and incoming.endswith("-00"):  # inside an unsampled call
-                call.metadata[TRACEPARENT] = incoming  # keep its decision (the cheap, common path)
-                return next_handler(call)
+            if handled is not None:
+                incoming = handled.metadata.get(TRACEPARENT)
+                # Inside a call that was not sampled (the server checked the header already):
+                # keep its decision, and its tracestate (the cheap, common path).
+                if incoming is not None and handled.metadata.get(_UNSAMPLED) is True:
+                    call.metadata[TRACEPARENT] = incoming
+                    state = handled.metadata.get(TRACESTATE)
+                    if type(state) is str:
+                        call.metadata[TRACESTATE] = state
+                    return next_handler(call)
             current = trace.get_current_span().get_span_context()
             if current.is_valid:
                 if current.trace_flags.sampled:
@@ -165,9 +202,23 @@ _configured_ratio: float | None = None
 
 
 def _ratio() -> float:
+    """The share of new traces to sample: configure()'s, else from OTEL_TRACES_SAMPLER (always_on,
+    always_off, traceidratio, parentbased_*) and OTEL_TRACES_SAMPLER_ARG, else 1.0."""
     if _configured_ratio is not None:
         return _configured_ratio
-    return float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
+    sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").lower().removeprefix("parentbased_")
+    if sampler == "always_off":
+        return 0.0
+    if sampler == "always_on":
+        return 1.0
+    text = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    try:
+        ratio = float(text)
+    except ValueError:
+        raise ValueError(f"OTEL_TRACES_SAMPLER_ARG is not a number: {text!r}") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"OTEL_TRACES_SAMPLER_ARG must be in [0, 1], got {ratio}")
+    return ratio
 
 
 def configure(
@@ -204,7 +255,7 @@ def configure(
     else:
         raise ValueError(f"unknown trace exporter {choice!r}: use otlp, zipkin, console or none")
     if ratio is None:
-        ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
+        ratio = _ratio()
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"sampling ratio must be in [0, 1], got {ratio}")
     global _configured_ratio
@@ -233,7 +284,5 @@ def current_ids() -> tuple[str, str] | None:
     if ctx.is_valid:
         return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
     handled = current_context()
-    incoming = handled.metadata.get(TRACEPARENT) if handled is not None else None
-    if type(incoming) is str and len(incoming) == 55 and incoming[2] == "-":
-        return incoming[3:35], incoming[36:52]
-    return None
+    parsed = parse_traceparent(handled.metadata.get(TRACEPARENT)) if handled is not None else None
+    return (parsed[0], parsed[1]) if parsed is not None else None

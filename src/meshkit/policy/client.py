@@ -255,7 +255,7 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
 
         def guarded(call: Any, plan: _Plan) -> Awaitable[Any]:
             hedge_after = plan.retry.hedge_after
-            if hedge_after is not None and call.spec.options.idempotent:
+            if hedge_after is not None and call.spec.options.idempotent and not call.spec.streaming:
                 return hedged(call, plan, hedge_after)
             if plan.retry.max_attempts > 1:
                 return with_retries(call, plan)

@@ -31,9 +31,23 @@ log = logging.getLogger("meshkit.policy")
 _live: weakref.WeakSet[Policy] = weakref.WeakSet()
 
 
+#: Counts of policies that were garbage-collected, so process totals never go down.
+RETIRED: collections.Counter[str] = collections.Counter()
+
+
+def _retire(rejected: collections.Counter[str], actions: collections.Counter[str]) -> None:
+    RETIRED.update({f"rejected:{k}": v for k, v in rejected.items()})
+    RETIRED.update({f"action:{k}": v for k, v in actions.items()})
+
+
 def live_policies() -> list[Policy]:
     """The policies of this process still in use (metrics read them at scrape time)."""
-    return list(_live)
+    for _ in range(3):  # a scrape from another thread may race with the loop adding one
+        try:
+            return list(_live)
+        except RuntimeError:
+            continue
+    return []
 
 
 def process_breakers() -> dict[str, str]:
@@ -84,12 +98,35 @@ class Policy:
         self._refusals: dict[tuple[str, float], bytes] = {}
         self._probe: asyncio.Task[None] | None = None
         self._users = 0
-        #: Counters (observability reads them): refusals by reason, retries, hedges, fallbacks.
+        #: Counters (observability reads them): refusals by reason; retries, hedges, fallbacks.
         self.rejected: collections.Counter[str] = collections.Counter()
-        self.retries = 0
-        self.hedges = 0
-        self.degraded = 0
+        self.actions: collections.Counter[str] = collections.Counter()
         _live.add(self)
+        weakref.finalize(self, _retire, self.rejected, self.actions)
+
+    @property
+    def retries(self) -> int:
+        return self.actions["retry"]
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        self.actions["retry"] = value
+
+    @property
+    def hedges(self) -> int:
+        return self.actions["hedge"]
+
+    @hedges.setter
+    def hedges(self, value: int) -> None:
+        self.actions["hedge"] = value
+
+    @property
+    def degraded(self) -> int:
+        return self.actions["fallback"]
+
+    @degraded.setter
+    def degraded(self, value: int) -> None:
+        self.actions["fallback"] = value
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None, **kwargs: Any) -> Policy:

@@ -106,7 +106,12 @@ _live: weakref.WeakSet[Client] = weakref.WeakSet()
 
 def live_clients() -> list[Client]:
     """The clients of this process still in use (metrics read their pools at scrape time)."""
-    return list(_live)
+    for _ in range(3):  # a scrape from another thread may race with the loop adding one
+        try:
+            return list(_live)
+        except RuntimeError:
+            continue
+    return []
 
 
 class _Options(msgspec.Struct, frozen=True):
@@ -353,7 +358,8 @@ class Client:
         key = (spec.service, spec.name)
         handler = self._handlers.get(key)
         if handler is None:
-            handler = self._handlers[key] = chain(self._middleware, self._send)
+            terminal = _open_stream if spec.streaming else self._send
+            handler = self._handlers[key] = chain(self._middleware, terminal)
         return handler
 
     def _invoke(self, spec: MethodSpec, args: Any, opts: _Options) -> Awaitable[Any]:
@@ -572,13 +578,30 @@ class StreamCall:
                 self._receiver.cancel()
 
     async def _open(self) -> StreamReceiver:
+        """Open the stream through the client's middleware, which sees the opening as the call
+        (a span and a traceparent, metrics and the access log of the opening, a policy's breaker
+        and retries); without middleware, directly."""
+        client = self._client
+        if not client._middleware:
+            return await self._open_raw(None)
+        opts = self._opts
+        call = Call(self._spec, self._args, dict(opts.metadata) if opts.metadata else {}, "", opts.timeout)
+        call.options = opts
+        call.stream = self
+        if client.policy is not None:
+            call.deadline = effective_deadline(asyncio.get_running_loop().time(), opts.timeout)
+        receiver: StreamReceiver = await client._handler(self._spec)(call)
+        return receiver
+
+    async def _open_raw(self, call: Call | None) -> StreamReceiver:
         client = self._client
         spec = self._spec
         loop = asyncio.get_running_loop()
-        deadline = effective_deadline(loop.time(), self._opts.timeout)
+        timeout = self._opts.timeout if call is None else call.timeout
+        deadline = effective_deadline(loop.time(), timeout)
         body, flags = client._encode_body(spec, self._args, self._opts)
         deadline_ms = None if deadline is None else max(1, int((deadline - loop.time()) * 1000))
-        extra: Metadata = dict(self._opts.metadata)
+        extra: Metadata = dict(self._opts.metadata) if call is None else dict(call.metadata)
         extra["credit"] = client._stream_window
         attempt = 0
         tried: Peer | None = None
@@ -590,6 +613,8 @@ class StreamCall:
             done(0.0, True)  # streams are long-lived: they do not feed latency to the balancer
             try:
                 conn = await peer.acquire()
+                if call is not None:
+                    call.peer = peer.address
                 return conn.open_stream(
                     spec.template.render(deadline_ms, extra), body, flags, deadline, client._stream_window
                 )
@@ -625,6 +650,12 @@ class StreamCall:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _open_stream(call: Call) -> Awaitable[StreamReceiver]:
+    """The innermost handler of a client chain for a stream: open it."""
+    stream: StreamCall = call.stream
+    return stream._open_raw(call)
 
 
 class _BoundMethod:

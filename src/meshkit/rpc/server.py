@@ -245,6 +245,12 @@ class Server:
         return self._listener.port or self._port
 
     @property
+    def unhealthy_reasons(self) -> list[str]:
+        """Why the health self-checks find this server unwell (empty while healthy or unchecked)."""
+        health = self._health
+        return [] if health is None or health.healthy else list(health.reasons)
+
+    @property
     def serving(self) -> bool:
         """Started and not stopping: listening and (with a registry) registered."""
         return self._started
