@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from meshkit.policy import config as _config
 from meshkit.policy.client import breaker_config, client_guard
@@ -27,6 +27,7 @@ from meshkit.resilience.shedder import AdaptiveConcurrency
 from meshkit.resilience.token_bucket import TokenBucket
 
 log = logging.getLogger("meshkit.policy")
+T = TypeVar("T")
 #: Every Policy of this process, so one status call shows all their breakers.
 _live: weakref.WeakSet[Policy] = weakref.WeakSet()
 
@@ -40,14 +41,20 @@ def _retire(rejected: collections.Counter[str], actions: collections.Counter[str
     RETIRED.update({f"action:{k}": v for k, v in actions.items()})
 
 
-def live_policies() -> list[Policy]:
-    """The policies of this process still in use (metrics read them at scrape time)."""
-    for _ in range(3):  # a scrape from another thread may race with the loop adding one
+def members(live: weakref.WeakSet[T]) -> list[T]:
+    """A copy of a registry of live objects, safe to take from a scraper's thread while the
+    event loop adds to it (it retries the rare copy that races an addition)."""
+    for _ in range(3):
         try:
-            return list(_live)
+            return list(live)
         except RuntimeError:
             continue
     return []
+
+
+def live_policies() -> list[Policy]:
+    """The policies of this process still in use (metrics read them at scrape time)."""
+    return members(_live)
 
 
 def process_breakers() -> dict[str, str]:

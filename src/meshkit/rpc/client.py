@@ -20,6 +20,7 @@ from meshkit.discovery import open_registry
 from meshkit.discovery.registry import Registry
 from meshkit.errors import ProtocolError, RpcError, StatusCode
 from meshkit.policy import Policy, Switches, process_switches
+from meshkit.policy.runtime import members
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
 from meshkit.protocol.frames import Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
@@ -106,12 +107,7 @@ _live: weakref.WeakSet[Client] = weakref.WeakSet()
 
 def live_clients() -> list[Client]:
     """The clients of this process still in use (metrics read their pools at scrape time)."""
-    for _ in range(3):  # a scrape from another thread may race with the loop adding one
-        try:
-            return list(_live)
-        except RuntimeError:
-            continue
-    return []
+    return members(_live)
 
 
 class _Options(msgspec.Struct, frozen=True):
