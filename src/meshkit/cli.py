@@ -75,8 +75,7 @@ async def _serve(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"meshkit run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from meshkit.observe import AdminHttp, default_metrics
-    from meshkit.observe.admin import servers_ready
+    from meshkit.observe import default_metrics
     from meshkit.rpc.access_log import access_log
 
     token = args.admin_token or os.environ.get("MESHKIT_ADMIN_TOKEN") or None
@@ -97,11 +96,7 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     await server.start()
     print(f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}", flush=True)
-    http = None
-    if args.admin_port is not None:
-        http = AdminHttp(ready=servers_ready([server]))
-        await http.start(args.host, args.admin_port)
-        print(f"meshkit: admin on http://{args.host}:{http.port} (/metrics /healthz /readyz)", flush=True)
+    http = await _start_admin(args, server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,6 +111,19 @@ async def _serve(args: argparse.Namespace) -> int:
     if provider is not None:
         provider.shutdown()  # type: ignore[attr-defined]  # flushes the spans still batched
     return 0
+
+
+async def _start_admin(args: argparse.Namespace, server: Server) -> Any:
+    """The admin HTTP port (/metrics, /healthz, /readyz) when ``--admin-port`` is given, else None."""
+    if args.admin_port is None:
+        return None
+    from meshkit.observe import AdminHttp
+    from meshkit.observe.admin import servers_ready
+
+    http = AdminHttp(ready=servers_ready([server]))
+    await http.start(args.host, args.admin_port)
+    print(f"meshkit: admin on http://{args.host}:{http.port} (/metrics /healthz /readyz)", flush=True)
+    return http
 
 
 def _reload_switches(server: Server, path: str) -> None:
@@ -224,14 +232,7 @@ async def _registry(args: argparse.Namespace) -> int:
         await http.start(args.host, args.http_port)
         print(f"meshkit: registry HTTP API on http://{args.host}:{http.port}/v1/", flush=True)
     print(f"meshkit: registry serving on {server.address} (clients: meshkit://{server.address})", flush=True)
-    admin = None
-    if args.admin_port is not None:
-        from meshkit.observe import AdminHttp
-        from meshkit.observe.admin import servers_ready
-
-        admin = AdminHttp(ready=servers_ready([server]))
-        await admin.start(args.host, args.admin_port)
-        print(f"meshkit: admin on http://{args.host}:{admin.port} (/metrics /healthz /readyz)", flush=True)
+    admin = await _start_admin(args, server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

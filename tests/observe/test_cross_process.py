@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,14 +48,6 @@ def stop(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 @pytest.mark.slow

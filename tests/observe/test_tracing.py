@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -37,14 +36,6 @@ class Front(Service, name="front"):
     async def handle(self, n: int) -> int:
         # A task started by the handler is inside the trace too (asyncio copies the context).
         return await asyncio.create_task(self.client.proxy(Back).work(n)) + 1
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 def provider_for(receiver: OtlpReceiver, name: str, ratio: float = 1.0) -> TracerProvider:

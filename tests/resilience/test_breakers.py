@@ -80,3 +80,14 @@ def test_adaptive_throttle_rejects_the_excess_only() -> None:
             t.on_result(1, accepted=(i % 10 == 0))
     assert t.reject_probability(1) > 0.5
     assert sent < 5_000  # most of the doomed calls never left the client
+
+
+def test_would_allow_answers_without_taking_a_probe() -> None:
+    b = CircuitBreaker(BreakerConfig(min_calls=2, open_for=5, half_open_probes=1))
+    feed(b, 0, failed=2)
+    assert not b.would_allow(4.9) and b.would_allow(5.0)
+    assert b.state is BreakerState.OPEN  # asking changed nothing
+    assert b.allow(5.0)  # the one probe
+    assert not b.would_allow(5.0) and not b.allow(5.0)
+    b.release_probe()
+    assert b.would_allow(5.0)

@@ -161,7 +161,7 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
                     left = remaining(call)
                     if left is not None and delay >= left:
                         raise  # the retry could not finish in time: fail now, clearly
-                    policy.retries += 1
+                    policy.actions["retry"] += 1
                     if delay > 0:
                         await policy.sleep(delay)
                     attempts += 1
@@ -222,7 +222,7 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
                     if sent < retry.max_attempts and budget.can_retry() and (not done or not pending):
                         left = remaining(call)
                         if left is None or left > 0:
-                            policy.hedges += 1
+                            policy.actions["hedge"] += 1
                             sent += 1
                             launch()
                 assert last is not None

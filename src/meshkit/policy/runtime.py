@@ -129,6 +129,7 @@ class Policy:
 
     @property
     def degraded(self) -> int:
+        """Calls answered by a fallback because they were refused."""
         return self.actions["fallback"]
 
     @degraded.setter

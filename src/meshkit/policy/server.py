@@ -75,7 +75,7 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
             fallback = call.fallback
             if fallback is None:
                 raise error
-            policy.degraded += 1
+            policy.actions["fallback"] += 1
             return _awaitable(fallback(call.args))
 
         def caller_of(call: Any) -> str:

@@ -76,6 +76,13 @@ class CircuitBreaker:
             self._probes_left -= 1
         return True
 
+    def would_allow(self, now: float) -> bool:
+        """Whether ``allow`` could let a call through now, without taking a half-open probe slot
+        (for calls whose outcome says nothing about the backend, like a stream's opening)."""
+        if self.state is BreakerState.OPEN:
+            return now - self.opened_at >= self.config.open_for
+        return self.state is BreakerState.CLOSED or self._probes_left > 0
+
     def release_probe(self) -> None:
         """A call let through gave no verdict (its caller cancelled it, or it failed in a way
         that says nothing about the backend): in HALF_OPEN its probe slot is given back, so the

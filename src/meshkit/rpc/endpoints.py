@@ -20,7 +20,7 @@ from meshkit.discovery.events import WATCH_EVENTS
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
 from meshkit.errors import RpcError, StatusCode
-from meshkit.resilience.breaker import BreakerState, CircuitBreaker
+from meshkit.resilience.breaker import CircuitBreaker
 from meshkit.transport.backoff import Backoff
 from meshkit.transport.pool import Peer
 
@@ -172,13 +172,15 @@ class Endpoints:
         chosen = self.balancer if name is None or name == self._name else self._balancer_named(name)
         node, done = chosen.pick(hash_key)
         breakers = self.breakers
-        if stream and breakers:
-            breakers = {k: _PeekBreaker(b) for k, b in breakers.items()}  # type: ignore[misc]
+
+        def admits(key: str) -> bool:
+            if not breakers:
+                return True
+            breaker = breakers[key]
+            return breaker.would_allow(now) if stream else breaker.allow(now)
+
         if len(self.nodes) > 1 and (
-            node.peer is avoid
-            or not node.peer.available
-            or outliers.is_ejected(node.key, now)
-            or (breakers and not breakers[node.key].allow(now))
+            node.peer is avoid or not node.peer.available or outliers.is_ejected(node.key, now) or not admits(node.key)
         ):
             # Ejected, in reconnect backoff, its breaker open, or the one that just refused: ask
             # the balancer again, and if it insists (p2c with two nodes always returns the
@@ -186,10 +188,7 @@ class Endpoints:
             # half-open, asking takes one of its probe slots.)
             def acceptable(n: PeerNode) -> bool:
                 return (
-                    n.peer is not avoid
-                    and n.peer.available
-                    and not outliers.is_ejected(n.key, now)
-                    and (not breakers or breakers[n.key].allow(now))
+                    n.peer is not avoid and n.peer.available and not outliers.is_ejected(n.key, now) and admits(n.key)
                 )
 
             for _ in range(len(self.nodes)):
@@ -212,19 +211,6 @@ class Endpoints:
         if self.watch_task is not None:
             self.watch_task.cancel()
         await asyncio.gather(*(p.close() for p in self.peers.values()))
-
-
-class _PeekBreaker:
-    """A breaker as seen by a stream: open or not, without taking a half-open probe slot."""
-
-    __slots__ = ("_breaker",)
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        self._breaker = breaker
-
-    def allow(self, now: float) -> bool:
-        b = self._breaker
-        return b.state is not BreakerState.OPEN or now - b.opened_at >= b.config.open_for
 
 
 def _reporting(done: Done, outliers: OutlierDetector, key: str, breaker: CircuitBreaker | None) -> Done:
