@@ -361,11 +361,15 @@ class Client:
     def _invoke(self, spec: MethodSpec, args: Any, opts: _Options) -> Awaitable[Any]:
         if not self._middleware:
             return self._transmit(spec, args, opts, opts.metadata or None, opts.timeout, None)
+        return self._handler(spec)(self._new_call(spec, args, opts))
+
+    def _new_call(self, spec: MethodSpec, args: Any, opts: _Options) -> Call:
+        """The Call the client middleware sees (its own copy of the metadata to add to)."""
         call = Call(spec, args, dict(opts.metadata) if opts.metadata else {}, "", opts.timeout)
         call.options = opts
-        if self.policy is not None:
+        if self.policy is not None:  # retries measure what is left against this
             call.deadline = effective_deadline(asyncio.get_running_loop().time(), opts.timeout)
-        return self._handler(spec)(call)
+        return call
 
     async def _degradable(self, spec: MethodSpec, args: Any, opts: _Options, fallback: Any) -> Any:
         """A call with a client-side fallback: used when the method is switched off here, or the
@@ -580,12 +584,8 @@ class StreamCall:
         client = self._client
         if not client._middleware:
             return await self._open_raw(None)
-        opts = self._opts
-        call = Call(self._spec, self._args, dict(opts.metadata) if opts.metadata else {}, "", opts.timeout)
-        call.options = opts
+        call = client._new_call(self._spec, self._args, self._opts)
         call.stream = self
-        if client.policy is not None:
-            call.deadline = effective_deadline(asyncio.get_running_loop().time(), opts.timeout)
         receiver: StreamReceiver = await client._handler(self._spec)(call)
         return receiver
 

@@ -223,10 +223,10 @@ class Server:
             routes = self._routes[name] = {}
             for wire, spec in method_specs(svc).items():
                 bound = getattr(svc, spec.attr)
-                handler = self._build_handler(spec, bound)
+                admin_route = name == ADMIN_SERVICE  # never limited or shed
+                handler = self._build_handler(spec, bound, chain_of=self._unguarded if admin_route else None)
                 routes[wire] = route = _Route(spec, bound, handler, _fallback_of(svc, spec))
-                if name == ADMIN_SERVICE:
-                    route.handler = route.normal = self._build_handler(spec, bound, chain_of=self._unguarded)
+                if admin_route:
                     route.sheddable = False
         self.services = services
         self._unsubscribe: Callable[[], None] | None = None
