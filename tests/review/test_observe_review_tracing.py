@@ -26,11 +26,16 @@ def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
+def _received() -> str | None:
+    """The trace context this call arrived with, as a traceparent (it travels in binary)."""
+    binary = current_context().trace  # type: ignore[union-attr]
+    return None if binary is None else tracing.traceparent(binary)
+
+
 class Back(Service, name="obsrev_back"):
     @rpc
     async def seen(self) -> str | None:
-        value = current_context().metadata.get("traceparent")  # type: ignore[union-attr]
-        return value if isinstance(value, str) else None
+        return _received()
 
     @rpc
     async def has_span(self) -> bool:
@@ -38,9 +43,9 @@ class Back(Service, name="obsrev_back"):
 
     @rpc
     async def ticks(self, n: int) -> AsyncIterator[str | None]:
-        value = current_context().metadata.get("traceparent")  # type: ignore[union-attr]
+        value = _received()
         for _ in range(n):
-            yield value if isinstance(value, str) else None
+            yield value
 
 
 class Front(Service, name="obsrev_front"):

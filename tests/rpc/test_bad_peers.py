@@ -9,7 +9,7 @@ import pytest
 
 from meshkit import Client, Server, StatusCode
 from meshkit.protocol.decoder import FrameDecoder
-from meshkit.protocol.frames import HEADER, FrameType, encode_frame
+from meshkit.protocol.frames import HEADER, Flags, FrameType, encode_frame
 from meshkit.protocol.messages import decode_goaway
 from meshkit.protocol.metadata import encode_metadata
 from tests.rpc.services import Greeter
@@ -42,6 +42,9 @@ BAD_FRAMES = {
     "response from a client": encode_frame(FrameType.RESPONSE, 1, b""),
     "request on stream 0": encode_frame(FrameType.REQUEST, 0, b"", encode_metadata({"service": "greeter"})),
     "truncated metadata claim": encode_frame(FrameType.REQUEST, 1, b"", b"\xdf\xff\xff\xff\xff"),
+    "TRACE flag, metadata too short for a context": encode_frame(
+        FrameType.REQUEST, 1, b"", encode_metadata({"service": "greeter"}), Flags.TRACE
+    ),
 }
 
 

@@ -22,6 +22,7 @@ import os
 import platform
 import select
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,19 +39,21 @@ ALL_SYSTEMS = (
     "meshkit",
     "meshkit-default",
     "meshkit-metrics",
+    "meshkit-traced-0",
     "meshkit-traced-1",
     "meshkit-traced-100",
     "grpc",
     "raw",
 )
 #: The cost of observability: ``--systems meshkit-default,meshkit-metrics,meshkit-traced-1,...``.
-OBSERVED = ("meshkit-metrics", "meshkit-traced-1", "meshkit-traced-100")
+OBSERVED = ("meshkit-metrics", "meshkit-traced-0", "meshkit-traced-1", "meshkit-traced-100")
 DEFAULT_SYSTEMS = tuple(s for s in ALL_SYSTEMS if s not in OBSERVED)
 BASELINE = "raw"
 _MODULES = {
     "meshkit": "meshkit.benchmark.systems_meshkit",
     "meshkit-default": "meshkit.benchmark.systems_meshkit",
     "meshkit-metrics": "meshkit.benchmark.systems_meshkit",
+    "meshkit-traced-0": "meshkit.benchmark.systems_meshkit",
     "meshkit-traced-1": "meshkit.benchmark.systems_meshkit",
     "meshkit-traced-100": "meshkit.benchmark.systems_meshkit",
     "grpc": "meshkit.benchmark.systems_grpc",
@@ -115,19 +118,45 @@ async def closed_loop(
     try:
         await _run_phase(tasks, warmup)
         phase[0] = _MEASURE
+        server_pid = int(os.environ.get(SERVER_PID_ENV) or 0)
+        server0 = process_cpu_ns(server_pid)
         cpu0 = time.process_time_ns()
         start = time.perf_counter_ns()
         await _run_phase(tasks, duration)
         phase[0] = _STOP
         elapsed_ns = time.perf_counter_ns() - start
         cpu_ns = time.process_time_ns() - cpu0
+        server1 = process_cpu_ns(server_pid)
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
             task.cancel()
     result = summarize(latencies, elapsed_ns)
     result["client_cpu"] = round(cpu_ns / elapsed_ns, 3) if elapsed_ns else 0.0
+    calls = result["calls"]
+    # CPU time per call on each side: steadier than calls/s on a noisy VM, and it says which
+    # side pays for what (a call's cost in one process does not slow the other).
+    result["client_cpu_us_per_call"] = round(cpu_ns / 1000 / calls, 3) if calls else None
+    if server0 is not None and server1 is not None and calls:
+        result["server_cpu_us_per_call"] = round((server1 - server0) / 1000 / calls, 3)
     return result
+
+
+#: The load process finds the server process's pid here, to read its CPU time (Linux /proc).
+SERVER_PID_ENV = "MESHKIT_BENCH_SERVER_PID"
+_TICK_NS = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
+def process_cpu_ns(pid: int) -> int | None:
+    """User + system CPU time of process ``pid`` (all its threads) from /proc, or None."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) * _TICK_NS  # utime and stime: fields 14 and 15 of stat
 
 
 async def _run_phase(tasks: Sequence[asyncio.Future[None]], seconds: float) -> None:
@@ -476,6 +505,7 @@ def measure(
     server = ServerProcess(system, placement.server_cpu, env)
     try:
         port = server.wait_port(SERVER_START_TIMEOUT)
+        env = {**env, SERVER_PID_ENV: str(server.pid)}
         return run_load(system, port, concurrency, duration, warmup, placement.client_cpu, env)
     finally:
         server.stop()
@@ -488,6 +518,11 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row = dict(ordered[(len(ordered) - 1) // 2])
     row["runs"] = len(runs)
     row["calls_per_s_runs"] = [r["calls_per_s"] for r in runs]
+    for side in ("client", "server"):
+        values = [r.get(f"{side}_cpu_us_per_call") for r in runs]
+        if all(v is not None for v in values):
+            row[f"{side}_cpu_us_per_call_runs"] = values
+            row[f"{side}_cpu_us_per_call_median"] = statistics.median(values)  # type: ignore[type-var]
     return row
 
 

@@ -1,17 +1,23 @@
 """OpenTelemetry tracing of RPC calls: a CLIENT span per call made, a SERVER span per call
-served, W3C ``traceparent``/``tracestate`` carried in frame metadata.
+served, the W3C trace context carried in every request frame.
 
 Spans follow OTel's RPC conventions: named ``service/method``, with ``rpc.system = "meshkit"``,
 ``rpc.service``, ``rpc.method``, ``rpc.meshkit.status_code`` (the gRPC number) and the peer's
 address. The server span is the current span while the handler runs, so calls the handler makes
 (and tasks it starts: asyncio copies the context) are its children without any code in the
-handler. Sampling is the provider's: parent-based ratio by default (``OTEL_TRACES_SAMPLER`` /
-``OTEL_TRACES_SAMPLER_ARG`` or ``configure(ratio=…)``), so one decision at the edge holds for
-the whole trace.
+handler. Sampling is decided once, where a trace starts (parent-based ratio: ``configure(ratio=…)``
+or ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``), and travels in the trace flags.
 
-Cost: without the middleware, nothing; an unsampled call costs a dict lookup and a string test
-on the server and, where a trace starts, two random numbers and a formatted header: no span,
-no context switch.
+The trace context (trace id, parent span id, flags: the fields of a W3C ``traceparent``) travels
+in binary, 25 bytes after the metadata map (the TRACE flag, protocol.md), and ``tracestate`` in
+the metadata. Why not a ``traceparent`` string in the map: every call of a traced service carries
+a unique one, so no call's metadata could come from a cache again, and formatting, encoding,
+decoding and parsing 55 characters of hex cost more than the rest of the tracing of an
+unsampled call. A server still accepts a textual ``traceparent`` in the metadata (callers that
+speak plain W3C), strictly parsed.
+
+Cost: without the middleware, nothing. An unsampled call costs no span and no OTel context: the
+edge draws 24 random bytes, every hop forwards them, and log lines read their ids from them.
 """
 
 from __future__ import annotations
@@ -25,41 +31,25 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.propagators.textmap import Getter, Setter
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from meshkit.errors import RpcError
+from meshkit.protocol.frames import TRACE_CONTEXT_SIZE
 from meshkit.protocol.metadata import TRACEPARENT, TRACESTATE
-from meshkit.rpc.context import current_context
+from meshkit.rpc.context import _current, current_context
 
 Handler = Callable[[Any], Awaitable[Any]]
 Middleware = Callable[[Handler], Handler]
-_PROPAGATOR = TraceContextTextMapPropagator()
 SYSTEM = "meshkit"
 
-
-class _MetadataGetter(Getter[dict[str, Any]]):
-    def get(self, carrier: dict[str, Any], key: str) -> list[str] | None:
-        value = carrier.get(key)
-        return [value] if isinstance(value, str) else None
-
-    def keys(self, carrier: dict[str, Any]) -> list[str]:
-        return list(carrier)
-
-
-class _MetadataSetter(Setter[dict[str, Any]]):
-    def set(self, carrier: dict[str, Any], key: str, value: str) -> None:
-        carrier[key] = value
-
-
-_GET = _MetadataGetter()
-_SET = _MetadataSetter()
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-#: Set by the server middleware in a handled call's (local) metadata when the call is not sampled.
-_UNSAMPLED = "meshkit-unsampled"
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
+_ZERO_TRACE_BYTES = bytes(16)
+_ZERO_SPAN_BYTES = bytes(8)
+#: The lowest bit of the trace id and of the span id in a 192-bit draw: neither is ever all zeros.
+_NONZERO = (1 << 64) | 1
+_FLAGS = TRACE_CONTEXT_SIZE - 1
 
 
 def parse_traceparent(value: object) -> tuple[str, str, bool] | None:
@@ -77,14 +67,61 @@ def parse_traceparent(value: object) -> tuple[str, str, bool] | None:
     return trace_id, parent_id, bool(int(flags, 16) & 1)
 
 
-def _attributes(call: Any) -> dict[str, Any]:
-    host, _, port = call.peer.rpartition(":")
-    attrs: dict[str, Any] = {"rpc.system": SYSTEM, "rpc.service": call.spec.service, "rpc.method": call.spec.name}
+def context_from_traceparent(value: object) -> bytes | None:
+    """The binary trace context of a valid ``traceparent`` (see :func:`parse_traceparent`), else None."""
+    if parse_traceparent(value) is None:
+        return None
+    text: str = value  # type: ignore[assignment]
+    return bytes.fromhex(text[3:35] + text[36:52] + text[53:55])
+
+
+def traceparent(context: bytes) -> str:
+    """The ``traceparent`` header of a binary trace context (for HTTP, logs, other systems)."""
+    return f"00-{context[:16].hex()}-{context[16:24].hex()}-{context[_FLAGS]:02x}"
+
+
+def valid_context(context: object) -> bool:
+    """Whether ``context`` is a well-formed binary trace context: 25 bytes, ids not all zeros."""
+    return (
+        type(context) is bytes
+        and len(context) == TRACE_CONTEXT_SIZE
+        and not context.startswith(_ZERO_TRACE_BYTES)
+        and not context.startswith(_ZERO_SPAN_BYTES, 16)
+    )
+
+
+def _otel_current_getter() -> Callable[[], Any]:
+    """OTel's current context (a mapping, empty when no span or baggage is set). Read from its
+    contextvar when the runtime context is the standard one: a C call rather than three Python
+    ones, on every call a client makes outside a handler."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    get = getattr(var, "get", None)
+    return get if callable(get) else otel_context.get_current
+
+
+def _binary(ctx: SpanContext) -> bytes:
+    return ctx.trace_id.to_bytes(16, "big") + ctx.span_id.to_bytes(8, "big") + bytes((int(ctx.trace_flags) & 0xFF,))
+
+
+def _parent(context: bytes, state: object) -> Any:
+    """The OTel context whose current span is the remote parent ``context`` describes."""
+    parent = SpanContext(
+        trace_id=int.from_bytes(context[:16], "big"),
+        span_id=int.from_bytes(context[16:24], "big"),
+        is_remote=True,
+        trace_flags=TraceFlags(context[_FLAGS]),
+        trace_state=TraceState.from_header([state]) if type(state) is str and state else None,
+    )
+    return trace.set_span_in_context(NonRecordingSpan(parent))
+
+
+def _peer_attributes(span: Any, peer: str) -> None:
+    host, _, port = peer.rpartition(":")
     if host:
-        attrs["network.peer.address"] = host.strip("[]")
+        span.set_attribute("network.peer.address", host.strip("[]"))
         if port.isdigit():
-            attrs["network.peer.port"] = int(port)
-    return attrs
+            span.set_attribute("network.peer.port", int(port))
 
 
 def _finish(span: Any, exc: BaseException | None) -> None:
@@ -110,28 +147,42 @@ def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: f
 
     ``ratio`` is the share of new traces sampled (default: what ``configure`` was given, else
     ``$OTEL_TRACES_SAMPLER_ARG``, else 1.0). The decision is made here, once, where a trace starts,
-    and travels in the ``traceparent`` flags; an unsampled call then costs no span at all: a
-    server just keeps the caller's ``traceparent`` for its handler's own calls to forward.
+    and travels in the trace flags; an unsampled call then costs no span at all: a server keeps
+    the caller's trace context for its handler's own calls to forward.
     (The provider's own sampler still applies to the calls sampled here: give it ParentBased
     with an always-on root, as ``configure`` does, or the two ratios multiply.)"""
+    if side not in ("server", "client"):
+        raise ValueError(f"side is 'server' or 'client', not {side!r}")
     tracer = (provider or trace.get_tracer_provider()).get_tracer("meshkit")
     server = side == "server"
     kind = SpanKind.SERVER if server else SpanKind.CLIENT
     share = ratio if ratio is not None else _ratio()
     rng = random.Random()
     getrandbits = rng.getrandbits
+    draw = rng.random
+    otel_current = _otel_current_getter()
+    handled_call = _current.get
 
-    def unsampled_root() -> str:
-        ids = format(getrandbits(192) | 1, "048x")  # one draw for both ids; never all zeros
-        return f"00-{ids[:32]}-{ids[32:]}-00"
+    def unsampled_root() -> bytes:
+        # Trace id and span id from one draw, flags 00: not sampled, but logs still share the id.
+        return ((getrandbits(192) | _NONZERO) << 8).to_bytes(TRACE_CONTEXT_SIZE, "big")
 
     def wrap(next_handler: Handler) -> Handler:
         async def traced(call: Any, parent: Any) -> Any:
             spec = call.spec
-            span = tracer.start_span(f"{spec.service}/{spec.name}", context=parent, kind=kind)
+            span = tracer.start_span(
+                f"{spec.service}/{spec.name}",
+                context=parent,
+                kind=kind,
+                attributes={"rpc.system": SYSTEM, "rpc.service": spec.service, "rpc.method": spec.name},
+            )
             token = otel_context.attach(trace.set_span_in_context(span, parent))
             if not server:
-                _PROPAGATOR.inject(call.metadata, setter=_SET)  # the server continues this trace
+                # The server continues this trace: this span is its parent.
+                ctx = span.get_span_context()
+                call.trace = _binary(ctx)
+                if ctx.trace_state:
+                    call.metadata[TRACESTATE] = ctx.trace_state.to_header()
             error: BaseException | None = None
             try:
                 return await next_handler(call)
@@ -140,62 +191,58 @@ def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: f
                 raise
             finally:
                 if span.is_recording():
-                    for key, value in _attributes(call).items():  # a client's peer is known only now
-                        span.set_attribute(key, value)
+                    _peer_attributes(span, call.peer)  # a client's peer is known only now
                     _finish(span, error)
                 span.end()
                 otel_context.detach(token)
 
         def serve(call: Any) -> Awaitable[Any]:
-            metadata = call.metadata
-            metadata.pop(_UNSAMPLED, None)  # ours to set, never the caller's
-            incoming = metadata.get(TRACEPARENT)
-            if incoming is not None:
-                parsed = parse_traceparent(incoming)
-                if parsed is not None:
-                    if not parsed[2]:
-                        metadata[_UNSAMPLED] = True
-                        return next_handler(call)  # unsampled upstream: nothing to record, forward as is
-                    return traced(call, _PROPAGATOR.extract(metadata, getter=_GET))
-                # Malformed: not a decision to honour (nor a way to force sampling): start afresh.
-                del metadata[TRACEPARENT]
-                metadata.pop(TRACESTATE, None)
-            if rng.random() < share:
+            ctx = call.trace
+            if ctx is None:
+                text = call.metadata.pop(TRACEPARENT, None)  # a caller speaking textual W3C
+                if text is not None:
+                    ctx = context_from_traceparent(text)
+            elif ctx.startswith(_ZERO_TRACE_BYTES) or ctx.startswith(_ZERO_SPAN_BYTES, 16):
+                ctx = None
+            if ctx is not None:
+                call.trace = ctx
+                if not ctx[_FLAGS] & 1:
+                    return next_handler(call)  # unsampled upstream: nothing to record, forward as is
+                return traced(call, _parent(ctx, call.metadata.get(TRACESTATE)))
+            # None or malformed: not a decision to honour (nor a way to force sampling): start afresh.
+            call.metadata.pop(TRACESTATE, None)
+            if draw() < share:
                 return traced(call, None)  # a new trace starts here, sampled
-            metadata[TRACEPARENT] = unsampled_root()  # for the handler's own calls to forward
-            metadata[_UNSAMPLED] = True
+            call.trace = unsampled_root()  # for log lines and the handler's own calls to forward
             return next_handler(call)
 
         def send(call: Any) -> Awaitable[Any]:
-            handled = current_context()
+            handled = handled_call()
             if handled is not None:
-                incoming = handled.metadata.get(TRACEPARENT)
-                # Inside a call that was not sampled (the server checked the header already):
+                ctx = handled.trace
+                # Inside a call that was not sampled (the server checked its context already):
                 # keep its decision, and its tracestate (the cheap, common path).
-                if incoming is not None and handled.metadata.get(_UNSAMPLED) is True:
-                    call.metadata[TRACEPARENT] = incoming
+                if ctx is not None and not ctx[_FLAGS] & 1:
+                    call.trace = ctx
                     state = handled.metadata.get(TRACESTATE)
                     if type(state) is str:
                         call.metadata[TRACESTATE] = state
                     return next_handler(call)
-            current = trace.get_current_span().get_span_context()
-            if current.is_valid:
-                if current.trace_flags.sampled:
-                    return traced(call, None)  # a child of the current span
-                call.metadata[TRACEPARENT] = _traceparent_of(current)
-                return next_handler(call)
-            if rng.random() < share:
+            if otel_current():  # a span may be current (the server's, or the application's own)
+                current = trace.get_current_span().get_span_context()
+                if current.is_valid:
+                    if current.trace_flags.sampled:
+                        return traced(call, None)  # a child of the current span
+                    call.trace = _binary(current)
+                    return next_handler(call)
+            if draw() < share:
                 return traced(call, None)
-            call.metadata[TRACEPARENT] = unsampled_root()
+            call.trace = ((getrandbits(192) | _NONZERO) << 8).to_bytes(TRACE_CONTEXT_SIZE, "big")  # unsampled_root()
             return next_handler(call)
 
         return serve if server else send
 
     return wrap
-
-
-def _traceparent_of(ctx: Any) -> str:
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
 _configured_ratio: float | None = None
@@ -278,11 +325,11 @@ def enabled() -> bool:
 
 def current_ids() -> tuple[str, str] | None:
     """(trace_id, span_id) in hex of the current span; inside a call that was not sampled (no
-    span), those of the ``traceparent`` it came with, so its log lines still share one id
-    across services; None outside any trace."""
+    span), those of the trace context it came with, so its log lines still share one id across
+    services; None outside any trace."""
     ctx = trace.get_current_span().get_span_context()
     if ctx.is_valid:
         return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
     handled = current_context()
-    parsed = parse_traceparent(handled.metadata.get(TRACEPARENT)) if handled is not None else None
-    return (parsed[0], parsed[1]) if parsed is not None else None
+    binary = handled.trace if handled is not None else None
+    return (binary[:16].hex(), binary[16:24].hex()) if binary is not None else None

@@ -56,9 +56,14 @@ class Flags(enum.IntFlag):
     JSON = 0x02  # body is JSON rather than msgpack
     STREAM = 0x04  # on REQUEST: the caller expects a server stream
     NOT_PROCESSED = 0x08  # on ERROR: the handler never ran, so a retry is always safe
+    TRACE = 0x10  # on REQUEST: the metadata bytes end with a binary trace context (TRACE_CONTEXT_SIZE)
 
 
-KNOWN_FLAGS: Final = int(Flags.COMPRESSED | Flags.JSON | Flags.STREAM | Flags.NOT_PROCESSED)
+KNOWN_FLAGS: Final = int(Flags.COMPRESSED | Flags.JSON | Flags.STREAM | Flags.NOT_PROCESSED | Flags.TRACE)
+#: The W3C trace context in binary: trace id (16 bytes), parent span id (8), trace flags (1).
+#: It trails the metadata map rather than sitting in it as a ``traceparent`` string: every call of
+#: a traced service carries a unique one, and outside the map the map's bytes stay cacheable.
+TRACE_CONTEXT_SIZE: Final = 25
 FRAME_TYPE_LIMIT: Final = max(FrameType) + 1
 CONNECTION_FRAMES: Final = frozenset({FrameType.PING, FrameType.PONG, FrameType.GOAWAY})
 

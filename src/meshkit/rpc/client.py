@@ -43,6 +43,7 @@ _msgpack_encode = msgpack_encode
 _RESERVED = frozenset({SERVICE, METHOD, DEADLINE})
 _JSON = int(Flags.JSON)
 _COMPRESSED = int(Flags.COMPRESSED)
+_TRACE = int(Flags.TRACE)
 #: A call that the server certainly never processed is re-sent at most this many times.
 MAX_TRANSPARENT_RETRIES = 2
 #: Not-processed refusals worth sending elsewhere; INVALID_ARGUMENT and the like would fail again.
@@ -431,7 +432,13 @@ class Client:
         template = spec.template
         attempt = 0
         tried: Peer | None = None
-        avoid = call.avoid if call is not None else None
+        avoid = None
+        trace = None
+        if call is not None:
+            avoid = call.avoid
+            trace = call.trace
+            if trace is not None:
+                flags |= _TRACE  # the binary trace context trails the metadata (protocol.md)
         while True:
             eps = self._static or self._services.get(spec.service)
             if eps is None or not eps.resolved:
@@ -462,6 +469,8 @@ class Client:
                     call.peer = peer.address  # as configured or registered: what a retry avoids
                 last = template.last  # the common case, inline: same budget, no extra keys
                 metadata = last[1] if extra is None and last[0] == deadline_ms else template.render(deadline_ms, extra)
+                if trace is not None:
+                    metadata += trace
                 sid, fut = conn.request(metadata, body, flags, deadline)
                 try:
                     frame: Frame = await fut
@@ -599,6 +608,9 @@ class StreamCall:
         deadline_ms = None if deadline is None else max(1, int((deadline - loop.time()) * 1000))
         extra: Metadata = dict(self._opts.metadata) if call is None else dict(call.metadata)
         extra["credit"] = client._stream_window
+        trace = None if call is None else call.trace
+        if trace is not None:
+            flags |= _TRACE
         attempt = 0
         tried: Peer | None = None
         while True:
@@ -611,9 +623,10 @@ class StreamCall:
                 conn = await peer.acquire()
                 if call is not None:
                     call.peer = peer.address
-                return conn.open_stream(
-                    spec.template.render(deadline_ms, extra), body, flags, deadline, client._stream_window
-                )
+                metadata = spec.template.render(deadline_ms, extra)
+                if trace is not None:
+                    metadata += trace
+                return conn.open_stream(metadata, body, flags, deadline, client._stream_window)
             except RpcError as exc:
                 if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps, client.policy):
                     attempt += 1

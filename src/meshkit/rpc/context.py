@@ -17,6 +17,8 @@ class Context(msgspec.Struct):
 
     ``deadline`` is an absolute time on the event loop's clock (``loop.time()``), or None for no
     deadline; ``clock`` is that clock. ``time_remaining()`` is what a nested call inherits.
+    ``trace`` is the binary W3C trace context the call came with (trace id, parent span id,
+    flags: 25 bytes, see ``meshkit.observe.tracing``) or the one tracing started here, else None.
     (A msgspec Struct because one is built per call: C construction is ~4x cheaper.)
     """
 
@@ -26,6 +28,7 @@ class Context(msgspec.Struct):
     deadline: float | None
     peer: str
     clock: Callable[[], float]
+    trace: bytes | None = None
 
     def time_remaining(self) -> float | None:
         """Seconds left before the deadline (may be negative), or None without a deadline."""

@@ -27,9 +27,25 @@ class Call:
     a function of ``args``, or None), ``deadline`` (client: the absolute deadline on the loop's
     clock, so retries never extend it) and ``avoid`` (client: an address a retry should not
     be sent to again, when there is another).
+
+    ``trace`` is the binary W3C trace context (25 bytes: trace id, parent span id, flags) the
+    call came with (server) or is sent with (client), set by the tracing middleware; None for
+    none. It travels outside the metadata map (protocol.md, the TRACE flag).
     """
 
-    __slots__ = ("args", "avoid", "deadline", "fallback", "metadata", "options", "peer", "spec", "stream", "timeout")
+    __slots__ = (
+        "args",
+        "avoid",
+        "deadline",
+        "fallback",
+        "metadata",
+        "options",
+        "peer",
+        "spec",
+        "stream",
+        "timeout",
+        "trace",
+    )
 
     def __init__(self, spec: MethodSpec, args: Any, metadata: Metadata, peer: str, timeout: float | None) -> None:
         self.spec = spec
@@ -42,6 +58,7 @@ class Call:
         self.fallback: Any = None
         self.deadline: float | None = None
         self.avoid: str | None = None
+        self.trace: bytes | None = None
 
     @property
     def service(self) -> str:

@@ -20,7 +20,7 @@ from meshkit.errors import FrameTooLarge, MalformedFrame, ProtocolError, RpcErro
 from meshkit.policy import Policy, Switches, process_switches
 from meshkit.policy.server import AdmissionRefused
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
-from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
+from meshkit.protocol.frames import HEADER, MAGIC, TRACE_CONTEXT_SIZE, VERSION, Flags, Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, decode_metadata
@@ -50,6 +50,7 @@ _JSON = int(Flags.JSON)
 _COMPRESSED = int(Flags.COMPRESSED)
 _STREAM = int(Flags.STREAM)
 _NOT_PROCESSED = int(Flags.NOT_PROCESSED)
+_TRACE = int(Flags.TRACE)
 _DEADLINE_MSG = "deadline exceeded"
 _MD_CACHE_SIZE = 256
 #: Self-checks a registered server runs by default: only event-loop lag (1 s); memory and disk are
@@ -398,6 +399,18 @@ class Server:
     def _dispatch(self, conn: ServerConnection, frame: Frame) -> None:
         sid = frame.stream_id
         raw = frame.metadata
+        flags = frame.flags
+        trace = None
+        if flags & _TRACE:
+            # The binary trace context trails the metadata map (protocol.md, "Flags").
+            if len(raw) < TRACE_CONTEXT_SIZE:
+                conn.protocol_error(
+                    MalformedFrame(f"TRACE flag on a REQUEST whose metadata is under {TRACE_CONTEXT_SIZE} bytes")
+                )
+                return
+            trace = raw[-TRACE_CONTEXT_SIZE:]
+            raw = raw[:-TRACE_CONTEXT_SIZE]
+            flags ^= _TRACE
         cached = self._md_cache.get(raw)
         if cached is not None:
             md = cached.copy()  # a handler or middleware may change its own copy
@@ -408,7 +421,7 @@ class Server:
                 conn.protocol_error(exc)
                 return
             # Callers with one timeout send byte-identical metadata for most calls: remember a
-            # few. (Not traced calls: their traceparent makes every one unique.)
+            # few. (Not those carrying a textual traceparent: it makes every one unique.)
             if b"traceparent" not in raw:
                 if len(self._md_cache) >= _MD_CACHE_SIZE:
                     self._md_cache.clear()
@@ -440,7 +453,6 @@ class Server:
             shedder.refuse()
             conn.send(encode_frame(_ERROR, sid, self.policy.shed_refusal(route.spec.qualname), b"", _NOT_PROCESSED))  # type: ignore[union-attr]
             return
-        flags = frame.flags
         json = bool(flags & _JSON)
         spec = route.spec
         try:
@@ -475,7 +487,7 @@ class Server:
         except (FrameTooLarge, MalformedFrame) as exc:
             conn.send_error(sid, StatusCode.INVALID_ARGUMENT, f"bad request body: {exc}", not_processed=True)
             return
-        ctx = Context(spec.service, spec.name, md, deadline, conn.peer, loop.time)
+        ctx = Context(spec.service, spec.name, md, deadline, conn.peer, loop.time, trace)
         if route.streaming:
             self._start_stream(conn, sid, route, args, md, ctx, json)
             return
@@ -485,9 +497,11 @@ class Server:
                 coro = route.invoke(args)
             else:
                 call_ = Call(spec, args, md, conn.peer, None if deadline is None else remaining / 1000.0)  # type: ignore[operator]
+                call_.trace = trace
                 if route.fallback is not None:
                     call_.fallback = route.fallback
                 coro = handler(call_)
+                ctx.trace = call_.trace  # tracing middleware may have started a trace here
         except Exception as exc:  # noqa: BLE001 - a call that cannot be made fails its own stream only
             self._fail(conn, sid, spec, exc, None)
             return
@@ -613,21 +627,28 @@ class Server:
             credit = 16
         sink = _StreamSink(conn, sid, credit, json)
         call = Call(route.spec, args, md, conn.peer, ctx.time_remaining())
+        call.trace = ctx.trace
         call.stream = sink
         call.fallback = route.fallback
         context = copy_context()
         context.run(_current.set, ctx)
-        task = asyncio.get_running_loop().create_task(self._run_stream(conn, sid, route, call, sink), context=context)
+        task = asyncio.get_running_loop().create_task(
+            self._run_stream(conn, sid, route, call, sink, ctx), context=context
+        )
         sink.task = task
         conn.active[sid] = sink
         if ctx.deadline is not None:
             self._wheel.add(sink, ctx.deadline)  # type: ignore[union-attr]
 
-    async def _run_stream(self, conn: ServerConnection, sid: int, route: _Route, call: Call, sink: _StreamSink) -> None:
+    async def _run_stream(
+        self, conn: ServerConnection, sid: int, route: _Route, call: Call, sink: _StreamSink, ctx: Context
+    ) -> None:
         try:
             handler = route.handler
             assert handler is not None
-            await handler(call)
+            running = handler(call)
+            ctx.trace = call.trace  # tracing middleware may have started a trace here
+            await running
         except BaseException as exc:  # noqa: BLE001
             self._fail(conn, sid, route.spec, exc, sink.cancel_requested)
         else:
