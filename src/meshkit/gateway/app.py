@@ -1,0 +1,484 @@
+"""The gateway as an ASGI application: HTTP + JSON outside, meshkit RPC inside.
+
+One request, in order (each step can answer on its own, and nothing after it runs):
+
+1. ``X-Request-ID`` taken (when sane) or made, and echoed on every answer; CORS preflights.
+2. The raw path normalised (routing.split_path: ``..``, ``//``, ``%2F`` refused) and routed:
+   404, or 405 with ``Allow``. Authorisation is decided on this path and no other.
+3. The per-IP limit (429 + ``Retry-After``): before credentials, so guessing them is slow.
+4. Credentials (auth.Authenticator): 400 if ambiguous, 401 if missing or bad, 403 without the
+   route's scopes; public routes need none.
+5. The per-caller limit (429 + ``Retry-After``).
+6. The body: ``Content-Length`` over the limit is refused before a byte is read (413), a body
+   that grows past it while read too; JSON only (415); an object (400).
+7. Arguments mapped and checked against the method's signature (400 naming the argument).
+8. The call, through a meshkit ``Client`` (balancing, breakers, retries, deadline), with the
+   caller's identity in metadata (``auth-subject``, ``auth-scopes``, ``auth-method``) set here
+   and only here: no request header reaches metadata unless ``forward_headers`` names it.
+9. The answer: the result as JSON with the route's status, or the call's status mapped to HTTP
+   (mapping.HTTP_STATUS) with ``{"code", "message", "request_id"}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from meshkit.errors import RpcError, StatusCode
+from meshkit.gateway.auth import Authenticator, AuthError, Identity, allowed
+from meshkit.gateway.config import GatewayConfig, Route
+from meshkit.gateway.limits import RateLimits
+from meshkit.gateway.mapping import HTTP_STATUS, ArgumentMapper, BadRequest, query_params
+from meshkit.gateway.metrics import GatewayMetrics
+from meshkit.gateway.routing import BadPath, NoRoute, Router, Template, split_path
+from meshkit.rpc.client import Client
+from meshkit.rpc.service import MethodSpec, Service, method_specs
+
+log = logging.getLogger("meshkit.gateway")
+access = logging.getLogger("meshkit.gateway.access")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A configured route with what serving it needs."""
+
+    route: Route
+    spec: MethodSpec | None
+    mapper: ArgumentMapper
+
+
+def load_services(names: list[str]) -> dict[str, type[Service]]:
+    """Service classes by service name, from ``module:Class`` names."""
+    found: dict[str, type[Service]] = {}
+    for name in names:
+        module_name, _, attr = name.partition(":")
+        if not attr:
+            raise ValueError(f"gateway.services: {name!r} must be 'module:Class'")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"gateway.services: cannot import {name!r}: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Service)):
+            raise ValueError(f"gateway.services: {name!r} is not a meshkit Service class")
+        specs = method_specs(cls)
+        service = next(iter(specs.values())).service if specs else attr.lower()
+        found[service] = cls
+    return found
+
+
+class GatewayApp:
+    """The ASGI application. ``clients`` maps a service name to the Client that calls it (tests
+    and embedding); by default the gateway makes them at startup from ``registry`` or ``targets``."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        base: Path = Path("."),
+        clients: dict[str, Client] | None = None,
+        client_middleware: list[Any] | None = None,
+        metrics: GatewayMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.services = load_services(config.gateway.services)
+        self.router: Router[Bound] = Router()
+        for route in config.routes:
+            spec = None
+            cls = self.services.get(route.service)
+            if cls is not None:
+                spec = method_specs(cls).get(route.rpc_method)
+                if spec is None:
+                    raise ValueError(
+                        f"route {route.method} {route.path}: {route.service} has no method {route.rpc_method!r}"
+                    )
+                if spec.streaming:
+                    raise ValueError(
+                        f"route {route.method} {route.path}: {route.call} is a stream; routes call unary methods"
+                    )
+            mapper = ArgumentMapper(spec.signature.args_type if spec is not None else None)
+            self.router.add(route.method, route.path, Bound(route, spec, mapper))
+            if spec is not None:
+                self._check_params(route, mapper)
+        self.auth = Authenticator(config.auth, base)
+        self.limits = RateLimits(config.limits, clock)
+        self.metrics = metrics
+        self.clock = clock
+        self._clients = clients
+        self._own_clients: list[Client] = []
+        self._client_middleware = client_middleware
+        self._max_body = config.gateway.max_body_bytes
+        self._forward = {h.encode("latin-1"): h for h in config.gateway.forward_headers}
+        self.openapi: dict[str, Any] | None = None
+
+    @staticmethod
+    def _check_params(route: Route, mapper: ArgumentMapper) -> None:
+        from meshkit.gateway.routing import compile_template
+
+        missing = [p for p in compile_template(route.path).params if p not in mapper.names]
+        if missing:
+            raise ValueError(
+                f"route {route.method} {route.path}: {route.call} has no parameter {missing[0]!r} "
+                f"(it takes {', '.join(mapper.names) or 'none'})"
+            )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def startup(self) -> None:
+        if self._clients is not None:
+            return
+        gw = self.config.gateway
+        middleware = self._client_middleware
+        clients: dict[str, Client] = {}
+        if gw.registry is not None:
+            shared = Client(registry=gw.registry, caller="gateway", middleware=middleware)
+            self._own_clients.append(shared)
+            for route in self.config.routes:
+                clients[route.service] = shared
+        by_address: dict[str, Client] = {}
+        for service, address in self.config.targets.items():
+            client = by_address.get(address)
+            if client is None:
+                client = by_address[address] = Client(target=address, caller="gateway", middleware=middleware)
+                self._own_clients.append(client)
+            clients[service] = client
+        self._clients = clients
+
+    async def shutdown(self) -> None:
+        for client in self._own_clients:
+            await client.close()
+        self._own_clients.clear()
+        await self.limits.close()
+
+    # -- ASGI ----------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websockets: not served (the server closes them)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which stops
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = self.clock()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        request_id = _request_id(headers)
+        out_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+        origin = _header(headers, b"origin")
+        method: str = scope["method"]
+        cors = self.config.cors
+        if origin is not None and cors is not None:
+            if _origin_allowed(cors.allow_origins, origin):
+                out_headers.extend(self._cors_headers(origin))
+                if method == "OPTIONS" and _header(headers, b"access-control-request-method") is not None:
+                    out_headers.extend(self._preflight_headers())
+                    await _answer(send, 204, b"", out_headers)
+                    self._done(scope, "preflight", 204, start, request_id)
+                    return
+            elif method == "OPTIONS":
+                await _error(send, 403, "PERMISSION_DENIED", "origin not allowed", request_id, out_headers)
+                self._done(scope, "preflight", 403, start, request_id)
+                return
+        template_text = "unmatched"
+        status = 500
+        try:
+            status, template_text = await self._route(scope, receive, send, headers, request_id, out_headers)
+        except _Refusal as refusal:
+            status = refusal.status
+            extra = out_headers + refusal.headers
+            await _error(send, refusal.status, refusal.code, refusal.message, request_id, extra)
+            template_text = refusal.template or template_text
+        except Exception:
+            log.exception("request %s failed", request_id)
+            status = 500
+            await _error(send, 500, "INTERNAL", "internal gateway error", request_id, out_headers)
+        self._done(scope, template_text, status, start, request_id)
+
+    async def _route(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
+        request_id: str,
+        out_headers: list[tuple[bytes, bytes]],
+    ) -> tuple[int, str]:
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        method: str = scope["method"]
+        try:
+            segments = split_path(raw_path.decode("latin-1"))
+        except BadPath as exc:
+            raise _Refusal(400, "INVALID_ARGUMENT", f"bad path: {exc}") from None
+        try:
+            bound, template, params = self.router.match(method, segments)
+        except NoRoute as exc:
+            if exc.allowed:
+                allow = ", ".join(exc.allowed).encode()
+                raise _Refusal(405, "UNIMPLEMENTED", "method not allowed", [(b"allow", allow)]) from None
+            raise _Refusal(404, "NOT_FOUND", "no route for this path") from None
+        route = bound.route
+        label = f"{route.method} {template.text}"
+        try:
+            per_ip = self.limits.per_ip
+            if per_ip is not None:
+                await _take(per_ip.take(self._client_address(scope, headers)), "address")
+            identity = self._authenticate(headers, route)
+            per_key = self.limits.per_key
+            if per_key is not None and identity is not None:
+                await _take(per_key.take(identity.subject), "caller")
+            body = await self._body(scope, receive, headers, method)
+            args = bound.mapper.build(params, query_params(scope.get("query_string", b"")), body)
+        except _Refusal as refusal:
+            refusal.template = label
+            raise
+        except BadRequest as exc:
+            raise _Refusal(exc.status, "INVALID_ARGUMENT", exc.message, template=label) from None
+        metadata = self._metadata(headers, identity, request_id)
+        client = self._clients.get(route.service) if self._clients is not None else None
+        if client is None:
+            raise _Refusal(503, "UNAVAILABLE", f"no client for service {route.service}", template=label)
+        timeout = route.timeout if route.timeout is not None else self.config.gateway.call_timeout
+        try:
+            result = await client.call(route.service, route.rpc_method, args, timeout=timeout, metadata=metadata)
+        except RpcError as exc:
+            status = HTTP_STATUS.get(exc.code, 500)
+            extra = list(out_headers)
+            wait = exc.details.get("retry_after") if isinstance(exc.details, dict) else None
+            if status in (429, 503) and isinstance(wait, int | float) and wait >= 0:
+                extra.append((b"retry-after", str(max(1, math.ceil(wait))).encode()))
+            await _error(send, status, exc.code.name, exc.message, request_id, extra)
+            return status, label
+        try:
+            payload = _json_encode(result)
+        except (TypeError, ValueError, OverflowError) as exc:
+            log.error("result of %s is not JSON-encodable: %s", route.call, exc)
+            raise _Refusal(
+                502, "INTERNAL", f"the result of {route.call} cannot be encoded as JSON", template=label
+            ) from None
+        await _answer(send, route.status, payload, out_headers, json_body=True, head=method == "HEAD")
+        return route.status, label
+
+    def _authenticate(self, headers: list[tuple[bytes, bytes]], route: Route) -> Identity | None:
+        try:
+            identity = self.auth.authenticate(headers)
+        except AuthError as exc:
+            code = "INVALID_ARGUMENT" if exc.status == 400 else "UNAUTHENTICATED"
+            raise _Refusal(exc.status, code, exc.message, _challenge(exc.status)) from None
+        if route.public:
+            return identity
+        if identity is None:
+            raise _Refusal(401, "UNAUTHENTICATED", "credentials required", _challenge(401))
+        if not allowed(identity, route.scopes):
+            missing = [s for s in route.scopes if s not in identity.scopes]
+            raise _Refusal(403, "PERMISSION_DENIED", f"missing scope {missing[0]!r}")
+        return identity
+
+    async def _body(
+        self, scope: Scope, receive: Receive, headers: list[tuple[bytes, bytes]], method: str
+    ) -> dict[str, Any] | None:
+        limit = self._max_body
+        length_header = _header(headers, b"content-length")
+        if length_header is not None:
+            if not length_header.isdigit():
+                raise _Refusal(400, "INVALID_ARGUMENT", "Content-Length is not a number")
+            if int(length_header) > limit:
+                raise _Refusal(413, "RESOURCE_EXHAUSTED", f"body over the limit of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Refusal(499, "CANCELLED", "client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _Refusal(413, "RESOURCE_EXHAUSTED", f"body over the limit of {limit} bytes")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if not size:
+            return None
+        if method not in _BODY_METHODS:
+            raise _Refusal(400, "INVALID_ARGUMENT", f"a {method} request takes no body")
+        content_type = (_header(headers, b"content-type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise _Refusal(415, "INVALID_ARGUMENT", "the body must be application/json")
+        try:
+            body = _json_decode(b"".join(chunks))
+        except msgspec.DecodeError as exc:
+            raise _Refusal(400, "INVALID_ARGUMENT", f"the body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise _Refusal(400, "INVALID_ARGUMENT", "the body must be a JSON object of arguments")
+        return body
+
+    def _metadata(
+        self, headers: list[tuple[bytes, bytes]], identity: Identity | None, request_id: str
+    ) -> dict[str, str | int | float | bool | None]:
+        metadata: dict[str, str | int | float | bool | None] = {"request-id": request_id}
+        forward = self._forward
+        if forward:
+            for name, value in headers:
+                key = forward.get(name)
+                if key is not None and key not in metadata:
+                    try:
+                        metadata[key] = value.decode("ascii")
+                    except UnicodeDecodeError:
+                        raise _Refusal(400, "INVALID_ARGUMENT", f"header {key} is not ASCII") from None
+        if identity is not None:  # set last: nothing from the request can stand in for them
+            metadata["auth-subject"] = identity.subject
+            metadata["auth-scopes"] = " ".join(sorted(identity.scopes))
+            metadata["auth-method"] = identity.method
+        return metadata
+
+    def _client_address(self, scope: Scope, headers: list[tuple[bytes, bytes]]) -> str:
+        if self.config.gateway.trust_forwarded:
+            forwarded = [v for k, v in headers if k == b"x-forwarded-for"]
+            if forwarded:
+                last = forwarded[-1].decode("latin-1").split(",")[-1].strip()
+                if last:
+                    return last
+        client = scope.get("client")
+        return str(client[0]) if client else "unknown"
+
+    def _cors_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
+        cors = self.config.cors
+        assert cors is not None
+        out = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+        if cors.allow_credentials:
+            out.append((b"access-control-allow-credentials", b"true"))
+        if cors.expose_headers:
+            out.append((b"access-control-expose-headers", ", ".join(cors.expose_headers).encode()))
+        return out
+
+    def _preflight_headers(self) -> list[tuple[bytes, bytes]]:
+        cors = self.config.cors
+        assert cors is not None
+        return [
+            (b"access-control-allow-methods", ", ".join(cors.allow_methods).encode()),
+            (b"access-control-allow-headers", ", ".join(cors.allow_headers).encode()),
+            (b"access-control-max-age", str(cors.max_age).encode()),
+        ]
+
+    def _done(self, scope: Scope, route: str, status: int, start: float, request_id: str) -> None:
+        elapsed = self.clock() - start
+        if self.metrics is not None:
+            self.metrics.observe(route, status, elapsed)
+        if access.isEnabledFor(logging.INFO):
+            client = scope.get("client")
+            access.info(
+                "%s %s -> %d in %.3f ms route=%s peer=%s request_id=%s",
+                scope["method"],
+                scope.get("path", ""),
+                status,
+                elapsed * 1000,
+                route,
+                client[0] if client else "-",
+                request_id,
+            )
+
+
+class _Refusal(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None, template: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or []
+        self.template = template
+
+
+async def _take(decision: Awaitable[tuple[bool, float]], what: str) -> None:
+    ok, wait = await decision
+    if not ok:
+        raise _Refusal(
+            429,
+            StatusCode.RESOURCE_EXHAUSTED.name,
+            f"rate limit of this {what} reached",
+            [(b"retry-after", str(max(1, math.ceil(wait))).encode())],
+        )
+
+
+def _challenge(status: int) -> list[tuple[bytes, bytes]]:
+    return [(b"www-authenticate", b'Bearer realm="meshkit"')] if status == 401 else []
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    given = _header(headers, b"x-request-id")
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def _origin_allowed(allowed_origins: list[str], origin: str) -> bool:
+    return "*" in allowed_origins or origin in allowed_origins
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    json_body: bool = False,
+    head: bool = False,
+) -> None:
+    out = list(headers)
+    if json_body:
+        out.append((b"content-type", b"application/json"))
+    out.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _error(
+    send: Send, status: int, code: str, message: str, request_id: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps({"code": code, "message": message, "request_id": request_id}).encode()
+    await _answer(send, status, body, headers, json_body=True)
+
+
+__all__ = ["Bound", "GatewayApp", "Template"]

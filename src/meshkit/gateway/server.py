@@ -1,0 +1,145 @@
+"""Serving the gateway with uvicorn (httptools parser, uvloop when installed), with the timeouts
+a public entry point needs: ``header_timeout`` closes a connection whose request head has not
+arrived in time (slowloris: one byte every few seconds holds a connection forever otherwise),
+``idle_timeout`` one that stays idle between requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from meshkit.gateway.app import GatewayApp
+from meshkit.gateway.config import GatewayConfig
+
+
+def protocol_with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing connections whose request head takes over ``seconds``."""
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._head_timer is None:
+                self._arm()  # the next request on a kept-alive connection
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._head_timer = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+class _Uvicorn(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, handle_signals: bool) -> None:
+        super().__init__(config)
+        self._handle_signals = handle_signals
+
+    def capture_signals(self) -> Any:
+        return super().capture_signals() if self._handle_signals else contextlib.nullcontext()
+
+
+class GatewayServer:
+    """Runs a :class:`GatewayApp` under uvicorn on ``host:port`` (port 0: any free port, see
+    ``port`` once started)."""
+
+    def __init__(
+        self, app: GatewayApp, host: str | None = None, port: int | None = None, *, handle_signals: bool = False
+    ) -> None:
+        gw = app.config.gateway
+        #: Let uvicorn take SIGINT/SIGTERM (``meshkit gateway``); embedded, the caller owns signals.
+        self.handle_signals = handle_signals
+        self.app = app
+        self.host = host if host is not None else gw.host
+        self.requested_port = port if port is not None else gw.port
+        self.port = 0
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    def uvicorn_config(self) -> uvicorn.Config:
+        gw = self.app.config.gateway
+        return uvicorn.Config(
+            self.app,
+            http=protocol_with_header_timeout(gw.header_timeout),
+            lifespan="on",
+            timeout_keep_alive=max(1, round(gw.idle_timeout)),
+            log_level=gw.log_level,
+            access_log=False,  # the gateway writes its own (meshkit.gateway.access), with the route and request id
+            server_header=False,
+            proxy_headers=False,  # X-Forwarded-For is trusted only with gateway.trust_forwarded
+            h11_max_incomplete_event_size=16 * 1024,
+        )
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.requested_port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+        server = self._server = _Uvicorn(self.uvicorn_config(), self.handle_signals)
+        self._task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if self._task.done():
+                self._task.result()  # raises why it stopped
+                raise RuntimeError("the gateway stopped while starting (see its log)")
+            await asyncio.sleep(0.01)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    async def __aenter__(self) -> GatewayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def app_from_file(path: str | Path, **kwargs: Any) -> GatewayApp:
+    """A gateway app from a TOML config file (paths in it are relative to the file)."""
+    from meshkit.gateway.config import load
+
+    config: GatewayConfig = load(path)
+    return GatewayApp(config, base=Path(path).resolve().parent, **kwargs)
