@@ -247,6 +247,41 @@ async def _registry(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _gateway(args: argparse.Namespace) -> int:
+    from meshkit.gateway import GatewayConfigError, GatewayServer, app_from_file
+    from meshkit.gateway.metrics import GatewayMetrics
+    from meshkit.observe import default_metrics
+
+    try:
+        app = app_from_file(
+            args.config,
+            metrics=GatewayMetrics(),
+            client_middleware=[default_metrics().middleware("client")],
+        )
+    except (GatewayConfigError, ValueError) as exc:
+        print(f"meshkit gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    server = GatewayServer(app, host=args.host, port=args.port)
+    await server.start()
+    print(f"meshkit: gateway on http://{server.address} ({len(app.config.routes)} routes)", flush=True)
+    admin = None
+    if args.admin_port is not None:
+        from meshkit.observe import AdminHttp
+
+        admin = AdminHttp()
+        await admin.start(server.host, args.admin_port)
+        print(f"meshkit: admin on http://{server.host}:{admin.port} (/metrics /healthz /readyz)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+    if admin is not None:
+        await admin.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meshkit", description="meshkit: asyncio microservices with governance built in"
@@ -299,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
+    p = sub.add_parser("gateway", help="run the HTTP API gateway in front of meshkit services")
+    p.add_argument("--config", required=True, help="the gateway's TOML config (docs/gateway.md)")
+    p.add_argument("--host", default=None, help="address to bind (default: the config's, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port to bind (default: the config's, else 8080)")
+    p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
     sub.add_parser("bench", help="benchmark meshkit against gRPC and a raw asyncio echo", add_help=False)
     p = sub.add_parser("demo", help="run the demo system with a live view")
     p.add_argument("--duration", type=float, default=None, help="run N seconds then exit (non-interactive)")
@@ -329,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "registry":
         _setup_logging(args.log_level, access_log=False)
         return run_loop(_registry(args))
+    if args.command == "gateway":
+        _setup_logging(args.log_level, access_log=False)
+        return run_loop(_gateway(args))
     if args.command == "demo":
         from meshkit.demo.runner import run_demo
 

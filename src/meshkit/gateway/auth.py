@@ -133,6 +133,11 @@ class Authenticator:
             raise AuthError(401, "token algorithm is not allowed") from None
         except jwt.InvalidTokenError:
             raise AuthError(401, "invalid token") from None
+        for name in ("exp", "nbf", "iat"):
+            # RFC 7519 NumericDate is a JSON number; PyJWT also takes "1700000000" (a string).
+            value = claims.get(name)
+            if value is not None and (type(value) is bool or not isinstance(value, int | float)):
+                raise AuthError(401, f"token claim {name!r} is not a number")
         subject = claims.get(config.subject_claim)
         if not isinstance(subject, str) or not subject:
             raise AuthError(401, f"token lacks a string {config.subject_claim!r} claim")

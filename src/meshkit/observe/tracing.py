@@ -196,16 +196,26 @@ def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: f
                 span.end()
                 otel_context.detach(token)
 
+        def adopt(call: Any, ctx: bytes | None) -> None:
+            """Make ``ctx`` the call's trace context, and its handler's. (The server copies
+            call.trace to the handler's Context once the chain's synchronous part has run; a
+            coroutine middleware before this one runs it later, inside the handler's context.)"""
+            call.trace = ctx
+            handled = handled_call()
+            if handled is not None and handled.metadata is call.metadata:
+                handled.trace = ctx
+
         def serve(call: Any) -> Awaitable[Any]:
             ctx = call.trace
             if ctx is None:
                 text = call.metadata.pop(TRACEPARENT, None)  # a caller speaking textual W3C
                 if text is not None:
                     ctx = context_from_traceparent(text)
+                    adopt(call, ctx)
             elif ctx.startswith(_ZERO_TRACE_BYTES) or ctx.startswith(_ZERO_SPAN_BYTES, 16):
                 ctx = None
+                adopt(call, None)
             if ctx is not None:
-                call.trace = ctx
                 if not ctx[_FLAGS] & 1:
                     return next_handler(call)  # unsampled upstream: nothing to record, forward as is
                 return traced(call, _parent(ctx, call.metadata.get(TRACESTATE)))
@@ -213,16 +223,22 @@ def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: f
             call.metadata.pop(TRACESTATE, None)
             if draw() < share:
                 return traced(call, None)  # a new trace starts here, sampled
-            call.trace = unsampled_root()  # for log lines and the handler's own calls to forward
+            adopt(call, unsampled_root())  # for log lines and the handler's own calls to forward
             return next_handler(call)
 
         def send(call: Any) -> Awaitable[Any]:
             handled = handled_call()
             if handled is not None:
                 ctx = handled.trace
-                # Inside a call that was not sampled (the server checked its context already):
-                # keep its decision, and its tracestate (the cheap, common path).
-                if ctx is not None and not ctx[_FLAGS] & 1:
+                # Inside a call that was not sampled: keep its decision, and its tracestate (the
+                # cheap, common path). Ids are checked here too: a server without the tracing
+                # middleware hands its handler the context as it arrived.
+                if (
+                    ctx is not None
+                    and not ctx[_FLAGS] & 1
+                    and not ctx.startswith(_ZERO_TRACE_BYTES)
+                    and not ctx.startswith(_ZERO_SPAN_BYTES, 16)
+                ):
                     call.trace = ctx
                     state = handled.metadata.get(TRACESTATE)
                     if type(state) is str:
@@ -331,5 +347,11 @@ def current_ids() -> tuple[str, str] | None:
     if ctx.is_valid:
         return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
     handled = current_context()
-    binary = handled.trace if handled is not None else None
-    return (binary[:16].hex(), binary[16:24].hex()) if binary is not None else None
+    if handled is None:
+        return None
+    binary = handled.trace
+    if binary is None:  # a caller speaking textual W3C to a server without the tracing middleware
+        binary = context_from_traceparent(handled.metadata.get(TRACEPARENT))
+    if binary is None or not valid_context(binary):
+        return None
+    return binary[:16].hex(), binary[16:24].hex()

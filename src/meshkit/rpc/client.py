@@ -22,7 +22,7 @@ from meshkit.errors import ProtocolError, RpcError, StatusCode
 from meshkit.policy import Policy, Switches, process_switches
 from meshkit.policy.runtime import members
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
-from meshkit.protocol.frames import Flags, Frame
+from meshkit.protocol.frames import TRACE_CONTEXT_SIZE, Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.protocol.metadata import CALLER, DEADLINE, METHOD, SERVICE, Metadata, MetadataValue
@@ -438,6 +438,7 @@ class Client:
             avoid = call.avoid
             trace = call.trace
             if trace is not None:
+                _check_trace(trace)
                 flags |= _TRACE  # the binary trace context trails the metadata (protocol.md)
         while True:
             eps = self._static or self._services.get(spec.service)
@@ -505,6 +506,17 @@ class Client:
                 except (msgspec.MsgspecError, UnicodeDecodeError):
                     pass  # the slow path below builds the error message
             return _decode(spec, frame, self.limits)
+
+
+def _check_trace(trace: object) -> None:
+    """A Call's trace context must be the 25 bytes the server splits off; anything else would
+    make the server misread the metadata and close a connection other calls share."""
+    if type(trace) is not bytes or len(trace) != TRACE_CONTEXT_SIZE:
+        raise RpcError(
+            StatusCode.INTERNAL,
+            f"call.trace must be {TRACE_CONTEXT_SIZE} bytes (trace id, span id, flags), got {trace!r:.60}",
+            not_processed=True,
+        )
 
 
 def _resend(exc: RpcError, eps: Endpoints, policy: Policy | None) -> bool:
@@ -610,6 +622,7 @@ class StreamCall:
         extra["credit"] = client._stream_window
         trace = None if call is None else call.trace
         if trace is not None:
+            _check_trace(trace)
             flags |= _TRACE
         attempt = 0
         tried: Peer | None = None
