@@ -103,6 +103,7 @@ class GatewayApp:
         self.config = config
         self.services = load_services(config.gateway.services)
         self.router: Router[Bound] = Router()
+        self._specs: dict[tuple[str, str], MethodSpec | None] = {}
         for route in config.routes:
             spec = None
             cls = self.services.get(route.service)
@@ -116,6 +117,7 @@ class GatewayApp:
                     raise ValueError(
                         f"route {route.method} {route.path}: {route.call} is a stream; routes call unary methods"
                     )
+            self._specs[(route.method, route.path)] = spec
             mapper = ArgumentMapper(spec.signature.args_type if spec is not None else None)
             self.router.add(route.method, route.path, Bound(route, spec, mapper))
             if spec is not None:
@@ -129,7 +131,13 @@ class GatewayApp:
         self._client_middleware = client_middleware
         self._max_body = config.gateway.max_body_bytes
         self._forward = {h.encode("latin-1"): h for h in config.gateway.forward_headers}
-        self.openapi: dict[str, Any] | None = None
+        self._openapi: bytes | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the routes (what ``/openapi.json`` serves)."""
+        from meshkit.gateway.openapi import build
+
+        return build(self.config, self._specs)
 
     @staticmethod
     def _check_params(route: Route, mapper: ArgumentMapper) -> None:
@@ -213,6 +221,10 @@ class GatewayApp:
                 await _error(send, 403, "PERMISSION_DENIED", "origin not allowed", request_id, out_headers)
                 self._done(scope, "preflight", 403, start, request_id)
                 return
+        if self.config.gateway.openapi and method in ("GET", "HEAD") and scope["path"] in ("/openapi.json", "/docs"):
+            await self._docs(scope["path"], send, out_headers, method == "HEAD")
+            self._done(scope, f"GET {scope['path']}", 200, start, request_id)
+            return
         template_text = "unmatched"
         status = 500
         try:
@@ -291,6 +303,19 @@ class GatewayApp:
             ) from None
         await _answer(send, route.status, payload, out_headers, json_body=True, head=method == "HEAD")
         return route.status, label
+
+    async def _docs(self, path: str, send: Send, headers: list[tuple[bytes, bytes]], head: bool) -> None:
+        if path == "/openapi.json":
+            if self._openapi is None:
+                self._openapi = json.dumps(self.openapi(), indent=1).encode()
+            await _answer(send, 200, self._openapi, headers, json_body=True, head=head)
+            return
+        from html import escape
+
+        from meshkit.gateway.openapi import DOCS_PAGE
+
+        page = DOCS_PAGE.format(title=escape(self.config.gateway.title)).encode()
+        await _answer(send, 200, page, [*headers, (b"content-type", b"text/html; charset=utf-8")], head=head)
 
     def _authenticate(self, headers: list[tuple[bytes, bytes]], route: Route) -> Identity | None:
         try:

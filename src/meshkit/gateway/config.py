@@ -227,6 +227,8 @@ class Gateway(_Strict):
     #: Behind a proxy you trust: take the client address from X-Forwarded-For's last hop.
     trust_forwarded: bool = False
     title: str = "meshkit gateway"
+    #: Serve the routes' OpenAPI at /openapi.json and a page rendering it at /docs.
+    openapi: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     def __post_init__(self) -> None:
@@ -266,6 +268,10 @@ class GatewayConfig(_Strict):
                 )
         grantable = bool(self.auth.api_keys) or self.auth.jwt is not None
         for route in self.routes:
+            if self.gateway.openapi and route.path.rstrip("/") in ("/openapi.json", "/docs"):
+                raise GatewayConfigError(
+                    f"route {route.method} {route.path}: that path serves the OpenAPI (gateway.openapi)"
+                )
             if not route.public and not grantable:
                 raise GatewayConfigError(
                     f"route {route.method} {route.path} needs credentials but [auth] has no api_keys and no jwt "
