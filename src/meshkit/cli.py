@@ -250,13 +250,19 @@ async def _registry(args: argparse.Namespace) -> int:
 async def _gateway(args: argparse.Namespace) -> int:
     from meshkit.gateway import GatewayConfigError, GatewayServer, app_from_file
     from meshkit.gateway.metrics import GatewayMetrics
-    from meshkit.observe import default_metrics
+    from meshkit.observe import default_metrics, tracing
 
+    provider = tracing.configure("gateway", args.trace) if args.trace != "none" else None
+    middleware: list[Any] = [default_metrics().middleware("client")]
+    if provider is not None:
+        middleware.insert(0, tracing.middleware("client", provider))
     try:
         app = app_from_file(
             args.config,
             metrics=GatewayMetrics(),
-            client_middleware=[default_metrics().middleware("client")],
+            client_middleware=middleware,
+            tracer_provider=provider,
+            trace_ratio=tracing.sampling_ratio(),
         )
     except (GatewayConfigError, ValueError) as exc:
         print(f"meshkit gateway: {exc}", file=sys.stderr)
@@ -279,6 +285,8 @@ async def _gateway(args: argparse.Namespace) -> int:
     await server.stop()
     if admin is not None:
         await admin.stop()
+    if provider is not None:
+        provider.shutdown()  # type: ignore[attr-defined]  # flushes the spans still batched
     return 0
 
 
@@ -340,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port to bind (default: the config's, else 8080)")
     p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    p.add_argument(
+        "--trace",
+        choices=["otlp", "zipkin", "console", "none"],
+        default=None,
+        help="export traces of requests and the calls they make (default: $OTEL_TRACES_EXPORTER, else none)",
+    )
 
     sub.add_parser("bench", help="benchmark meshkit against gRPC and a raw asyncio echo", add_help=False)
     p = sub.add_parser("demo", help="run the demo system with a live view")

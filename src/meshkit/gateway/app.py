@@ -98,6 +98,8 @@ class GatewayApp:
         clients: dict[str, Client] | None = None,
         client_middleware: list[Any] | None = None,
         metrics: GatewayMetrics | None = None,
+        tracer_provider: Any = None,
+        trace_ratio: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -132,6 +134,10 @@ class GatewayApp:
         self._max_body = config.gateway.max_body_bytes
         self._forward = {h.encode("latin-1"): h for h in config.gateway.forward_headers}
         self._openapi: bytes | None = None
+        #: With a tracer provider, every request is a SERVER span (or continues the caller's
+        #: ``traceparent``); give the clients ``tracing.middleware("client", provider)`` so the
+        #: calls it makes are its children.
+        self._http_tracing = HttpTracing(tracer_provider, trace_ratio) if tracer_provider is not None else None
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the routes (what ``/openapi.json`` serves)."""
@@ -202,6 +208,12 @@ class GatewayApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._http_tracing is not None:
+            await self._http_tracing.run(scope, self._http_untraced(scope, receive, send))
+            return
+        await self._http_untraced(scope, receive, send)
+
+    async def _http_untraced(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = self.clock()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         request_id = _request_id(headers)
@@ -421,6 +433,8 @@ class GatewayApp:
 
     def _done(self, scope: Scope, route: str, status: int, start: float, request_id: str) -> None:
         elapsed = self.clock() - start
+        scope["meshkit.route"] = route
+        scope["meshkit.status"] = status
         if self.metrics is not None:
             self.metrics.observe(route, status, elapsed)
         if access.isEnabledFor(logging.INFO):
@@ -435,6 +449,73 @@ class GatewayApp:
                 client[0] if client else "-",
                 request_id,
             )
+
+
+class HttpTracing:
+    """A SERVER span per HTTP request, named by its route template, continuing an incoming W3C
+    ``traceparent``. Sampling as meshkit's RPC tracing decides it: once, where the trace starts
+    (``ratio`` of new traces), and the caller's decision otherwise; an unsampled request costs
+    no span, only a context its calls forward."""
+
+    def __init__(self, provider: Any, ratio: float) -> None:
+        import random
+
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self.tracer = provider.get_tracer("meshkit.gateway")
+        self.ratio = ratio
+        self.propagator = TraceContextTextMapPropagator()
+        self.random = random.Random()
+
+    async def run(self, scope: Scope, handling: Awaitable[None]) -> None:
+        from opentelemetry import context as otel_context
+        from opentelemetry import trace
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
+
+        carrier = {}
+        for name, value in scope["headers"]:
+            if name in (b"traceparent", b"tracestate"):
+                carrier[name.decode()] = value.decode("latin-1")
+        parent = self.propagator.extract(carrier) if carrier else None
+        remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
+        if remote is not None and remote.is_valid:
+            sampled = remote.trace_flags.sampled
+        else:
+            parent = None
+            sampled = self.random.random() < self.ratio
+        if not sampled:
+            if parent is None:  # a new unsampled trace: ids for its calls to forward and logs to show
+                bits = self.random.getrandbits(192) | (1 << 64) | 1
+                unsampled = SpanContext(bits >> 64, bits & ((1 << 64) - 1), False, TraceFlags(0))
+                parent = trace.set_span_in_context(NonRecordingSpan(unsampled))
+            token = otel_context.attach(parent)
+            try:
+                await handling
+            finally:
+                otel_context.detach(token)
+            return
+        method = scope["method"]
+        span = self.tracer.start_span(
+            f"{method}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope.get("path", ""), "url.scheme": "http"},
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            await handling
+        finally:
+            route = scope.get("meshkit.route")
+            status = scope.get("meshkit.status")
+            if isinstance(route, str) and route != "unmatched":
+                span.update_name(route)
+                span.set_attribute("http.route", route.partition(" ")[2])
+            if isinstance(status, int):
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
+            span.end()
+            otel_context.detach(token)
 
 
 class _Refusal(Exception):

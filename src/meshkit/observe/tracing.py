@@ -264,6 +264,11 @@ def middleware(side: str, provider: trace.TracerProvider | None = None, ratio: f
 _configured_ratio: float | None = None
 
 
+def sampling_ratio() -> float:
+    """The share of new traces this process samples (``configure``'s ratio, else the OTEL_* environment)."""
+    return _ratio()
+
+
 def _ratio() -> float:
     """The share of new traces to sample: configure()'s, else from OTEL_TRACES_SAMPLER (always_on,
     always_off, traceidratio, parentbased_*) and OTEL_TRACES_SAMPLER_ARG, else 1.0."""

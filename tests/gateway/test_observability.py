@@ -1,0 +1,101 @@
+"""Each request starts or continues a trace whose calls are its children; metrics per route and
+status; X-Request-ID in and out (test_http.py)."""
+
+from __future__ import annotations
+
+import httpx
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from prometheus_client import CollectorRegistry
+
+from meshkit import Server, rpc
+from meshkit.gateway import GatewayApp, GatewayServer, parse
+from meshkit.gateway.metrics import GatewayMetrics
+from meshkit.observe import tracing
+from tests.gateway.services import Orders
+
+CONFIG = """
+[gateway]
+port = 0
+services = ["tests.gateway.services:Orders"]
+[targets]
+orders = "{address}"
+[[routes]]
+method = "GET"
+path = "/orders/{{order_id}}"
+call = "orders.get"
+public = true
+"""
+PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_SPAN = "00f067aa0ba902b7"
+
+
+def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+async def test_a_request_continues_the_callers_trace_down_to_the_service() -> None:
+    provider, exporter = _provider()
+    async with Server([Orders()], middleware=[tracing.middleware("server", provider)]) as backend:
+        app = GatewayApp(
+            parse(CONFIG.format(address=backend.address)),
+            client_middleware=[tracing.middleware("client", provider)],
+            tracer_provider=provider,
+        )
+        async with GatewayServer(app) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+            r = await http.get("/orders/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"})
+    assert r.status_code == 200
+    spans = {s.kind.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"SERVER", "CLIENT"} or len(exporter.get_finished_spans()) == 3
+    http_span = next(s for s in exporter.get_finished_spans() if s.name == "GET /orders/{order_id}")
+    client = next(s for s in exporter.get_finished_spans() if s.kind.name == "CLIENT")
+    served = next(s for s in exporter.get_finished_spans() if s.name == "orders/get")
+    assert {format(s.context.trace_id, "032x") for s in (http_span, client, served)} == {PARENT_TRACE}
+    assert http_span.parent is not None and format(http_span.parent.span_id, "016x") == PARENT_SPAN
+    assert client.parent is not None and client.parent.span_id == http_span.context.span_id
+    assert served.parent is not None and served.parent.span_id == client.context.span_id
+    assert http_span.attributes is not None and http_span.attributes["http.response.status_code"] == 200
+
+
+async def test_an_unsampled_caller_gets_no_span_but_its_trace_id_travels_on() -> None:
+    provider, exporter = _provider()
+    seen: list[str | None] = []
+
+    class Probe(Orders, name="orders"):
+        @rpc
+        async def get(self, order_id: int):  # type: ignore[no-untyped-def, override]
+            seen.append(tracing.current_ids()[0] if tracing.current_ids() else None)  # type: ignore[index]
+            return await super().get(order_id)
+
+    async with Server([Probe()], middleware=[tracing.middleware("server", provider)]) as backend:
+        app = GatewayApp(
+            parse(CONFIG.format(address=backend.address)),
+            client_middleware=[tracing.middleware("client", provider)],
+            tracer_provider=provider,
+        )
+        async with GatewayServer(app) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+            r = await http.get("/orders/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-00"})
+    assert r.status_code == 200
+    assert exporter.get_finished_spans() == ()
+    assert seen == [PARENT_TRACE]
+
+
+async def test_metrics_count_requests_by_route_template_and_status() -> None:
+    registry = CollectorRegistry()
+    async with Server([Orders()]) as backend:
+        app = GatewayApp(parse(CONFIG.format(address=backend.address)), metrics=GatewayMetrics(registry))
+        async with GatewayServer(app) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+            for path in ("/orders/1", "/orders/1", "/orders/9", "/nowhere", "/orders/x"):
+                await http.get(path)
+    route = "GET /orders/{order_id}"
+    value = registry.get_sample_value
+    assert value("meshkit_gateway_requests_total", {"route": route, "status": "200"}) == 2
+    assert value("meshkit_gateway_requests_total", {"route": route, "status": "404"}) == 1
+    assert value("meshkit_gateway_requests_total", {"route": route, "status": "400"}) == 1
+    assert value("meshkit_gateway_requests_total", {"route": "unmatched", "status": "404"}) == 1
+    assert value("meshkit_gateway_request_duration_seconds_count", {"route": route}) == 4
