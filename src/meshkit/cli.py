@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-after", type=float, default=5.0, help="seconds before the fault starts (default 5)")
     p.add_argument("--fault-for", type=float, default=10.0, help="seconds the fault lasts (default 10)")
     p.add_argument("--otlp", default=None, help="export every process's traces to this OTLP/HTTP endpoint")
+    p.add_argument(
+        "--gateway-port", type=int, default=8080, help="the HTTP entry point's port (default 8080; taken: any free one)"
+    )
     return parser
 
 
@@ -392,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from meshkit.demo.runner import run_demo
 
         return run_demo(
+            gateway_port=args.gateway_port,
             duration=args.duration,
             concurrency=args.concurrency,
             rate=args.rate,

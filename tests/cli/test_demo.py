@@ -17,7 +17,20 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_demo_runs_spreads_calls_survives_a_kill_and_stops_its_processes() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "meshkit", "demo", "--duration", "6", "--rate", "300", "--kill-after", "3"],
+        [
+            sys.executable,
+            "-m",
+            "meshkit",
+            "demo",
+            "--duration",
+            "6",
+            "--rate",
+            "300",
+            "--kill-after",
+            "3",
+            "--gateway-port",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=90,
@@ -132,6 +145,8 @@ def test_demo_exports_traces_of_every_process_and_prints_their_ids() -> None:
                 "4",
                 "--rate",
                 "200",
+                "--gateway-port",
+                "0",
                 "--otlp",
                 f"http://127.0.0.1:{receiver.port}",
             ],
@@ -149,6 +164,46 @@ def test_demo_exports_traces_of_every_process_and_prints_their_ids() -> None:
     by_trace: dict[str, set[str]] = {}
     for span in receiver.spans:
         by_trace.setdefault(span.trace_id, set()).add(span.service)
-    complete = [t for t in printed if {"demo-client", "order"} <= by_trace.get(t, set())]
+    complete = [t for t in printed if {"demo-client", "gateway", "order"} <= by_trace.get(t, set())]
     assert complete, (printed, by_trace)
     assert any(s.startswith("inventory-") for t in complete for s in by_trace[t])
+
+
+@pytest.mark.slow
+def test_the_demo_answers_curl_through_its_gateway() -> None:
+    """What the README shows: place an order, read it back, read stock, all over HTTP."""
+    import httpx
+
+    from meshkit.demo.services import DEMO_API_KEY
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshkit", "demo", "--duration", "8", "--rate", "20", "--gateway-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        found = re.search(r"gateway on (http://\S+)", first)
+        assert found, first
+        api = found.group(1)
+        with httpx.Client(base_url=api, timeout=5) as http:
+            order = {"customer": "ann", "sku": "apple", "qty": 2}
+            placed = http.post("/api/orders", json=order, headers={"x-api-key": DEMO_API_KEY})
+            assert placed.status_code == 201, placed.text
+            body = placed.json()
+            assert body["sku"] == "apple" and body["qty"] == 2 and body["inventory"].startswith("inventory-")
+            again = http.get(f"/api/orders/{body['order_id']}")
+            assert again.status_code == 200 and again.json() == body
+            assert http.post("/api/orders", json=order).status_code == 401  # placing needs the key
+            stock = http.get("/api/stock/apple")
+            assert stock.status_code == 200 and isinstance(stock.json(), int)
+            assert http.get("/api/stock/durian").status_code == 404
+            assert http.get("/openapi.json").json()["info"]["title"] == "meshkit demo shop"
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

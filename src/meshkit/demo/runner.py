@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -22,13 +26,16 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from meshkit.demo.services import SKUS, Order, OrderRequest
+from meshkit.demo.http import HttpConnection
+from meshkit.demo.services import DEMO_API_KEY, SKUS, gateway_config
 from meshkit.demo.stats import RollingStats
 from meshkit.errors import RpcError
 from meshkit.rpc.client import Client
 from meshkit.transport.loop import run as run_loop
 
-_SERVING = re.compile(r"meshkit: (?:registry )?serving .*?on (\S+)")
+#: Where ``curl localhost:8080/api/orders`` finds the demo (``meshkit demo --gateway-port``).
+DEFAULT_GATEWAY_PORT = 8080
+_SERVING = re.compile(r"meshkit: (?:(?:registry )?serving .*?on |gateway on http://)(\S+)")
 _ADMIN = re.compile(r"meshkit: admin on (\S+)")
 
 
@@ -40,8 +47,10 @@ class Child:
     admin: str = ""  # http://host:port of its /metrics, /healthz, /readyz
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 15.0) -> Child:
-    cmd = [sys.executable, "-m", "meshkit", *args, "--port", "0", "--log-level", "WARNING"]
+def _spawn(
+    name: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 15.0, port: int = 0
+) -> Child:
+    cmd = [sys.executable, "-m", "meshkit", *args, "--port", str(port), "--log-level", "WARNING"]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -65,6 +74,19 @@ def _spawn(name: str, args: list[str], env: dict[str, str] | None = None, timeou
             return child
     _stop([Child(name, proc, "?")])
     raise RuntimeError(f"demo: {name} did not start (exit code {proc.poll()})")
+
+
+def _start_gateway(registry: str, port: int, env: dict[str, str], workdir: str) -> Child:
+    """The demo's entry point: ``meshkit gateway`` on ``port`` (any free port if it is taken)."""
+    config = Path(workdir) / "gateway.toml"
+    for attempt in (port, 0):
+        config.write_text(gateway_config(registry, attempt))
+        try:
+            return _spawn("gateway", ["gateway", "--config", str(config), "--admin-port", "0"], env=env, port=attempt)
+        except RuntimeError:
+            if attempt == 0:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _stop(children: list[Child]) -> None:
@@ -157,7 +179,9 @@ def _view(
             "" if share is None else str(share),
             f"{style}{breaker}" if breaker else "",
         )
-    title = f"meshkit demo — client → order → 2 inventories — {now - started:.0f}s, {concurrency} callers — Ctrl-C"
+    title = (
+        f"meshkit demo — HTTP → gateway → order → 2 inventories — {now - started:.0f}s, {concurrency} callers — Ctrl-C"
+    )
     parts: list[RenderableType] = [table, procs]
     if note:
         parts.append(note)
@@ -172,7 +196,7 @@ class Traces:
 
 
 async def _drive(
-    target: str,
+    gateway: str,
     stats: RollingStats,
     spread: Spread,
     concurrency: int,
@@ -180,49 +204,62 @@ async def _drive(
     stop: asyncio.Event,
     traces: Traces | None = None,
 ) -> None:
-    middleware: list[Any] = []
+    """Place orders through the gateway over HTTP, as a shop's front end would."""
     tracer: Any = None
+    inject: Any = None
     if traces is not None:
         from opentelemetry import trace
+        from opentelemetry.propagate import inject as otel_inject
 
-        from meshkit.observe import tracing
-
-        # The demo decides itself which calls to trace (one in twenty) and records their ids;
-        # the middleware then makes the client span a child of the demo's span.
-        middleware = [tracing.middleware("client", ratio=0.0)]
+        # The demo decides itself which requests to trace (one in twenty) and records their ids;
+        # the gateway continues the trace from the traceparent header.
         tracer = trace.get_tracer("meshkit.demo")
-    client = Client(target=target, timeout=2.0, middleware=middleware)
-    order = client.proxy(Order)
+        inject = otel_inject
+    host, _, port = gateway.rpartition(":")
     rng = random.Random(7)
     interval = concurrency / rate if rate > 0 else 0.0
+    headers = {"content-type": "application/json", "x-api-key": DEMO_API_KEY}
 
     async def worker(n: int) -> None:
+        http = HttpConnection(host, int(port))
         next_at = time.monotonic() + interval * n / concurrency
-        while not stop.is_set():
-            if interval:
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                next_at += interval
-            start = time.perf_counter()
-            error = None
-            try:
-                request = OrderRequest(customer=f"c{rng.randrange(1000)}", sku=rng.choice(SKUS), qty=rng.randint(1, 5))
-                if tracer is not None and traces is not None and rng.random() < 0.05:
-                    with tracer.start_as_current_span("demo: place an order") as span:
-                        result = await order.place(request)
-                    traces.last = format(span.get_span_context().trace_id, "032x")
+        try:
+            while not stop.is_set():
+                if interval:
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    next_at += interval
+                start = time.perf_counter()
+                body = json.dumps(
+                    {"customer": f"c{rng.randrange(1000)}", "sku": rng.choice(SKUS), "qty": rng.randint(1, 5)}
+                ).encode()
+                try:
+                    if tracer is not None and traces is not None and rng.random() < 0.05:
+                        with tracer.start_as_current_span("demo: place an order") as span:
+                            traced = dict(headers)
+                            inject(traced)
+                            status, answer = await http.request("POST", "/api/orders", body, traced)
+                        traces.last = format(span.get_span_context().trace_id, "032x")
+                    else:
+                        status, answer = await http.request("POST", "/api/orders", body, headers)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    stats.record(time.monotonic(), time.perf_counter() - start, "UNAVAILABLE")
+                    await asyncio.sleep(0.05)
+                    continue
+                error = None
+                if status == 201:
+                    spread.record(time.monotonic(), json.loads(answer).get("inventory", "?"))
                 else:
-                    result = await order.place(request)
-                spread.record(time.monotonic(), result.inventory)
-            except RpcError as exc:
-                error = exc.code.name
-            stats.record(time.monotonic(), time.perf_counter() - start, error)
+                    try:
+                        error = str(json.loads(answer).get("code", status))
+                    except ValueError:
+                        error = f"HTTP {status}"
+                stats.record(time.monotonic(), time.perf_counter() - start, error)
+        finally:
+            await http.close()
 
-    try:
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    finally:
-        await client.close()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
 
 
 async def _chaos(target: str, mode: str) -> None:
@@ -240,8 +277,10 @@ async def _main(
     fault_after: float = 5.0,
     fault_for: float = 10.0,
     otlp: str | None = None,
+    gateway_port: int = DEFAULT_GATEWAY_PORT,
 ) -> int:
     children: list[Child] = []
+    workdir = tempfile.mkdtemp(prefix="meshkit-demo-")
     traces: Traces | None = None
     provider: Any = None
     otel: dict[str, str] = {}
@@ -252,6 +291,10 @@ async def _main(
         # Given to the children only (and spelled out, so a user's OTEL_* settings cannot win).
         otel = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}
         otel["OTEL_BSP_SCHEDULE_DELAY"] = "500"
+        # The driver decides which requests are traced and says so in traceparent; no process
+        # starts traces of its own.
+        otel["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        otel["OTEL_TRACES_SAMPLER_ARG"] = "0"
         provider = tracing.configure("demo-client", "otlp", endpoint=endpoint, ratio=0.0)
         traces = Traces()
     try:
@@ -270,13 +313,20 @@ async def _main(
             )
         order = _spawn(
             "order",
-            ["run", "meshkit.demo.services:Order", "--no-access-log", *admin],
+            ["run", "meshkit.demo.services:Order", "--registry", url, "--no-access-log", *admin],
             env={**otel, "INVENTORY_REGISTRY": url, "OTEL_SERVICE_NAME": "order"},
         )
         children.append(order)
+        gateway = _start_gateway(url, gateway_port, {**otel, "OTEL_SERVICE_NAME": "gateway"}, workdir)
+        children.append(gateway)
+        api = f"http://{gateway.address}"
         console.print(
-            f"[bold]meshkit demo[/]: registry on {registry.address}, "
-            + ", ".join(f"{c.name} on {c.address} (pid {c.process.pid})" for c in children[1:])
+            f"[bold]meshkit demo[/]: gateway on {api} (pid {gateway.process.pid}; API docs: {api}/docs), "
+            f"registry on {registry.address}, "
+            + ", ".join(f"{c.name} on {c.address} (pid {c.process.pid})" for c in children[1:-1])
+            + f"\ntry: curl -s {api}/api/orders -H 'x-api-key: {DEMO_API_KEY}' -H 'content-type: application/json'"
+            + """ -d '{"customer": "ann", "sku": "apple", "qty": 2}'"""
+            + f" ; curl -s {api}/api/stock/apple"
             + "\nmetrics: "
             + ", ".join(f"{c.name} {c.admin}/metrics" for c in children[1:] if c.admin),
             soft_wrap=True,
@@ -287,7 +337,7 @@ async def _main(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        driver = asyncio.create_task(_drive(order.address, stats, spread, concurrency, rate, stop, traces))
+        driver = asyncio.create_task(_drive(gateway.address, stats, spread, concurrency, rate, stop, traces))
         if traces is not None:
             console.print(f"traces: every process exports to {otlp} (one call in twenty traced)", soft_wrap=True)
         breakers = Breakers()
@@ -350,11 +400,13 @@ async def _main(
         return 0 if stats.total_ok > 0 else 1
     finally:
         _stop(children)
+        shutil.rmtree(workdir, ignore_errors=True)
         if provider is not None:
             provider.shutdown()
 
 
 def run_demo(
+    gateway_port: int = DEFAULT_GATEWAY_PORT,
     duration: float | None = None,
     concurrency: int = 8,
     rate: float = 200.0,
@@ -366,7 +418,9 @@ def run_demo(
 ) -> int:
     console = Console()
     try:
-        return run_loop(_main(duration, concurrency, rate, kill_after, console, fault, fault_after, fault_for, otlp))
+        return run_loop(
+            _main(duration, concurrency, rate, kill_after, console, fault, fault_after, fault_for, otlp, gateway_port)
+        )
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/]")
         return 1

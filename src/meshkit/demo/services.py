@@ -36,6 +36,49 @@ class OrderResult(msgspec.Struct):
 
 
 SKUS = ("apple", "pear", "plum", "fig", "kiwi")
+KEEP_ORDERS = 10_000
+#: The demo gateway's API key for placing orders (printed by ``meshkit demo``; a demo, not a secret).
+DEMO_API_KEY = "demo-key-0123456789abcdef"
+
+
+def gateway_config(registry: str, port: int) -> str:
+    """The demo gateway's config: orders and stock over HTTP, placing orders needs the API key."""
+    return f"""
+[gateway]
+port = {port}
+registry = "{registry}"
+services = ["meshkit.demo.services:Order", "meshkit.demo.services:Inventory"]
+title = "meshkit demo shop"
+
+[[routes]]
+method = "POST"
+path = "/api/orders"
+call = "order.place"
+body = "order"
+status = 201
+scopes = ["orders:write"]
+summary = "Place an order (reserves stock in inventory)"
+
+[[routes]]
+method = "GET"
+path = "/api/orders/{{order_id}}"
+call = "order.get"
+public = true
+summary = "An order placed by the order service"
+
+[[routes]]
+method = "GET"
+path = "/api/stock/{{sku}}"
+call = "inventory.stock_of"
+public = true
+summary = "Stock left of a SKU (on one inventory instance)"
+
+[auth]
+api_keys = [{{ name = "demo", key = "{DEMO_API_KEY}", scopes = ["orders:write"] }}]
+
+[limits]
+per_ip = {{ rate = 5000, burst = 5000 }}
+"""
 
 
 def client_middleware() -> list[Any]:
@@ -124,9 +167,21 @@ class Order(Service, name="order"):
             client = Client(target=target, middleware=client_middleware(), policy=policy, caller="order")
         self.inventory = client.proxy(Inventory)
         self.next_id = 0
+        self.placed: dict[int, OrderResult] = {}
 
     @rpc
     async def place(self, order: OrderRequest) -> OrderResult:
         reservation = await self.inventory.reserve(order.sku, order.qty)
         self.next_id += 1
-        return OrderResult(self.next_id, order.sku, order.qty, reservation.left, reservation.served_by)
+        result = OrderResult(self.next_id, order.sku, order.qty, reservation.left, reservation.served_by)
+        self.placed[result.order_id] = result
+        self.placed.pop(result.order_id - KEEP_ORDERS, None)  # the demo runs for hours: keep the last ones
+        return result
+
+    @rpc(idempotent=True)
+    async def get(self, order_id: int) -> OrderResult:
+        """An order placed by this instance (the last 10,000)."""
+        found = self.placed.get(order_id)
+        if found is None:
+            raise RpcError(StatusCode.NOT_FOUND, f"no order {order_id} (this instance keeps the last {KEEP_ORDERS})")
+        return found

@@ -124,6 +124,10 @@ class GatewayApp:
             self.router.add(route.method, route.path, Bound(route, spec, mapper))
             if spec is not None:
                 self._check_params(route, mapper)
+                if route.body is not None and route.body not in mapper.names:
+                    raise ValueError(
+                        f"route {route.method} {route.path}: body = {route.body!r} is not a parameter of {route.call}"
+                    )
         self.auth = Authenticator(config.auth, base)
         self.limits = RateLimits(config.limits, clock)
         self.metrics = metrics
@@ -285,7 +289,7 @@ class GatewayApp:
             if per_key is not None and identity is not None:
                 await _take(per_key.take(identity.subject), "caller")
             body = await self._body(scope, receive, headers, method)
-            args = bound.mapper.build(params, query_params(scope.get("query_string", b"")), body)
+            args = bound.mapper.build(params, query_params(scope.get("query_string", b"")), body, route.body)
         except _Refusal as refusal:
             refusal.template = label
             raise
@@ -344,9 +348,7 @@ class GatewayApp:
             raise _Refusal(403, "PERMISSION_DENIED", f"missing scope {missing[0]!r}")
         return identity
 
-    async def _body(
-        self, scope: Scope, receive: Receive, headers: list[tuple[bytes, bytes]], method: str
-    ) -> dict[str, Any] | None:
+    async def _body(self, scope: Scope, receive: Receive, headers: list[tuple[bytes, bytes]], method: str) -> Any:
         limit = self._max_body
         length_header = _header(headers, b"content-length")
         if length_header is not None:
@@ -379,8 +381,6 @@ class GatewayApp:
             body = _json_decode(b"".join(chunks))
         except msgspec.DecodeError as exc:
             raise _Refusal(400, "INVALID_ARGUMENT", f"the body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise _Refusal(400, "INVALID_ARGUMENT", "the body must be a JSON object of arguments")
         return body
 
     def _metadata(

@@ -47,6 +47,9 @@ class Route(_Strict):
     status: int = 200
     timeout: float | None = None
     summary: str | None = None
+    #: The parameter the whole JSON body becomes (``body = "order"`` for ``place(order: Order)``);
+    #: by default the body is an object whose fields are parameters.
+    body: str | None = None
 
     def __post_init__(self) -> None:
         self.method = self.method.upper()

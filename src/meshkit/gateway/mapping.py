@@ -78,8 +78,16 @@ class ArgumentMapper:
     def names(self) -> list[str]:
         return list(self._fields)
 
-    def build(self, path: dict[str, str], query: dict[str, Any], body: dict[str, Any] | None) -> dict[str, Any]:
+    def build(
+        self, path: dict[str, str], query: dict[str, Any], body: Any, body_field: str | None = None
+    ) -> dict[str, Any]:
+        """``body`` is the decoded JSON body (None: none); with ``body_field`` it is that one
+        argument, else an object of arguments."""
         args: dict[str, Any] = {}
+        if body_field is not None:
+            body = {} if body is None else {body_field: body}
+        elif body is not None and not isinstance(body, dict):
+            raise BadRequest(400, "the body must be a JSON object of arguments")
         for source, values, lax in (("path", path, True), ("query", query, True), ("body", body or {}, False)):
             for name, value in values.items():
                 if name in args:

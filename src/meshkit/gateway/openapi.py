@@ -85,6 +85,15 @@ def build(config: GatewayConfig, specs: dict[tuple[str, str], MethodSpec | None]
                 if parameter["schema"].get("type") == "array":
                     parameter["explode"] = True
                 operation["parameters"].append(parameter)
+        elif route.body is not None:
+            operation["requestBody"] = {
+                "required": route.body in required,
+                "content": {"application/json": {"schema": rest.get(route.body, {})}},
+            }
+            for name, schema in rest.items():
+                if name != route.body:
+                    parameter = {"name": name, "in": "query", "required": name in required, "schema": _scalar(schema)}
+                    operation["parameters"].append(parameter)
         elif rest:
             body = {
                 "type": "object",
