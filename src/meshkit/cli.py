@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="export traces of requests and the calls they make (default: $OTEL_TRACES_EXPORTER, else none)",
     )
+    p.add_argument("--no-access-log", action="store_true", help="no line per request (meshkit.gateway.access)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines as text or JSON")
 
     sub.add_parser("bench", help="benchmark meshkit against gRPC and a raw asyncio echo", add_help=False)
     p = sub.add_parser("demo", help="run the demo system with a live view")
@@ -389,7 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _setup_logging(args.log_level, access_log=False)
         return run_loop(_registry(args))
     if args.command == "gateway":
-        _setup_logging(args.log_level, access_log=False)
+        _setup_logging(args.log_level, access_log=False, fmt=args.log_format)
+        if args.no_access_log:
+            logging.getLogger("meshkit.gateway.access").setLevel(logging.WARNING)
         return run_loop(_gateway(args))
     if args.command == "demo":
         from meshkit.demo.runner import run_demo

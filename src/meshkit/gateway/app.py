@@ -25,9 +25,9 @@ import importlib
 import json
 import logging
 import math
+import random
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+_random_bits = random.Random().getrandbits
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _json_encode = msgspec.json.Encoder().encode
@@ -556,7 +557,9 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     given = _header(headers, b"x-request-id")
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    # 128 random bits from the process's PRNG: an id to find log lines by, not a secret (uuid4
+    # reads the OS's random source: a system call per request, 8 % of the gateway's time).
+    return f"{_random_bits(128):032x}"
 
 
 def _origin_allowed(allowed_origins: list[str], origin: str) -> bool:
