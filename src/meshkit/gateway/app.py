@@ -267,6 +267,12 @@ class GatewayApp:
         out_headers: list[tuple[bytes, bytes]],
     ) -> tuple[int, str]:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        root = scope.get("root_path") or ""
+        if root:
+            # Mounted under a prefix in another ASGI app: route on what follows it.
+            prefix = root.encode("utf-8")
+            if raw_path.startswith(prefix):
+                raw_path = raw_path[len(prefix) :] or b"/"
         method: str = scope["method"]
         try:
             segments = split_path(raw_path.decode("latin-1"))

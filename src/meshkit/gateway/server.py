@@ -90,7 +90,7 @@ class GatewayServer:
             self.app,
             http=protocol_with_header_timeout(gw.header_timeout),
             lifespan="on",
-            timeout_keep_alive=max(1, round(gw.idle_timeout)),
+            timeout_keep_alive=gw.idle_timeout,  # type: ignore[arg-type]  # a float works: it goes to call_later
             log_level=gw.log_level,
             access_log=False,  # the gateway writes its own (meshkit.gateway.access), with the route and request id
             server_header=False,
