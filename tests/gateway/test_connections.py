@@ -101,7 +101,7 @@ async def test_per_caller_limits_are_shared_by_gateways_through_redis() -> None:
     probe = aioredis.from_url(url)
     try:
         await probe.ping()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pytest.fail("Redis is not running on 127.0.0.1:6379; start it with: bash scripts/engines.sh")
     await probe.delete("meshkit:gateway:key:ci-shared")
     await probe.aclose()
