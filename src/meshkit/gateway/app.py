@@ -42,6 +42,7 @@ from meshkit.gateway.limits import RateLimits
 from meshkit.gateway.mapping import HTTP_STATUS, ArgumentMapper, BadRequest, query_params
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.routing import BadPath, NoRoute, Router, Template, split_path
+from meshkit.policy import Breaker, ClientRule, Policy, PolicyConfig, PolicyError, Retry, Shedding
 from meshkit.rpc.client import Client
 from meshkit.rpc.service import MethodSpec, Service, method_specs
 
@@ -57,6 +58,14 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
+
+
+#: The gateway's calls by default: a breaker per instance (a failing one leaves the rotation and
+#: is probed back), retries of what was never processed or is idempotent, within a budget.
+GATEWAY_POLICY = PolicyConfig(
+    shedding=Shedding(enabled=False),
+    client={"*": ClientRule(instance_breaker=Breaker(), retry=Retry())},
+)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,7 @@ class GatewayApp:
         self.metrics = metrics
         self.clock = clock
         self._clients = clients
+        self._base = base
         self._own_clients: list[Client] = []
         self._client_middleware = client_middleware
         self._max_body = config.gateway.max_body_bytes
@@ -167,9 +177,10 @@ class GatewayApp:
             return
         gw = self.config.gateway
         middleware = self._client_middleware
+        policy = self.policy()
         clients: dict[str, Client] = {}
         if gw.registry is not None:
-            shared = Client(registry=gw.registry, caller="gateway", middleware=middleware)
+            shared = Client(registry=gw.registry, caller="gateway", middleware=middleware, policy=policy)
             self._own_clients.append(shared)
             for route in self.config.routes:
                 clients[route.service] = shared
@@ -177,10 +188,22 @@ class GatewayApp:
         for service, address in self.config.targets.items():
             client = by_address.get(address)
             if client is None:
-                client = by_address[address] = Client(target=address, caller="gateway", middleware=middleware)
+                client = by_address[address] = Client(
+                    target=address, caller="gateway", middleware=middleware, policy=policy
+                )
                 self._own_clients.append(client)
             clients[service] = client
         self._clients = clients
+
+    def policy(self) -> Policy:
+        """The policy of the gateway's calls: the config's ``policy`` file, else GATEWAY_POLICY."""
+        path = self.config.gateway.policy
+        if path is None:
+            return Policy(GATEWAY_POLICY)
+        try:
+            return Policy.from_file(self._base / path)
+        except PolicyError as exc:
+            raise ValueError(f"gateway.policy: {exc}") from None
 
     async def shutdown(self) -> None:
         for client in self._own_clients:

@@ -232,6 +232,9 @@ class Gateway(_Strict):
     title: str = "meshkit gateway"
     #: Serve the routes' OpenAPI at /openapi.json and a page rendering it at /docs.
     openapi: bool = True
+    #: A policy file (docs/resilience.md) for the gateway's calls, relative to this file; without
+    #: one, every service gets per-instance breakers and budgeted retries (app.GATEWAY_POLICY).
+    policy: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     def __post_init__(self) -> None:

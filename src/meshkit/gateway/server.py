@@ -26,6 +26,12 @@ def protocol_with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            # uvicorn writes a response's head and body separately: with Nagle's algorithm on,
+            # the body waits for the client's (delayed, 40 ms) ACK of the head.
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._arm()
 
         def on_message_begin(self) -> None:
