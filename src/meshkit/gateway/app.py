@@ -21,6 +21,7 @@ One request, in order (each step can answer on its own, and nothing after it run
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -37,7 +38,7 @@ import msgspec
 
 from meshkit.errors import RpcError, StatusCode
 from meshkit.gateway.auth import Authenticator, AuthError, Identity, allowed
-from meshkit.gateway.config import GatewayConfig, Route
+from meshkit.gateway.config import MAX_FORWARDED_VALUE, GatewayConfig, Route
 from meshkit.gateway.limits import RateLimits
 from meshkit.gateway.mapping import HTTP_STATUS, ArgumentMapper, BadRequest, query_params
 from meshkit.gateway.metrics import GatewayMetrics
@@ -261,14 +262,16 @@ class GatewayApp:
                 await _error(send, 403, "PERMISSION_DENIED", "origin not allowed", request_id, out_headers)
                 self._done(scope, "preflight", 403, start, request_id)
                 return
-        if self.config.gateway.openapi and method in ("GET", "HEAD") and scope["path"] in ("/openapi.json", "/docs"):
-            await self._docs(scope["path"], send, out_headers, method == "HEAD")
-            self._done(scope, f"GET {scope['path']}", 200, start, request_id)
+        raw_path = _relative_raw_path(scope)
+        if self.config.gateway.openapi and method in ("GET", "HEAD") and raw_path in (b"/openapi.json", b"/docs"):
+            path = raw_path.decode("latin-1")
+            await self._docs(path, send, out_headers, method == "HEAD")
+            self._done(scope, f"GET {path}", 200, start, request_id)
             return
         template_text = "unmatched"
         status = 500
         try:
-            status, template_text = await self._route(scope, receive, send, headers, request_id, out_headers)
+            status, template_text = await self._route(scope, raw_path, receive, send, headers, request_id, out_headers)
         except _Refusal as refusal:
             status = refusal.status
             extra = out_headers + refusal.headers
@@ -283,19 +286,13 @@ class GatewayApp:
     async def _route(
         self,
         scope: Scope,
+        raw_path: bytes,
         receive: Receive,
         send: Send,
         headers: list[tuple[bytes, bytes]],
         request_id: str,
         out_headers: list[tuple[bytes, bytes]],
     ) -> tuple[int, str]:
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-        root = scope.get("root_path") or ""
-        if root:
-            # Mounted under a prefix in another ASGI app: route on what follows it.
-            prefix = root.encode("utf-8")
-            if raw_path.startswith(prefix):
-                raw_path = raw_path[len(prefix) :] or b"/"
         method: str = scope["method"]
         try:
             segments = split_path(raw_path.decode("latin-1"))
@@ -305,7 +302,8 @@ class GatewayApp:
             bound, template, params = self.router.match(method, segments)
         except NoRoute as exc:
             if exc.allowed:
-                allow = ", ".join(exc.allowed).encode()
+                allowed = exc.allowed + (["HEAD"] if "GET" in exc.allowed else [])
+                allow = ", ".join(sorted(allowed)).encode()
                 raise _Refusal(405, "UNIMPLEMENTED", "method not allowed", [(b"allow", allow)]) from None
             raise _Refusal(404, "NOT_FOUND", "no route for this path") from None
         route = bound.route
@@ -336,9 +334,17 @@ class GatewayApp:
             status = HTTP_STATUS.get(exc.code, 500)
             extra = list(out_headers)
             wait = exc.details.get("retry_after") if isinstance(exc.details, dict) else None
-            if status in (429, 503) and isinstance(wait, int | float) and wait >= 0:
+            if status in (429, 503) and isinstance(wait, int | float) and 0 <= wait < 86_400:
                 extra.append((b"retry-after", str(max(1, math.ceil(wait))).encode()))
-            await _error(send, status, exc.code.name, exc.message, request_id, extra)
+            if status == 401:
+                extra += _challenge(401)
+            message = exc.message
+            if status >= 500:
+                # A service's failure is told to the log, not to whoever sent the request: messages
+                # of errors nobody raised on purpose hold exception text, addresses, OS errors.
+                log.warning("request %s: %s answered %s: %s", request_id, route.call, exc.code.name, exc.message)
+                message = _SERVER_SIDE.get(status, "the service failed")
+            await _error(send, status, exc.code.name, message, request_id, extra)
             return status, label
         try:
             payload = _json_encode(result)
@@ -347,7 +353,10 @@ class GatewayApp:
             raise _Refusal(
                 502, "INTERNAL", f"the result of {route.call} cannot be encoded as JSON", template=label
             ) from None
-        await _answer(send, route.status, payload, out_headers, json_body=True, head=method == "HEAD")
+        if route.status == 204:
+            await _answer(send, 204, b"", out_headers, no_body=True)
+        else:
+            await _answer(send, route.status, payload, out_headers, json_body=True, head=method == "HEAD")
         return route.status, label
 
     async def _docs(self, path: str, send: Send, headers: list[tuple[bytes, bytes]], head: bool) -> None:
@@ -388,8 +397,15 @@ class GatewayApp:
                 raise _Refusal(413, "RESOURCE_EXHAUSTED", f"body over the limit of {limit} bytes")
         chunks: list[bytes] = []
         size = 0
+        deadline = asyncio.get_running_loop().time() + self.config.gateway.body_timeout
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise _Refusal(
+                    408, "DEADLINE_EXCEEDED", "the body did not arrive in time", [(b"connection", b"close")]
+                ) from None
             if message["type"] == "http.disconnect":
                 raise _Refusal(499, "CANCELLED", "client went away")
             chunk = message.get("body", b"")
@@ -411,6 +427,8 @@ class GatewayApp:
             body = _json_decode(b"".join(chunks))
         except msgspec.DecodeError as exc:
             raise _Refusal(400, "INVALID_ARGUMENT", f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _Refusal(400, "INVALID_ARGUMENT", "the body's JSON is nested too deeply") from None
         return body
 
     def _metadata(
@@ -422,6 +440,8 @@ class GatewayApp:
             for name, value in headers:
                 key = forward.get(name)
                 if key is not None and key not in metadata:
+                    if len(value) > MAX_FORWARDED_VALUE:
+                        raise _Refusal(431, "INVALID_ARGUMENT", f"header {key} is over {MAX_FORWARDED_VALUE} bytes")
                     try:
                         metadata[key] = value.decode("ascii")
                     except UnicodeDecodeError:
@@ -469,10 +489,11 @@ class GatewayApp:
             self.metrics.observe(route, status, elapsed)
         if access.isEnabledFor(logging.INFO):
             client = scope.get("client")
+            raw = scope.get("raw_path") or b""
             access.info(
                 "%s %s -> %d in %.3f ms route=%s peer=%s request_id=%s",
                 scope["method"],
-                scope.get("path", ""),
+                raw.decode("latin-1") if isinstance(raw, bytes) else "-",  # still percent-encoded: one line
                 status,
                 elapsed * 1000,
                 route,
@@ -571,6 +592,27 @@ async def _take(decision: Awaitable[tuple[bool, float]], what: str) -> None:
         )
 
 
+_SERVER_SIDE = {
+    500: "the service failed; the gateway's log has the details (by request id)",
+    501: "the service does not implement this call",
+    503: "the service is unavailable; try again later",
+    504: "the service did not answer in time",
+}
+
+
+def _relative_raw_path(scope: Scope) -> bytes:
+    """The raw (still percent-encoded) path below the mount point: a parent ASGI app that mounts
+    the gateway sets ``root_path``; its segments are dropped by count, so a prefix sent
+    percent-encoded is stripped like the plain one."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    root = (scope.get("root_path") or "").strip("/")
+    if not root:
+        return raw
+    parts = raw.split(b"/")
+    drop = len(root.split("/"))
+    return b"/" + b"/".join(parts[1 + drop :]) if len(parts) > drop + 1 else b"/"
+
+
 def _challenge(status: int) -> list[tuple[bytes, bytes]]:
     return [(b"www-authenticate", b'Bearer realm="meshkit"')] if status == 401 else []
 
@@ -603,11 +645,13 @@ async def _answer(
     *,
     json_body: bool = False,
     head: bool = False,
+    no_body: bool = False,
 ) -> None:
     out = list(headers)
     if json_body:
         out.append((b"content-type", b"application/json"))
-    out.append((b"content-length", str(len(body)).encode()))
+    if not no_body:  # a 204 has neither a body nor a Content-Length
+        out.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": out})
     await send({"type": "http.response.body", "body": b"" if head else body})
 

@@ -60,6 +60,7 @@ class Authenticator:
             key = config.jwt.key(base)
             if not config.jwt.hmac:
                 key = _public_key(key)
+                _check_key_fits(key, config.jwt.algorithms)
             self._jwt_key = key
 
     @property
@@ -131,7 +132,9 @@ class Authenticator:
             raise AuthError(401, f"token lacks the {exc.claim!r} claim") from None
         except jwt.InvalidAlgorithmError:
             raise AuthError(401, "token algorithm is not allowed") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, jwt.PyJWTError, TypeError, ValueError):
+            # PyJWTError: InvalidKeyError and kin; TypeError/ValueError: a key that cannot do the
+            # algorithm a token names. Either way, nothing this gateway trusts signed it.
             raise AuthError(401, "invalid token") from None
         for name in ("exp", "nbf", "iat"):
             # RFC 7519 NumericDate is a JSON number; PyJWT also takes "1700000000" (a string).
@@ -148,8 +151,9 @@ def _scopes(value: object) -> frozenset[str]:
     """OAuth 2 ``scope`` is a space-separated string; some issuers send a list (``scp``)."""
     if isinstance(value, str):
         return frozenset(value.split())
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return frozenset(value)
+    if isinstance(value, list):
+        # A scope holding whitespace would read as several once joined into auth-scopes: not one.
+        return frozenset(v for v in value if isinstance(v, str) and v and v == "".join(v.split()))
     return frozenset()
 
 
@@ -165,6 +169,27 @@ def _public_key(pem: str | bytes) -> Any:
         return load_pem_public_key(data)
     except ValueError as exc:
         raise GatewayConfigError(f"auth.jwt.public_key_file is not a PEM public key: {exc}") from None
+
+
+def _check_key_fits(key: Any, algorithms: list[str]) -> None:
+    """Every allowed algorithm must be one the public key can verify (an RSA key: RS*/PS*, an EC
+    key: ES*, an Ed25519/Ed448 key: EdDSA), so no token can name one that cannot be checked."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    if isinstance(key, rsa.RSAPublicKey):
+        fits = {a for a in algorithms if a[:2] in ("RS", "PS")}
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}.get(key.curve.name)
+        fits = {a for a in algorithms if a == curve}
+    elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        fits = {a for a in algorithms if a == "EdDSA"}
+    else:
+        fits = set()
+    wrong = [a for a in algorithms if a not in fits]
+    if wrong:
+        raise GatewayConfigError(
+            f"auth.jwt.algorithms: the public key ({type(key).__name__}) cannot verify {', '.join(wrong)}"
+        )
 
 
 def allowed(identity: Identity, required: list[str]) -> bool:

@@ -22,6 +22,25 @@ HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 PUBLIC_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 #: Metadata keys the gateway itself sets from the checked credentials; never taken from a request.
 IDENTITY_KEYS = ("auth-subject", "auth-scopes", "auth-method")
+#: Headers that may not be forwarded as metadata: identity, credentials, and keys meshkit gives a
+#: meaning (a client choosing its own ``caller`` would choose its per-caller limits).
+RESERVED_METADATA = (
+    *IDENTITY_KEYS,
+    "authorization",
+    "cookie",
+    "caller",
+    "service",
+    "method",
+    "deadline",
+    "credit",
+    "request-id",
+    "traceparent",
+    "tracestate",
+)
+#: A forwarded header's value is refused (431) over this many bytes: metadata is small by design
+#: (a server's limit is 16 KiB for all of it) and one caller's header must not break a connection
+#: other callers' calls share.
+MAX_FORWARDED_VALUE = 1024
 
 
 class GatewayConfigError(ValueError):
@@ -44,7 +63,7 @@ class Route(_Strict):
     call: str
     scopes: list[str] = []
     public: bool = False
-    status: int = 200
+    status: int = 200  # 204: answered without a body
     timeout: float | None = None
     summary: str | None = None
     #: The parameter the whole JSON body becomes (``body = "order"`` for ``place(order: Order)``);
@@ -172,6 +191,11 @@ class Auth(_Strict):
     #: Where an API key is read from (``Authorization: ApiKey <key>`` is accepted too).
     api_key_header: str = "x-api-key"
 
+    def __post_init__(self) -> None:
+        self.api_key_header = self.api_key_header.lower()
+        if self.api_key_header in ("authorization", "cookie", "host", "content-type", "content-length"):
+            raise GatewayConfigError(f"auth.api_key_header cannot be {self.api_key_header!r}")
+
 
 class Bucket(_Strict):
     rate: float
@@ -199,6 +223,10 @@ class Limits(_Strict):
     #: subjects cannot grow the table without bound.
     max_tracked: int = 100_000
 
+    def __post_init__(self) -> None:
+        if self.max_tracked < 1:
+            raise GatewayConfigError(f"limits.max_tracked must be >= 1, got {self.max_tracked}")
+
 
 class Cors(_Strict):
     allow_origins: list[str] = []
@@ -223,6 +251,10 @@ class Gateway(_Strict):
     services: list[str] = []
     max_body_bytes: int = 1 << 20
     header_timeout: float = 10.0
+    #: Seconds for a request's body to arrive once its head has (408 after).
+    body_timeout: float = 10.0
+    #: A request head (request line and headers) over this many bytes is refused (431).
+    max_head_bytes: int = 32 * 1024
     idle_timeout: float = 5.0
     call_timeout: float = 10.0
     #: Request headers forwarded as call metadata (lowercase names); identity is never among them.
@@ -243,13 +275,13 @@ class Gateway(_Strict):
         for name in ("max_body_bytes",):
             if getattr(self, name) < 0:
                 raise GatewayConfigError(f"gateway.{name} must be >= 0")
-        for name in ("header_timeout", "idle_timeout", "call_timeout"):
+        if self.max_head_bytes < 1024:
+            raise GatewayConfigError(f"gateway.max_head_bytes must be >= 1024, got {self.max_head_bytes}")
+        for name in ("header_timeout", "body_timeout", "idle_timeout", "call_timeout"):
             if getattr(self, name) <= 0:
                 raise GatewayConfigError(f"gateway.{name} must be > 0")
         self.forward_headers = [h.lower() for h in self.forward_headers]
-        refused = [
-            h for h in self.forward_headers if h in (*IDENTITY_KEYS, "authorization", "service", "method", "deadline")
-        ]
+        refused = [h for h in self.forward_headers if h in RESERVED_METADATA or h.startswith("auth-")]
         if refused:
             raise GatewayConfigError(f"gateway.forward_headers may not forward {', '.join(refused)}")
 
@@ -272,6 +304,10 @@ class GatewayConfig(_Strict):
                 raise GatewayConfigError(
                     f"routes call {', '.join(missing)} but there is no gateway.registry nor [targets] entry for them"
                 )
+        if self.auth.api_key_header in self.gateway.forward_headers:
+            raise GatewayConfigError(
+                f"gateway.forward_headers may not forward the API key header ({self.auth.api_key_header})"
+            )
         grantable = bool(self.auth.api_keys) or self.auth.jwt is not None
         for route in self.routes:
             if self.gateway.openapi and route.path.rstrip("/") in ("/openapi.json", "/docs"):

@@ -51,9 +51,9 @@ class BadRequest(Exception):
 def query_params(query_string: bytes) -> dict[str, Any]:
     """Query parameters; a repeated name becomes a list (``?tag=a&tag=b``)."""
     try:
-        pairs = parse_qsl(query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        pairs = parse_qsl(query_string.decode("ascii"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise BadRequest(400, "the query string is not valid UTF-8") from None
+        raise BadRequest(400, "the query string is not valid UTF-8 (once percent-decoded)") from None
     params: dict[str, Any] = {}
     for name, value in pairs:
         if name in params:

@@ -54,7 +54,7 @@ def build(config: GatewayConfig, specs: dict[tuple[str, str], MethodSpec | None]
     schemas: dict[str, Any] = dict(components)
     schemas["Error"] = ERROR_SCHEMA
     paths: dict[str, Any] = {}
-    for route in config.routes:
+    for index, route in enumerate(config.routes):
         spec = specs.get((route.method, route.path))
         args_ref, result_ref = (next(ref_of), next(ref_of)) if spec is not None else (None, None)
         template = compile_template(route.path)
@@ -62,7 +62,7 @@ def build(config: GatewayConfig, specs: dict[tuple[str, str], MethodSpec | None]
         properties: dict[str, Any] = (args_schema or {}).get("properties", {})
         required = set((args_schema or {}).get("required", []))
         operation: dict[str, Any] = {
-            "operationId": f"{route.method.lower()}_{route.call.replace('.', '_')}_{len(paths)}",
+            "operationId": f"{route.method.lower()}_{route.call.replace('.', '_')}_{index}",
             "summary": route.summary or f"{route.call}",
             "tags": [route.service],
             "parameters": [],

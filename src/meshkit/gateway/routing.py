@@ -179,5 +179,6 @@ def _shape(template: Template) -> tuple[object, ...]:
 
 
 def _specificity(template: Template) -> tuple[int, int, int]:
+    """Most literal segments first; then fixed length before :rest; then longer first."""
     literals = sum(1 for is_param, _ in template.parts if not is_param)
-    return (not template.rest, literals, len(template.parts))
+    return (literals, not template.rest, len(template.parts))

@@ -17,12 +17,32 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from meshkit.gateway.app import GatewayApp
 from meshkit.gateway.config import GatewayConfig
 
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: 77\r\n\r\n"
+    b'{"code": "INVALID_ARGUMENT", "message": "request head too large", "request_id": ""}'[:77]
+)
 
-def protocol_with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, closing connections whose request head takes over ``seconds``."""
+
+def protocol_with_header_timeout(seconds: float, max_head: int = 32 * 1024) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing connections whose request head takes over ``seconds``
+    or ``max_head`` bytes (httptools itself has no limit on either)."""
 
     class HeaderTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _head_bytes = 0
+        _in_head = True
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+                if self._head_bytes > max_head:
+                    self._disarm()
+                    if not self.transport.is_closing():
+                        self.transport.write(_TOO_LARGE)
+                        self.transport.close()
+                    return
+            super().data_received(data)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -38,9 +58,12 @@ def protocol_with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
             super().on_message_begin()
             if self._head_timer is None:
                 self._arm()  # the next request on a kept-alive connection
+            self._in_head = True
 
         def on_headers_complete(self) -> None:
             self._disarm()
+            self._in_head = False
+            self._head_bytes = 0
             super().on_headers_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -94,7 +117,7 @@ class GatewayServer:
         gw = self.app.config.gateway
         return uvicorn.Config(
             self.app,
-            http=protocol_with_header_timeout(gw.header_timeout),
+            http=protocol_with_header_timeout(gw.header_timeout, gw.max_head_bytes),
             lifespan="on",
             timeout_keep_alive=gw.idle_timeout,  # type: ignore[arg-type]  # a float works: it goes to call_later
             log_level=gw.log_level,

@@ -1,0 +1,51 @@
+"""Review of the gateway's error answers: what a public caller learns about the inside.
+
+``GatewayApp._route`` answers a failed call with ``exc.message`` as it is, whatever produced it:
+the server's text for a handler's unexpected exception (``"<service>.<method> raised
+ValueError: ..."``, the exception's own text) and the client's own messages, which name the
+internal addresses the gateway calls (``"10.0.3.7:7001 is unreachable ... cannot connect to
+10.0.3.7:7001: [Errno 111] ..."``). A 5xx from the inside should reach an HTTP caller as a generic
+message with the request id (the details belong in the gateway's log, which has them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from meshkit import Server
+from meshkit.gateway import GatewayApp, GatewayServer, parse
+from tests.gateway.conftest import Keys, config_text
+from tests.gateway.services import Orders
+
+
+@asynccontextmanager
+async def _gateway(keys_dir: Path, jwt_section: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """tests/gateway/conftest.py's gateway (its routes, API key and RS256 JWTs), with the keys in
+    ``keys_dir`` (a Keys of the test's own: the conftest's session ``keys`` fixture is per module)."""
+    async with Server([Orders()]) as backend:
+        config = parse(config_text(backend.address, keys_dir, jwt_section=jwt_section))
+        async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+            http.gateway = gw  # type: ignore[attr-defined]
+            yield http
+
+
+async def test_a_handlers_unexpected_exception_is_not_described_to_the_http_caller(tmp_path: Path) -> None:
+    Keys(tmp_path)  # the public key the config names
+    async with _gateway(tmp_path) as http:
+        r = await http.post("/api/fail/17")  # StatusCode(17) raises ValueError inside the handler
+    assert r.status_code == 500
+    assert "ValueError" not in r.json()["message"], r.json()
+
+
+async def test_an_unreachable_backend_does_not_reveal_its_address(tmp_path: Path) -> None:
+    Keys(tmp_path)  # the public key the config names
+    config = parse(config_text("127.0.0.1:1", tmp_path))  # nothing listens on port 1
+    config.gateway.call_timeout = 2.0
+    async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+        r = await http.get("/public/orders/1")
+    assert r.status_code == 503
+    assert "127.0.0.1:1" not in r.text, r.json()

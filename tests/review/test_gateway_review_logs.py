@@ -1,0 +1,65 @@
+"""Review of the gateway's access log: a line per request, one line.
+
+``GatewayApp._done`` logs ``scope["path"]``, which uvicorn has already percent-decoded, with
+``%s``: ``/x%0d%0a...`` writes a carriage return and a line feed into the access log, so with the
+default text format (``meshkit gateway`` without ``--log-format json``) any anonymous caller can
+forge whole access-log lines (a fake ``200`` for a route, another peer, another request id).
+split_path refuses the path (400), but only after it was logged as given. The raw path (as sent,
+still encoded) or an escaped one would keep a request to one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meshkit import Server
+from meshkit.gateway import GatewayApp, GatewayServer, parse
+from tests.gateway.conftest import Keys, config_text
+from tests.gateway.services import Orders
+
+FORGED = "GET /api/orders/1 -> 200 in 0.100 ms route=GET /api/orders/{order_id} peer=10.0.0.1 request_id=x"
+
+
+async def _get(address: str, target: str) -> bytes:
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    async with asyncio.timeout(10):
+        data = await reader.read()
+    writer.close()
+    return data
+
+
+@asynccontextmanager
+async def _gateway(keys_dir: Path, jwt_section: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """tests/gateway/conftest.py's gateway (its routes, API key and RS256 JWTs), with the keys in
+    ``keys_dir`` (a Keys of the test's own: the conftest's session ``keys`` fixture is per module)."""
+    async with Server([Orders()]) as backend:
+        config = parse(config_text(backend.address, keys_dir, jwt_section=jwt_section))
+        async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+            http.gateway = gw  # type: ignore[attr-defined]
+            yield http
+
+
+async def test_a_request_path_cannot_add_lines_to_the_access_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    Keys(tmp_path)  # the public key the config names
+    target = "/public/orders/1%0d%0a" + FORGED.replace(" ", "%20").replace(">", "%3E").replace("{", "%7B").replace(
+        "}", "%7D"
+    )
+    caplog.set_level(logging.INFO, logger="meshkit.gateway.access")
+    async with _gateway(tmp_path) as http:
+        answer = await _get(http.gateway.address, target)  # type: ignore[attr-defined]
+    assert answer.startswith(b"HTTP/1.1 400")  # refused, as it should be
+    lines = [r.getMessage() for r in caplog.records if r.name == "meshkit.gateway.access"]
+    assert lines, "no access-log line"
+    assert not any("\n" in line or "\r" in line for line in lines), lines
