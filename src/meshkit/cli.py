@@ -113,6 +113,15 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _until_stopped() -> None:
+    """Return on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def _start_admin(args: argparse.Namespace, server: Server) -> Any:
     """The admin HTTP port (/metrics, /healthz, /readyz) when ``--admin-port`` is given, else None."""
     if args.admin_port is None:
@@ -233,11 +242,7 @@ async def _registry(args: argparse.Namespace) -> int:
         print(f"meshkit: registry HTTP API on http://{args.host}:{http.port}/v1/", flush=True)
     print(f"meshkit: registry serving on {server.address} (clients: meshkit://{server.address})", flush=True)
     admin = await _start_admin(args, server)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_stopped()
     if http is not None:
         await http.stop()
     if admin is not None:
@@ -277,11 +282,7 @@ async def _gateway(args: argparse.Namespace) -> int:
         admin = AdminHttp()
         await admin.start(server.host, args.admin_port)
         print(f"meshkit: admin on http://{server.host}:{admin.port} (/metrics /healthz /readyz)", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_stopped()
     await server.stop()
     if admin is not None:
         await admin.stop()
