@@ -1,4 +1,6 @@
-"""Helpers for testing services built on meshkit: an in-process server with a loopback client.
+"""Helpers for testing services built on meshkit: an in-process server with a loopback client,
+fake clocks, and fault injection (a TCP proxy that delays, blackholes, partitions, drops or resets;
+service processes to SIGKILL, SIGSTOP and SIGCONT).
 
 async with serve(Greeter()) as (server, client):
     assert await client.proxy(Greeter).hello("ann") == "hello ann"
@@ -14,8 +16,10 @@ from meshkit.rpc.client import Client
 from meshkit.rpc.middleware import Middleware
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
+from meshkit.testing.processes import ServiceProcess, service_process
+from meshkit.testing.proxy import FaultProxy, ProxyStats
 
-__all__ = ["FakeClock", "FakeSleep", "serve"]
+__all__ = ["FakeClock", "FakeSleep", "FaultProxy", "ProxyStats", "ServiceProcess", "serve", "service_process"]
 
 
 class FakeClock:

@@ -1,0 +1,97 @@
+"""Service processes for fault tests: started with ``meshkit run``, signalled by PID (SIGKILL,
+SIGSTOP, SIGCONT, SIGTERM), always stopped on the way out.
+
+    with service_process("myapp.services:Greeter", registry=url) as svc:
+        client = Client(target=svc.address)
+        svc.pause()    # SIGSTOP: the socket stays open, nothing answers (only keepalive can tell)
+        svc.resume()   # SIGCONT
+        svc.kill()     # SIGKILL: no goodbye, calls in flight are lost in the middle
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+
+class ServiceProcess:
+    def __init__(self, proc: subprocess.Popen[str], address: str) -> None:
+        self.proc = proc
+        self.address = address
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, mid-call."""
+        self.signal(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """SIGSTOP: frozen; its sockets stay open."""
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def terminate(self) -> None:
+        """SIGTERM: a graceful stop (meshkit drains calls in flight)."""
+        self.signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+
+@contextmanager
+def service_process(
+    *services: str,
+    registry: str | None = None,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    start_timeout: float = 20.0,
+) -> Iterator[ServiceProcess]:
+    """``meshkit run SERVICES --port 0 [--registry URL] ARGS`` in a child process; yields once it
+    serves. On exit the process is resumed (if paused) and killed, by PID, and reaped."""
+    cmd = [sys.executable, "-m", "meshkit", "run", *services, "--port", "0", "--no-access-log", "--no-admin"]
+    if registry is not None:
+        cmd += ["--registry", registry]
+    cmd += list(args)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, **(env or {})})
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + start_timeout
+        address = None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("meshkit: serving"):
+                address = line.rsplit(" on ", 1)[1].split()[0].strip()
+                break
+        if address is None:
+            raise RuntimeError(f"{' '.join(services)} did not start (exit code {proc.poll()})")
+        yield ServiceProcess(proc, address)
+    finally:
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

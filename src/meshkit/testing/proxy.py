@@ -1,0 +1,217 @@
+"""A TCP proxy that injects network faults between a client and a server, in-process.
+
+    async with FaultProxy("127.0.0.1:7001") as proxy:
+        client = Client(target=proxy.address)
+        proxy.latency(0.075, jitter=0.05)   # every chunk, each way, 25-125 ms late (order kept)
+        proxy.blackhole()                   # accepted, read, never forwarded nor answered
+        proxy.partition()                   # nothing crosses either way; held until heal()
+        proxy.drop(0.5)                     # half the new connections closed at once
+        proxy.reset(1.0)                    # every new connection reset (RST)
+        proxy.reset_all()                   # reset the connections open now
+        proxy.heal()                        # back to a clean wire
+
+Faults apply to bytes from the moment they are set (on open connections too) and are decided
+with ``rng`` (pass a seeded ``random.Random`` for a repeatable run). ``stats`` counts what the
+proxy did, so a test can assert on it (connections accepted, dropped, reset; bytes each way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import struct
+from dataclasses import dataclass, field
+
+_CHUNK = 65536
+
+
+@dataclass
+class ProxyStats:
+    accepted: int = 0
+    dropped: int = 0
+    reset: int = 0
+    bytes_up: int = 0  # client -> server, forwarded
+    bytes_down: int = 0  # server -> client, forwarded
+    discarded: int = 0  # bytes a blackhole swallowed
+    open: int = 0
+
+
+@dataclass(eq=False)  # identity: links live in a set
+class _Link:
+    client: asyncio.StreamWriter
+    server: asyncio.StreamWriter | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class FaultProxy:
+    def __init__(
+        self, target: str, *, host: str = "127.0.0.1", port: int = 0, rng: random.Random | None = None
+    ) -> None:
+        target_host, _, target_port = target.rpartition(":")
+        self.target = (target_host.strip("[]"), int(target_port))
+        self.host = host
+        self.requested_port = port
+        self.port = 0
+        self.rng = rng or random.Random()
+        self.stats = ProxyStats()
+        self._delay = 0.0
+        self._jitter = 0.0
+        self._blackhole = False
+        self._drop = 0.0
+        self._reset = 0.0
+        self._healed = asyncio.Event()
+        self._healed.set()
+        self._server: asyncio.Server | None = None
+        self._links: set[_Link] = set()
+
+    # -- faults ---------------------------------------------------------------------------------
+    def latency(self, delay: float, jitter: float = 0.0) -> None:
+        """Forward every chunk ``delay`` ± ``jitter`` seconds late (never reordered)."""
+        if delay < 0 or jitter < 0 or jitter > delay:
+            raise ValueError(f"need 0 <= jitter <= delay, got delay={delay}, jitter={jitter}")
+        self._delay, self._jitter = delay, jitter
+
+    def blackhole(self) -> None:
+        """Accept connections and read them, but forward and answer nothing (bytes discarded)."""
+        self._blackhole = True
+
+    def partition(self) -> None:
+        """Nothing crosses, either way; bytes are held (as TCP would retransmit them) until heal()."""
+        self._healed.clear()
+
+    def drop(self, fraction: float) -> None:
+        """Close that fraction of new connections as soon as they are accepted."""
+        self._drop = _fraction(fraction)
+
+    def reset(self, fraction: float) -> None:
+        """Reset (RST) that fraction of new connections as soon as they are accepted."""
+        self._reset = _fraction(fraction)
+
+    def reset_all(self) -> None:
+        """Reset every connection open now, both sides."""
+        for link in list(self._links):
+            self._abort(link)
+
+    def heal(self) -> None:
+        """A clean wire again: no latency, blackhole, partition, drops or resets."""
+        self._delay = self._jitter = 0.0
+        self._blackhole = False
+        self._drop = self._reset = 0.0
+        self._healed.set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, self.requested_port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for link in list(self._links):
+            self._abort(link)
+        for link in list(self._links):
+            for task in link.tasks:
+                task.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> FaultProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the wire -------------------------------------------------------------------------------
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats.accepted += 1
+        link = _Link(writer)
+        if self._reset and self.rng.random() < self._reset:
+            self.stats.reset += 1
+            self._abort(link)
+            return
+        if self._drop and self.rng.random() < self._drop:
+            self.stats.dropped += 1
+            writer.close()
+            return
+        self._links.add(link)
+        self.stats.open += 1
+        try:
+            if self._blackhole:
+                await self._swallow(reader)
+                return
+            try:
+                upstream_reader, upstream = await asyncio.open_connection(*self.target)
+            except OSError:
+                self._abort(link)  # the server is down: the client sees a reset, as without a proxy
+                return
+            link.server = upstream
+            up = asyncio.create_task(self._pump(reader, upstream, "up"))
+            down = asyncio.create_task(self._pump(upstream_reader, writer, "down"))
+            link.tasks = [up, down]
+            await asyncio.gather(up, down, return_exceptions=True)
+        finally:
+            self._links.discard(link)
+            self.stats.open -= 1
+            for w in (writer, link.server):
+                if w is not None:
+                    w.close()
+
+    async def _swallow(self, reader: asyncio.StreamReader) -> None:
+        while data := await reader.read(_CHUNK):
+            self.stats.discarded += len(data)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
+        loop = asyncio.get_running_loop()
+        last_release = 0.0
+        try:
+            while True:
+                data = await reader.read(_CHUNK)
+                if not data:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return
+                if self._blackhole:
+                    self.stats.discarded += len(data)
+                    continue
+                if self._delay:
+                    delay = self._delay + (self.rng.uniform(-self._jitter, self._jitter) if self._jitter else 0.0)
+                    release = max(last_release, loop.time() + delay)
+                    last_release = release
+                    await asyncio.sleep(release - loop.time())
+                await self._healed.wait()  # a partition holds the bytes until it heals
+                if self._blackhole:
+                    self.stats.discarded += len(data)
+                    continue
+                writer.write(data)
+                if direction == "up":
+                    self.stats.bytes_up += len(data)
+                else:
+                    self.stats.bytes_down += len(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            return
+
+    def _abort(self, link: _Link) -> None:
+        for w in (link.client, link.server):
+            if w is None:
+                continue
+            sock = w.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.transport.abort()
+
+
+def _fraction(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"a fraction is in [0, 1], got {value}")
+    return value
