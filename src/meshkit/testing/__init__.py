@@ -16,10 +16,19 @@ from meshkit.rpc.client import Client
 from meshkit.rpc.middleware import Middleware
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
-from meshkit.testing.processes import ServiceProcess, service_process
+from meshkit.testing.processes import ServiceProcess, registry_process, service_process
 from meshkit.testing.proxy import FaultProxy, ProxyStats
 
-__all__ = ["FakeClock", "FakeSleep", "FaultProxy", "ProxyStats", "ServiceProcess", "serve", "service_process"]
+__all__ = [
+    "FakeClock",
+    "FakeSleep",
+    "FaultProxy",
+    "ProxyStats",
+    "ServiceProcess",
+    "registry_process",
+    "serve",
+    "service_process",
+]
 
 
 class FakeClock:

@@ -56,6 +56,48 @@ class ServiceProcess:
 
 
 @contextmanager
+def registry_process(
+    args: Sequence[str] = (), env: dict[str, str] | None = None, start_timeout: float = 20.0
+) -> Iterator[ServiceProcess]:
+    """``meshkit registry --port 0`` in a child process; ``.address`` is host:port (clients use
+    ``meshkit://`` + address). Killed and reaped on exit, by PID."""
+    cmd = [sys.executable, "-m", "meshkit", "registry", "--port", "0", "--log-level", "WARNING", *args]
+    with _child(cmd, "meshkit: registry serving", env, None, start_timeout) as child:
+        yield child
+
+
+@contextmanager
+def _child(
+    cmd: list[str], ready: str, env: dict[str, str] | None, cwd: str | None, start_timeout: float
+) -> Iterator[ServiceProcess]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, **(env or {})})
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + start_timeout
+        address = None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(ready):
+                address = line.rsplit(" on ", 1)[1].split()[0].strip()  # "... on HOST:PORT [...]"
+                break
+        if address is None:
+            raise RuntimeError(f"{' '.join(cmd[2:4])} did not start (exit code {proc.poll()})")
+        yield ServiceProcess(proc, address)
+    finally:
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@contextmanager
 def service_process(
     *services: str,
     registry: str | None = None,
@@ -70,28 +112,5 @@ def service_process(
     if registry is not None:
         cmd += ["--registry", registry]
     cmd += list(args)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, **(env or {})})
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + start_timeout
-        address = None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.startswith("meshkit: serving"):
-                address = line.rsplit(" on ", 1)[1].split()[0].strip()
-                break
-        if address is None:
-            raise RuntimeError(f"{' '.join(services)} did not start (exit code {proc.poll()})")
-        yield ServiceProcess(proc, address)
-    finally:
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGCONT)
-                proc.kill()
-            except ProcessLookupError:
-                pass
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with _child(cmd, "meshkit: serving", env, cwd, start_timeout) as child:
+        yield child
