@@ -39,6 +39,7 @@ async def test_a_rolling_restart_under_load_fails_no_call(reliability: Reliabili
                             outcomes["ok"] = outcomes.get("ok", 0) + 1
                         except RpcError as exc:
                             outcomes[exc.code.name] = outcomes.get(exc.code.name, 0) + 1
+                            await asyncio.sleep(0.001)  # a call that fails at once must still yield the loop
 
                 workers = [asyncio.create_task(worker()) for _ in range(CALLERS)]
                 await _wait_instances(registry, INSTANCES)
