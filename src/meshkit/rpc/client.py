@@ -456,7 +456,7 @@ class Client:
             try:
                 conn = peer.ready
                 if conn is None or conn._closing or conn.draining:
-                    conn = peer.pick() or await peer.acquire()
+                    conn = peer.pick() or await _acquire(peer, deadline, spec)
                     now = loop.time()  # connecting took time: the budget sent must be what is left
                 deadline_ms = None
                 if deadline is not None:
@@ -506,6 +506,22 @@ class Client:
                 except (msgspec.MsgspecError, UnicodeDecodeError):
                     pass  # the slow path below builds the error message
             return _decode(spec, frame, self.limits)
+
+
+async def _acquire(peer: Peer, deadline: float | None, spec: MethodSpec) -> ClientConnection:
+    """A connection to ``peer``, waited for no longer than the call's deadline: a connect that
+    hangs (a host cut off at the network: SYNs vanish) must not hold a call past its budget."""
+    if deadline is None:
+        return await peer.acquire()
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await peer.acquire()  # cancelling the wait leaves the connect attempt running
+    except TimeoutError:
+        raise RpcError(
+            StatusCode.DEADLINE_EXCEEDED,
+            f"deadline of {spec.qualname} passed while connecting to {peer.address}",
+            not_processed=True,
+        ) from None
 
 
 def _check_trace(trace: object) -> None:
@@ -633,7 +649,7 @@ class StreamCall:
             peer, done = eps.pick(self._opts.hash_key, tried, self._opts.balancer, stream=True)
             done(0.0, True)  # streams are long-lived: they do not feed latency to the balancer
             try:
-                conn = await peer.acquire()
+                conn = await _acquire(peer, deadline, spec)
                 if call is not None:
                     call.peer = peer.address
                 metadata = spec.template.render(deadline_ms, extra)

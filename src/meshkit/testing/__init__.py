@@ -16,6 +16,7 @@ from meshkit.rpc.client import Client
 from meshkit.rpc.middleware import Middleware
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
+from meshkit.testing.netns import NetnsLink
 from meshkit.testing.processes import ServiceProcess, registry_process, service_process
 from meshkit.testing.proxy import FaultProxy, ProxyStats
 
@@ -23,6 +24,7 @@ __all__ = [
     "FakeClock",
     "FakeSleep",
     "FaultProxy",
+    "NetnsLink",
     "ProxyStats",
     "ServiceProcess",
     "registry_process",

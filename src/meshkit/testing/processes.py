@@ -105,10 +105,12 @@ def service_process(
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     start_timeout: float = 20.0,
+    prefix: Sequence[str] = (),
 ) -> Iterator[ServiceProcess]:
     """``meshkit run SERVICES --port 0 [--registry URL] ARGS`` in a child process; yields once it
-    serves. On exit the process is resumed (if paused) and killed, by PID, and reaped."""
-    cmd = [sys.executable, "-m", "meshkit", "run", *services, "--port", "0", "--no-access-log", "--no-admin"]
+    serves. ``prefix`` runs it through another command (``NetnsLink.exec_args``: inside a network
+    namespace). On exit the process is resumed (if paused) and killed, by PID, and reaped."""
+    cmd = [*prefix, sys.executable, "-m", "meshkit", "run", *services, "--port", "0", "--no-access-log", "--no-admin"]
     if registry is not None:
         cmd += ["--registry", registry]
     cmd += list(args)
