@@ -75,6 +75,6 @@ async def test_a_blackholed_instance_is_found_by_keepalive_and_gets_no_more_requ
         if detected is not None
         else "not detected",
     )
-    assert failed and all(o == "UNAVAILABLE" for _, o in failed)  # keepalive, not the call timeout
-    assert sent_after == []
-    assert errors_elsewhere == []
+    assert failed and all(o == "UNAVAILABLE" for _, o in failed), failed  # keepalive, not the call timeout
+    assert sent_after == [], (ejected_at, sent_after)
+    assert errors_elsewhere == [], errors_elsewhere
