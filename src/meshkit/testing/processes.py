@@ -11,6 +11,7 @@ SIGSTOP, SIGCONT, SIGTERM), always stopped on the way out.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -75,7 +76,12 @@ def _child(
         assert proc.stdout is not None
         deadline = time.monotonic() + start_timeout
         address = None
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            # Wait for a line no longer than the start timeout: a child that prints nothing must
+            # not hold the caller (readline alone would block until it exits).
+            readable, _, _ = select.select([proc.stdout], [], [], left)
+            if not readable:
+                break
             line = proc.stdout.readline()
             if not line:
                 break

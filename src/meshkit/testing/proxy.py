@@ -42,7 +42,7 @@ class ProxyStats:
 class _Link:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: list[asyncio.Task[str]] = field(default_factory=list)
 
 
 class FaultProxy:
@@ -65,6 +65,7 @@ class FaultProxy:
         self._healed.set()
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
+        self._swallowed: set[_Link] = set()
 
     # -- faults ---------------------------------------------------------------------------------
     def latency(self, delay: float, jitter: float = 0.0) -> None:
@@ -95,11 +96,15 @@ class FaultProxy:
             self._abort(link)
 
     def heal(self) -> None:
-        """A clean wire again: no latency, blackhole, partition, drops or resets."""
+        """A clean wire again: no latency, blackhole, partition, drops or resets. Connections
+        accepted while blackholed have no server behind them: they are reset, so clients
+        reconnect."""
         self._delay = self._jitter = 0.0
         self._blackhole = False
         self._drop = self._reset = 0.0
         self._healed.set()
+        for link in list(self._swallowed):
+            self._abort(link)
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -146,8 +151,10 @@ class FaultProxy:
         self.stats.open += 1
         try:
             if self._blackhole:
+                self._swallowed.add(link)  # heal() resets it: it has no server behind it
                 await self._swallow(reader)
                 return
+            await self._healed.wait()  # a partition hides new connections from the server too
             try:
                 upstream_reader, upstream = await asyncio.open_connection(*self.target)
             except OSError:
@@ -157,36 +164,65 @@ class FaultProxy:
             up = asyncio.create_task(self._pump(reader, upstream, "up"))
             down = asyncio.create_task(self._pump(upstream_reader, writer, "down"))
             link.tasks = [up, down]
-            await asyncio.gather(up, down, return_exceptions=True)
+            pending: set[asyncio.Task[str]] = {up, down}
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if any(task.result() == "reset" for task in done if not task.cancelled()):
+                    # One side reset (or broke): so does the other, as it would without a proxy.
+                    self._abort(link)
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    break
         finally:
             self._links.discard(link)
+            self._swallowed.discard(link)
             self.stats.open -= 1
             for w in (writer, link.server):
                 if w is not None:
                     w.close()
 
     async def _swallow(self, reader: asyncio.StreamReader) -> None:
-        while data := await reader.read(_CHUNK):
-            self.stats.discarded += len(data)
+        try:
+            while data := await reader.read(_CHUNK):
+                self.stats.discarded += len(data)
+        except (ConnectionError, OSError):
+            return
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> str:
+        """Forward one direction: "eof" when the sender finished, "reset" when a side broke.
+
+        Reading and writing are separate tasks joined by a queue, so a chunk's delay runs from
+        when it arrived, not from when the previous chunk left (delays never add up)."""
         loop = asyncio.get_running_loop()
-        last_release = 0.0
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        outcome = ["eof"]
+
+        async def read() -> None:
+            last_release = 0.0
+            try:
+                while data := await reader.read(_CHUNK):
+                    if self._blackhole:
+                        self.stats.discarded += len(data)
+                        continue
+                    delay = self._delay
+                    if delay and self._jitter:
+                        delay += self.rng.uniform(-self._jitter, self._jitter)
+                    last_release = max(last_release, loop.time() + delay)  # never reordered
+                    queue.put_nowait((last_release, data))
+            except (ConnectionError, OSError):
+                outcome[0] = "reset"
+            queue.put_nowait((0.0, b""))  # the end
+
+        reading = asyncio.create_task(read())
         try:
             while True:
-                data = await reader.read(_CHUNK)
+                release, data = await queue.get()
                 if not data:
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                    return
-                if self._blackhole:
-                    self.stats.discarded += len(data)
-                    continue
-                if self._delay:
-                    delay = self._delay + (self.rng.uniform(-self._jitter, self._jitter) if self._jitter else 0.0)
-                    release = max(last_release, loop.time() + delay)
-                    last_release = release
-                    await asyncio.sleep(release - loop.time())
+                    break
+                wait = release - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 await self._healed.wait()  # a partition holds the bytes until it heals
                 if self._blackhole:
                     self.stats.discarded += len(data)
@@ -197,8 +233,14 @@ class FaultProxy:
                 else:
                     self.stats.bytes_down += len(data)
                 await writer.drain()
+            if outcome[0] == "eof" and writer.can_write_eof():
+                writer.write_eof()
+            return outcome[0]
         except (ConnectionError, OSError):
-            return
+            return "reset"
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
 
     def _abort(self, link: _Link) -> None:
         for w in (link.client, link.server):
