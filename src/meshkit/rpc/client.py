@@ -633,7 +633,6 @@ class StreamCall:
         timeout = self._opts.timeout if call is None else call.timeout
         deadline = effective_deadline(loop.time(), timeout)
         body, flags = client._encode_body(spec, self._args, self._opts)
-        deadline_ms = None if deadline is None else max(1, int((deadline - loop.time()) * 1000))
         extra: Metadata = dict(self._opts.metadata) if call is None else dict(call.metadata)
         extra["credit"] = client._stream_window
         trace = None if call is None else call.trace
@@ -652,6 +651,8 @@ class StreamCall:
                 conn = await _acquire(peer, deadline, spec)
                 if call is not None:
                     call.peer = peer.address
+                # The budget left after connecting: what the server may spend.
+                deadline_ms = None if deadline is None else max(1, int((deadline - loop.time()) * 1000))
                 metadata = spec.template.render(deadline_ms, extra)
                 if trace is not None:
                     metadata += trace

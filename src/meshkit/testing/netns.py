@@ -67,7 +67,11 @@ class NetnsLink:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
     def __enter__(self) -> NetnsLink:
-        self.create()
+        try:
+            self.create()
+        except BaseException:
+            self.remove()  # a half-made namespace must not outlive a failed start
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
