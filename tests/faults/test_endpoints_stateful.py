@@ -1,8 +1,10 @@
 """Hypothesis stateful test of a client's registry cache (``Endpoints`` fed by ``watch_service``):
 snapshots (instances joining, leaving, changing weight, going unhealthy, the empty set), watch
 failures and restarts in any order. Invariants: the client's view is always exactly the last
-snapshot the registry gave (healthy, weighted instances); a failure never drops an instance;
-peers of instances that left are closed and no peer is shared by two addresses."""
+snapshot the registry gave (healthy, weighted instances), plus, after a watch reconnected, the
+instances known before it that the registry has not shown since (registry amnesia: held for the
+grace period, here either 0 or longer than any program); a failure never drops an instance; peers
+of instances that left are closed and no peer is shared by two addresses."""
 
 from __future__ import annotations
 
@@ -78,6 +80,8 @@ instance_lists = st.lists(
 
 
 class CacheMachine(RuleBasedStateMachine):
+    grace = 0.0
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
@@ -91,8 +95,12 @@ class CacheMachine(RuleBasedStateMachine):
 
         self.endpoints = Endpoints("svc", "round_robin", make_peer, random.Random(0), warmup=0.0)
         backoff = Backoff(BackoffPolicy(initial=0.001, multiplier=1.0, jitter=0.0, maximum=0.001))
-        self.task = self.loop.create_task(watch_service(self.registry, self.endpoints, backoff))  # type: ignore[arg-type]
-        self.expected: list[str] | None = None  # keys of the last snapshot (None: none yet)
+        watch = watch_service(self.registry, self.endpoints, backoff, grace=self.grace)  # type: ignore[arg-type]
+        self.task = self.loop.create_task(watch)
+        self.expected: list[str] | None = None  # keys of the view (None: no snapshot yet)
+        self.view: list[Instance] = []  # the instances the client should be using
+        self.reconnected = False
+        self.held: dict[str, Instance] = {}
         self._settle()
 
     def _settle(self) -> None:
@@ -111,7 +119,13 @@ class CacheMachine(RuleBasedStateMachine):
     @rule(instances=instance_lists)
     def snapshot(self, instances: list[Instance]) -> None:
         self.registry.queue.put_nowait(instances)
-        self.expected = [i.id for i in instances if i.healthy and i.weight > 0]
+        if self.reconnected and self.grace > 0:
+            self.held = {i.id: i for i in self.view}
+        self.reconnected = False
+        for i in instances:
+            self.held.pop(i.id, None)
+        self.view = [i for i in [*instances, *self.held.values()] if i.healthy and i.weight > 0]
+        self.expected = [i.id for i in self.view]
         self._settle()
 
     @rule()
@@ -120,6 +134,7 @@ class CacheMachine(RuleBasedStateMachine):
         self.registry.queue.put_nowait(RpcError(StatusCode.UNAVAILABLE, "registry unreachable"))
         self._settle()
         assert self.registry.watches > before  # watched again
+        self.reconnected = True
 
     @invariant()
     def the_view_is_the_last_snapshot(self) -> None:
@@ -143,14 +158,20 @@ class CacheMachine(RuleBasedStateMachine):
 EXAMPLES, STEPS = 60, 30
 
 
+class HoldingCacheMachine(CacheMachine):
+    grace = 1e6
+
+
 def test_the_registry_cache_follows_the_registry_and_survives_failures(reliability: Reliability) -> None:
-    run_state_machine_as_test(
-        CacheMachine, settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None)
-    )
+    for machine in (CacheMachine, HoldingCacheMachine):
+        run_state_machine_as_test(
+            machine, settings=settings(max_examples=EXAMPLES // 2, stateful_step_count=STEPS, deadline=None)
+        )
     reliability.record(
         "registry client cache (hypothesis, stateful)",
         f"{EXAMPLES} random programs of up to {STEPS} steps: snapshots (join, leave, weight 0, unhealthy, "
         "empty) and watch failures, in any order",
-        "the view is exactly the last snapshot; a failure drops nothing; leavers' peers closed",
+        "the view is exactly the last snapshot (plus, after a reconnect, the instances held against registry "
+        "amnesia); a failure drops nothing; leavers' peers closed",
         "invariants held in every program",
     )

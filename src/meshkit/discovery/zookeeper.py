@@ -40,6 +40,8 @@ class ZooKeeperRegistry:
         self._states = KazooState
         self._prefix = prefix.rstrip("/") or DEFAULT_PREFIX
         self._zk = KazooClient(hosts=hosts, timeout=session_timeout)
+        #: An ephemeral node outlives a silent process by the session timeout: the lease TTL.
+        self.ttl = session_timeout
         self._zk.add_listener(self._state_changed)
         self._registered: dict[str, Instance] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -185,7 +185,9 @@ class _StateCollector(Collector):
         for name, count in _pool_sizes(live_clients()).items():
             pools.add_metric([name], count)
         watch = CounterMetricFamily(
-            "meshkit_registry_events", "Registry watch events seen by clients", labels=["service", "event"]
+            "meshkit_registry_events",
+            "Registry watch events seen by clients (snapshot, error, held)",
+            labels=["service", "event"],
         )
         for (service, event), seen in sorted(WATCH_EVENTS.items()):
             watch.add_metric([service, event], seen)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from meshkit.balance import NOOP_DONE, Done, make
 from meshkit.balance.base import Balancer
 from meshkit.balance.outlier import OutlierDetector
+from meshkit.discovery.amnesia import AmnesiaGuard
 from meshkit.discovery.events import WATCH_EVENTS
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
@@ -29,6 +30,9 @@ log = logging.getLogger("meshkit.discovery")
 #: How long a peer that left the registry keeps its connections for calls still in flight.
 RETIRE_GRACE = 30.0
 
+
+#: How long held instances stay after a watch reconnects when the registry does not say its TTL.
+DEFAULT_REGISTRY_TTL = 10.0
 
 #: New instances (those that join after the first snapshot) get their weight on a linear ramp over
 #: this many seconds, so a cold process (empty caches, unjitted paths, cold pools) is not handed
@@ -247,33 +251,88 @@ def instance_entries(instances: Sequence[Instance], zone: str = "") -> list[tupl
     return [(i.id, i.address, i.weight, i) for i in healthy]
 
 
-async def watch_service(registry: Registry, endpoints: Endpoints, backoff: Backoff, zone: str = "") -> None:
-    """Keep ``endpoints`` equal to the registry's view; survive registry outages."""
-    while True:
-        watcher = registry.watch(endpoints.name)
-        try:
-            async for snapshot in watcher:
-                backoff.reset()
-                WATCH_EVENTS[endpoints.name, "snapshot"] += 1
-                # An empty snapshot is the registry saying "none": apply it. An outage raises
-                # instead, and then the last set stays.
-                endpoints.set_instances(instance_entries(snapshot, zone))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any registry failure: keep the last set, retry
-            WATCH_EVENTS[endpoints.name, "error"] += 1
-            delay = backoff.next_delay()
-            log.warning(
-                "watch of %s failed (%s); keeping %d known instances, retrying in %.1fs",
-                endpoints.name,
-                exc,
-                len(endpoints.nodes),
-                delay,
-            )
-            await asyncio.sleep(delay)
-        finally:
-            await watcher.close()
-        endpoints.ready.set()
+async def watch_service(
+    registry: Registry, endpoints: Endpoints, backoff: Backoff, zone: str = "", grace: float | None = None
+) -> None:
+    """Keep ``endpoints`` equal to the registry's view; survive registry outages.
+
+    After the watch reconnects, instances known before are kept for ``grace`` seconds (default:
+    the registry's lease TTL) unless the registry shows them again: see ``discovery.amnesia``."""
+    loop = asyncio.get_running_loop()
+    guard = AmnesiaGuard(registry_ttl(registry) if grace is None else grace)
+    release: asyncio.TimerHandle | None = None
+    last: list[Instance] = []
+
+    def apply(snapshot: list[Instance]) -> None:
+        nonlocal release
+        endpoints.set_instances(instance_entries(guard.view(snapshot, loop.time()), zone))
+        if release is not None:
+            release.cancel()
+            release = None
+        deadline = guard.deadline
+        if deadline is not None:  # let the held ones go on time even if the registry stays quiet
+            release = loop.call_at(deadline, let_go)
+
+    def let_go() -> None:
+        guard.let_go()
+        apply(last)
+
+    reconnecting = False
+    try:
+        while True:
+            watcher = registry.watch(endpoints.name)
+            try:
+                async for snapshot in watcher:
+                    backoff.reset()
+                    WATCH_EVENTS[endpoints.name, "snapshot"] += 1
+                    last = snapshot
+                    if not reconnecting:
+                        # An empty snapshot is the registry saying "none": apply it. An outage
+                        # raises instead, and then the last set stays.
+                        apply(snapshot)
+                        continue
+                    reconnecting = False
+                    guard.reconnected([n.instance for n in endpoints.nodes if n.instance is not None], loop.time())
+                    apply(snapshot)
+                    if guard.held:
+                        WATCH_EVENTS[endpoints.name, "held"] += guard.held
+                        log.warning(
+                            "the registry shows %d instances of %s after the watch reconnected; holding %d more it "
+                            "has not shown again for up to %.1fs",
+                            len(snapshot),
+                            endpoints.name,
+                            guard.held,
+                            guard.grace,
+                        )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any registry failure: keep the last set, retry
+                WATCH_EVENTS[endpoints.name, "error"] += 1
+                if release is not None:  # unreachable is not empty: nothing is let go while it is down
+                    release.cancel()
+                    release = None
+                delay = backoff.next_delay()
+                log.warning(
+                    "watch of %s failed (%s); keeping %d known instances, retrying in %.1fs",
+                    endpoints.name,
+                    exc,
+                    len(endpoints.nodes),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            finally:
+                await watcher.close()
+            reconnecting = True
+            endpoints.ready.set()
+    finally:
+        if release is not None:
+            release.cancel()
+
+
+def registry_ttl(registry: Registry) -> float:
+    """The lease TTL a registry's instances use (its ``ttl``), or the default one."""
+    ttl = getattr(registry, "ttl", None)
+    return float(ttl) if isinstance(ttl, int | float) and ttl > 0 else DEFAULT_REGISTRY_TTL
 
 
 def no_instances(service: str) -> RpcError:
