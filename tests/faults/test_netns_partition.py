@@ -27,7 +27,7 @@ CUT = 2.0
 async def _cut_off_instance() -> AsyncIterator[tuple[str, Any, str]]:
     """(address of an instance that can be cut off, an object with cut()/heal(), how)."""
     if available():
-        with NetnsLink(f"mkf{os.getpid() % 10000}", subnet=77) as link:
+        with NetnsLink(f"mkf{os.getpid()}") as link:
             env = {"PYTHONPATH": str(ROOT)}
             with service_process(
                 "tests.rpc.services:Greeter",

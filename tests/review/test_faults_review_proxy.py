@@ -135,3 +135,32 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)
+
+
+async def test_stop_ends_connections_still_waiting_for_a_partition_to_heal() -> None:
+    async with _upstream() as up:
+        proxy = FaultProxy(up.address)
+        await proxy.start()
+        proxy.partition()
+        reader, client = await asyncio.open_connection("127.0.0.1", proxy.port)
+        await _until(lambda: proxy.stats.accepted == 1)
+        await proxy.stop()
+        assert not proxy._handlers, "stop() returned while a connection's handling was still running"
+        assert proxy.stats.open == 0
+        assert await _closed(reader, 2.0), "the client's connection outlived the proxy"
+        client.close()
+
+
+async def test_stop_ends_forwarding_connections_and_their_pumps() -> None:
+    async with _upstream() as up:
+        proxy = FaultProxy(up.address)
+        await proxy.start()
+        reader, client = await asyncio.open_connection("127.0.0.1", proxy.port)
+        await up.conns.get()
+        await _until(lambda: any(link.tasks for link in proxy._links))
+        pumps = [task for link in proxy._links for task in link.tasks]
+        await proxy.stop()
+        assert all(task.done() for task in pumps)
+        assert not proxy._handlers and proxy.stats.open == 0
+        assert await _closed(reader, 2.0)
+        client.close()

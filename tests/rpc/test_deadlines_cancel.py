@@ -95,3 +95,21 @@ async def test_finished_calls_do_not_pile_up_in_the_deadline_queue(client: Clien
     conn = client._first_peer().connections[0]
     # 5,000 calls with a 10 s timeout finished; the queue holds at most a compaction's worth.
     assert len(conn._deadlines) <= 2 * 500 + 1024 + 500
+
+
+async def test_a_connect_timeout_inside_the_pool_is_unavailable_not_the_calls_deadline() -> None:
+    from meshkit.rpc.client import _acquire
+    from meshkit.rpc.service import method_specs
+
+    class TimingOutPeer:
+        address = "127.0.0.1:1"
+
+        async def acquire(self) -> None:
+            raise TimeoutError  # the connect's own timeout, long before the call's budget
+
+    spec = next(iter(method_specs(Greeter).values()))
+    deadline = asyncio.get_running_loop().time() + 60
+    with pytest.raises(RpcError) as caught:
+        await _acquire(TimingOutPeer(), deadline, spec)  # type: ignore[arg-type]
+    assert caught.value.code is StatusCode.UNAVAILABLE and caught.value.not_processed
+    assert "timed out" in str(caught.value)

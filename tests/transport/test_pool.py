@@ -89,3 +89,54 @@ async def test_peer_that_hangs_up_at_once_is_retried_on_backoff() -> None:
         await peer.close()
         server.close()
         await server.wait_closed()
+
+
+def _keepalive_connector(host: str, port: int, interval: float, timeout: float):  # type: ignore[no-untyped-def]
+    from meshkit.protocol.keepalive import KeepaliveConfig
+
+    config = KeepaliveConfig(interval=interval, timeout=timeout)
+
+    async def open_connection(on_state_change):  # type: ignore[no-untyped-def]
+        return await connect(host, port, keepalive=config, on_state_change=on_state_change, timeout=1.0)
+
+    return open_connection
+
+
+async def _eventually(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.01)  # polling a condition, not timing an outcome
+
+
+async def test_after_a_connection_went_silent_a_new_one_carries_calls_only_once_it_answers_a_ping() -> None:
+    from meshkit.testing import FaultProxy
+
+    async with Server([Greeter()], middleware=[]) as srv, FaultProxy(srv.address) as proxy:
+        policy = BackoffPolicy(initial=0.05, multiplier=1.0, jitter=0.0, maximum=0.05)
+        peer = Peer(proxy.address, _keepalive_connector("127.0.0.1", proxy.port, 0.1, 0.1), backoff=Backoff(policy))
+        conn = await peer.acquire()
+        _sid, fut = conn.request(b"", b"", 0, None)
+        await asyncio.gather(fut, return_exceptions=True)  # it talked
+        proxy.blackhole()
+        await conn.closed  # keepalive found it silent
+        assert conn.went_silent
+        # The blackhole accepts new connections; none of them is trusted: no PONG comes back.
+        await _eventually(lambda: proxy.stats.accepted >= 3)
+        assert not peer.available and peer.connections == []
+        assert peer.pick() is None
+        proxy.heal()
+        await _eventually(lambda: peer.available and peer.pick() is not None)
+        assert not peer._suspect
+        await peer.close()
+
+
+async def test_a_probe_is_answered_by_a_live_server_at_once() -> None:
+    async with Server([Greeter()], middleware=[]) as srv:
+        conn = await connect("127.0.0.1", srv.port)
+        assert await conn.probe(5.0)
+        assert conn.heard_any
+        conn.close()
+        await conn.closed
+        assert not await conn.probe(5.0)  # a closed connection answers nothing

@@ -39,6 +39,10 @@ class Keepalive:
         self._last_heard = now
         self._ping_sent_at: float | None = None
 
+    @property
+    def config(self) -> KeepaliveConfig:
+        return self._config
+
     def heard(self, now: float) -> None:
         """Any frame arrived from the peer."""
         self._last_heard = now

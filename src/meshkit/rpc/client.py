@@ -513,10 +513,15 @@ async def _acquire(peer: Peer, deadline: float | None, spec: MethodSpec) -> Clie
     hangs (a host cut off at the network: SYNs vanish) must not hold a call past its budget."""
     if deadline is None:
         return await peer.acquire()
+    budget = asyncio.timeout_at(deadline)
     try:
-        async with asyncio.timeout_at(deadline):
+        async with budget:
             return await peer.acquire()  # cancelling the wait leaves the connect attempt running
     except TimeoutError:
+        if not budget.expired():  # a timeout of the connect itself, not of this call's budget
+            raise RpcError(
+                StatusCode.UNAVAILABLE, f"connecting to {peer.address} timed out", not_processed=True
+            ) from None
         raise RpcError(
             StatusCode.DEADLINE_EXCEEDED,
             f"deadline of {spec.qualname} passed while connecting to {peer.address}",

@@ -12,10 +12,14 @@ fallback where it does not.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def available() -> bool:
@@ -24,17 +28,28 @@ def available() -> bool:
 
 
 class NetnsLink:
-    """Namespace ``name`` with address ``inside`` (10.77.N.2), reached from here at ``outside``
-    (10.77.N.1). Removed on exit, even after a failure."""
+    """Namespace ``name`` with address ``inside``, reached from here at ``outside``, on a /30 of
+    its own: ``subnet=N`` picks 10.77.N.0/30; by default the /30 is derived from the name, in
+    10.78.0.0/16 (16,384 of them). Interface names are derived from the name too (Linux allows 15
+    characters), so two links never share one. Removed on exit, even after a failure."""
 
-    def __init__(self, name: str, subnet: int = 77) -> None:
-        if not 0 < subnet < 255:
-            raise ValueError("subnet is the N of 10.77.N.0/30, 1..254")
+    def __init__(self, name: str, subnet: int | None = None) -> None:
+        if not _NAME.fullmatch(name) or name in (".", ".."):
+            raise ValueError(f"a namespace name is 1-64 of [A-Za-z0-9_.-], got {name!r}")
+        digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()
+        if subnet is None:
+            index = int(digest[:8], 16) % 16384
+            base = f"10.78.{index // 64}.{index % 64 * 4}"
+        elif 0 < subnet < 255:
+            base = f"10.77.{subnet}.0"
+        else:
+            raise ValueError(f"subnet is the N of 10.77.N.0/30, 1..254, got {subnet}")
+        prefix, _, last = base.rpartition(".")
         self.name = name
-        self.outside = f"10.77.{subnet}.1"
-        self.inside = f"10.77.{subnet}.2"
-        self._host_if = f"{name[:10]}-h"
-        self._ns_if = f"{name[:10]}-n"
+        self.outside = f"{prefix}.{int(last) + 1}"
+        self.inside = f"{prefix}.{int(last) + 2}"
+        self._host_if = f"mk{digest[:10]}h"
+        self._ns_if = f"mk{digest[:10]}n"
 
     def _ip(self, *args: str, netns: bool = False) -> None:
         cmd = ["ip", "netns", "exec", self.name, "ip", *args] if netns else ["ip", *args]
@@ -42,6 +57,12 @@ class NetnsLink:
 
     def create(self) -> None:
         self.remove()  # a leftover from an interrupted run
+        taken = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout
+        if re.search(rf"inet {re.escape(self.outside)}/", taken):
+            raise ValueError(
+                f"{self.outside} is already an address of this machine (another link on the same /30?): "
+                "pass a different subnet="
+            )
         self._ip("netns", "add", self.name)
         self._ip("link", "add", self._host_if, "type", "veth", "peer", "name", self._ns_if)
         self._ip("link", "set", self._ns_if, "netns", self.name)

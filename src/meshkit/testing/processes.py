@@ -1,6 +1,10 @@
 """Service processes for fault tests: started with ``meshkit run``, signalled by PID (SIGKILL,
 SIGSTOP, SIGCONT, SIGTERM), always stopped on the way out.
 
+Each child leads a process group of its own, and signals go to that group: with a ``prefix``
+that forks (``sudo``, a wrapper script), the service itself is the grandchild, and signalling
+the child's PID alone would freeze or kill the wrapper and leave the service running.
+
     with service_process("myapp.services:Greeter", registry=url) as svc:
         client = Client(target=svc.address)
         svc.pause()    # SIGSTOP: the socket stays open, nothing answers (only keepalive can tell)
@@ -34,8 +38,9 @@ class ServiceProcess:
         return self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
+        """Send ``sig`` to the child's process group (the child and anything it started)."""
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
+            _signal_group(self.proc.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL: the process dies at once, mid-call."""
@@ -56,6 +61,13 @@ class ServiceProcess:
         return self.proc.wait(timeout=timeout)
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):  # the group is gone (or its id was reused)
+        pass
+
+
 @contextmanager
 def registry_process(
     args: Sequence[str] = (), env: dict[str, str] | None = None, start_timeout: float = 20.0
@@ -71,7 +83,9 @@ def registry_process(
 def _child(
     cmd: list[str], ready: str, env: dict[str, str] | None, cwd: str | None, start_timeout: float
 ) -> Iterator[ServiceProcess]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True
+    )
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + start_timeout
@@ -92,12 +106,9 @@ def _child(
             raise RuntimeError(f"{' '.join(cmd[2:4])} did not start (exit code {proc.poll()})")
         yield ServiceProcess(proc, address)
     finally:
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGCONT)
-                proc.kill()
-            except ProcessLookupError:
-                pass
+        # The whole group, even when the child itself has exited (a forking prefix's service).
+        _signal_group(proc.pid, signal.SIGCONT)
+        _signal_group(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()

@@ -66,6 +66,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
         self._swallowed: set[_Link] = set()
+        self._handlers: set[asyncio.Task[object]] = set()  # one per accepted connection
 
     # -- faults ---------------------------------------------------------------------------------
     def latency(self, delay: float, jitter: float = 0.0) -> None:
@@ -116,13 +117,16 @@ class FaultProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        """Stop listening, reset every connection and wait until each one's handling has ended
+        (including those still connecting upstream or held by a partition)."""
         if self._server is not None:
             self._server.close()
         for link in list(self._links):
             self._abort(link)
-        for link in list(self._links):
-            for task in link.tasks:
-                task.cancel()
+        handlers = [task for task in self._handlers if task is not asyncio.current_task()]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -137,6 +141,15 @@ class FaultProxy:
 
     # -- the wire -------------------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._handle(reader, writer)
+        finally:
+            self._handlers.discard(task)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.accepted += 1
         link = _Link(writer)
         if self._reset and self.rng.random() < self._reset:
@@ -175,6 +188,9 @@ class FaultProxy:
                     await asyncio.gather(*pending, return_exceptions=True)
                     break
         finally:
+            for task in link.tasks:  # asyncio.wait does not cancel what it waits for
+                task.cancel()
+            await asyncio.gather(*link.tasks, return_exceptions=True)
             self._links.discard(link)
             self._swallowed.discard(link)
             self.stats.open -= 1

@@ -108,11 +108,13 @@ class ClientConnection(FrameProtocol):
         "_last_deadline",
         "_next_id",
         "_on_state_change",
+        "_probe",
         "_wheel",
         "_wheel_used",
         "draining",
         "last_stream_id",
         "pending",
+        "went_silent",
     )
 
     def __init__(
@@ -129,6 +131,9 @@ class ClientConnection(FrameProtocol):
         self.draining = False
         self.last_stream_id = 0
         self._on_state_change = on_state_change
+        #: Keepalive found the server silent (not a reset, not a close): it may be hung or cut off.
+        self.went_silent = False
+        self._probe: asyncio.Future[None] | None = None
         # Deadlines: calls with one timeout arrive in deadline order, so a FIFO with one timer at
         # its head covers them for the price of an append; the rare out-of-order deadline (a
         # shorter timeout, an inherited budget) goes to a wheel. Finished calls leave the FIFO
@@ -303,7 +308,8 @@ class ClientConnection(FrameProtocol):
         elif ftype == FrameType.PING:
             self.answer_ping(frame)
         elif ftype == FrameType.PONG:
-            pass  # any frame already counts as a sign of life
+            if self._probe is not None and not self._probe.done():
+                self._probe.set_result(None)  # otherwise: any frame already counts as a sign of life
         elif ftype == FrameType.GOAWAY:
             self._goaway(frame)
         else:
@@ -337,7 +343,35 @@ class ClientConnection(FrameProtocol):
         if self.draining and not self.pending:
             self.close()
 
+    @property
+    def probe_timeout(self) -> float:
+        """How long ``probe`` waits: the keepalive timeout (the same patience as for a PING)."""
+        return self._keepalive.config.timeout if self._keepalive is not None else KeepaliveConfig().timeout
+
+    async def probe(self, timeout: float) -> bool:
+        """Send a PING and wait up to ``timeout`` for the answer: does the server answer at all?
+
+        A TCP connect proves little (a kernel completes the handshake for a frozen process, a
+        blackholing middlebox accepts anything); after a connection went silent, the pool asks
+        this before it trusts a new one with calls, as gRPC waits for the server's SETTINGS."""
+        if self._closing:
+            return False
+        if self.heard_any:
+            return True
+        probe = self._probe = self._loop.create_future()
+        self.send(encode_frame(FrameType.PING, 0, int(self._loop.time() * 1e6).to_bytes(8, "big")))
+        try:
+            async with asyncio.timeout(timeout):
+                await probe
+        except TimeoutError:
+            return False
+        finally:
+            self._probe = None
+        return not self._closing
+
     def lost(self, exc: Exception | None) -> None:
+        if self._probe is not None and not self._probe.done():
+            self._probe.set_result(None)  # probe() sees the connection closed
         self._wheel.close()
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
@@ -356,6 +390,7 @@ class ClientConnection(FrameProtocol):
 
     def peer_dead(self) -> None:
         log.warning("server %s sent nothing within the keepalive timeout; failing its calls", self.peer)
+        self.went_silent = True
         self.abort()
 
 

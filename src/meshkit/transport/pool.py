@@ -34,6 +34,7 @@ class Peer:
         "_loop",
         "_retry_at",
         "_retry_timer",
+        "_suspect",
         "address",
         "connections",
         "ready",
@@ -56,6 +57,9 @@ class Peer:
         self._last_error: RpcError | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The last connection went silent (keepalive): a new one carries calls only once the
+        #: server has answered a PING on it.
+        self._suspect = False
 
     @property
     def in_flight(self) -> int:
@@ -66,6 +70,8 @@ class Peer:
         """Has a usable connection, or may try to make one now."""
         if any(c.usable for c in self.connections):
             return True
+        if self._suspect:  # went silent: not until a new connection has answered a PING
+            return False
         loop = self._loop
         return loop is None or loop.time() >= self._retry_at
 
@@ -142,7 +148,21 @@ class Peer:
             elif conn.is_closing:
                 # Lost before we got here (the peer accepted and hung up): a failed attempt.
                 self._connection_failed(loop, RpcError(StatusCode.UNAVAILABLE, f"{self.address} closed at once"))
+            elif self._suspect and not await conn.probe(conn.probe_timeout):
+                conn.close()
+                self._connection_failed(
+                    loop,
+                    RpcError(
+                        StatusCode.UNAVAILABLE,
+                        f"{self.address} went silent and a new connection's PING got no answer within "
+                        f"{conn.probe_timeout:g}s",
+                        not_processed=True,
+                    ),
+                )
+            elif self._closed:
+                conn.close()
             else:
+                self._suspect = False
                 self._last_error = None
                 self._retry_at = 0.0
                 self.connections.append(conn)
@@ -175,7 +195,9 @@ class Peer:
 
     def _state_changed(self, conn: ClientConnection) -> None:
         """A connection went away or stopped taking calls: drop it and replace it."""
-        if conn.is_closing and conn in self.connections:
+        if conn not in self.connections:
+            return  # not taken into the pool (yet): _connect_once decides what its end means
+        if conn.is_closing:
             self.connections.remove(conn)
         self._update_ready()
         if self._closed:
@@ -185,7 +207,13 @@ class Peer:
                 self._grow()  # a GOAWAY: open a replacement (unless in backoff)
             return
         loop = self._loop
-        if conn.heard_any or loop.time() - conn.opened_at >= HEALTHY_AFTER:
+        if conn.went_silent:
+            # Hung, frozen or cut off, not gone: a new connection may well be accepted (by the
+            # kernel, or a middlebox) and never answered. Probe before trusting one with calls.
+            self._suspect = True
+            if not any(c.usable for c in self.connections):
+                self._grow()
+        elif conn.heard_any or loop.time() - conn.opened_at >= HEALTHY_AFTER:
             # A connection that talked or served for a while: reconnect at once, start over.
             self._backoff.reset()
             if not any(c.usable for c in self.connections):
