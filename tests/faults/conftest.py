@@ -42,6 +42,32 @@ async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.01)
 
 
+class LoopLag:
+    """The event loop's worst lateness while a scenario ran: a timer (a deadline's, too) cannot
+    fire sooner than the loop gets round to it, so a bound on how late a call may end must allow
+    for it. A task asks to wake every ``period`` and records how late it woke."""
+
+    def __init__(self, period: float = 0.01) -> None:
+        self.period = period
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.period
+            await asyncio.sleep(self.period)  # the measurement itself: how late this wakes
+            self.worst = max(self.worst, loop.time() - due)
+
+    def start(self) -> LoopLag:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 class Reliability:
     def __init__(self, nodeid: str) -> None:
         self.nodeid = nodeid
@@ -61,6 +87,8 @@ def pytest_runtest_logreport(report: Any) -> None:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         row.outcome = report.outcome
+    elif report.when == "teardown" and report.outcome != "passed":
+        row.outcome = "error in teardown"  # a leak or a failed cleanup is not a pass
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -6,12 +6,11 @@ instead of running into their timeouts."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from meshkit import Client, RpcError, Server
+from meshkit import Client, Server
 from meshkit.protocol.keepalive import KeepaliveConfig
-from meshkit.rpc.middleware import Call, Handler
 from meshkit.testing import FaultProxy
+from tests.faults.calls import Callers, CallLog
 from tests.faults.conftest import Reliability, until
 from tests.rpc.services import Greeter
 
@@ -27,63 +26,43 @@ BALANCER = "round_robin"
 async def test_a_blackholed_instance_is_found_by_keepalive_and_gets_no_more_requests(
     reliability: Reliability,
 ) -> None:
-    log: list[tuple[float, float, str, str]] = []  # (start, end, peer, outcome)
-    loop = asyncio.get_running_loop()
-
-    def recording(next_handler: Handler) -> Handler:
-        async def handler(call: Call) -> Any:
-            start = loop.time()
-            try:
-                result = await next_handler(call)
-            except RpcError as exc:
-                log.append((start, loop.time(), call.peer, exc.code.name))
-                raise
-            log.append((start, loop.time(), call.peer, "OK"))
-            return result
-
-        return handler
-
+    log = CallLog()
     async with Server([Greeter()], middleware=[]) as a, Server([Greeter()], middleware=[]) as b:
         async with FaultProxy(b.address) as proxy:
-            target = f"{a.address},{proxy.address}"
-            async with Client(
-                target=target, middleware=[recording], keepalive=KEEPALIVE, timeout=TIMEOUT, balancer=BALANCER
-            ) as client:
+            hole = proxy.address
+            client = Client(
+                target=f"{a.address},{hole}",
+                middleware=[log.middleware],
+                keepalive=KEEPALIVE,
+                timeout=TIMEOUT,
+                balancer=BALANCER,
+            )
+            async with client:
                 greeter = client.proxy(Greeter)
-                stop = asyncio.Event()
-
-                async def worker() -> None:
-                    while not stop.is_set():
-                        try:
-                            await greeter.hello("x")
-                        except RpcError:
-                            await asyncio.sleep(0.001)  # a call that fails at once must still yield the loop
-
-                workers = [asyncio.create_task(worker()) for _ in range(CALLERS)]
-                await until(lambda: sum(1 for _, _, p, _ in log if p == proxy.address) >= 20)  # B serves
-                blackholed_at = loop.time()
+                callers = Callers(CALLERS, lambda: greeter.hello("x"))
+                await until(lambda: log.served_by(hole) >= 20)  # B serves
+                blackholed_at = asyncio.get_running_loop().time()
                 proxy.blackhole()
-                await until(lambda: any(o != "OK" and p == proxy.address for _, _, p, o in log))
-                detected_at = min(end for _, end, p, o in log if o != "OK" and p == proxy.address)
+                await until(lambda: any(r.outcome != "OK" and r.peer == hole for r in log.records))
+                detected_at = min(r.end for r in log.records if r.outcome != "OK" and r.peer == hole)
                 served_after = len(log)
                 # 500 more calls, all elsewhere; and long enough for the pool to have reconnected
                 # (into the blackhole) and probed it at least twice.
                 await until(lambda: len(log) >= served_after + 500 and proxy.stats.accepted >= 3)
-                stop.set()
-                await asyncio.gather(*workers)
-    failed = [(start, o) for start, _, p, o in log if p == proxy.address and o != "OK"]
+                await callers.stop()
+    failed = [r for r in log.records if r.peer == hole and r.outcome != "OK"]
     detected = detected_at - blackholed_at
-    sent_after = [start for start, _, p, _ in log if p == proxy.address and start >= detected_at]
-    errors_elsewhere = [o for _, _, p, o in log if p != proxy.address and o != "OK"]
+    sent_after = [r.start for r in log.records if r.peer == hole and r.start >= detected_at]
+    errors_elsewhere = [r.outcome for r in log.records if r.peer != hole and r.outcome != "OK"]
     reliability.record(
         "blackholed instance",
         f"1 of 2 instances blackholed (connections accepted, nothing answered) under {CALLERS} callers, {BALANCER}",
         "keepalive detects it; its calls fail fast (UNAVAILABLE, not their 10 s timeout); "
-        "requests sent to it after ejection = 0",
+        "requests sent to it after detection = 0",
         f"detected in {detected:.2f} s (keepalive {KEEPALIVE.interval}+{KEEPALIVE.timeout} s); "
         f"calls lost with it {len(failed)}; sent to it after detection {len(sent_after)} (while the pool "
         f"reconnected {proxy.stats.accepted - 1} times and probed); errors on the healthy one {len(errors_elsewhere)}",
     )
-    assert failed and all(o == "UNAVAILABLE" for _, o in failed), failed  # keepalive, not the call timeout
+    assert failed and all(r.outcome == "UNAVAILABLE" for r in failed), failed  # keepalive, not the call timeout
     assert sent_after == [], (detected_at, sent_after)
     assert errors_elsewhere == [], errors_elsewhere

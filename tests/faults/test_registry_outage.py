@@ -9,9 +9,10 @@ import socket
 
 import pytest
 
-from meshkit import Client, RpcError
+from meshkit import Client
 from meshkit.discovery import open_registry
 from meshkit.testing import registry_process, service_process
+from tests.faults.calls import Callers
 from tests.faults.conftest import ROOT, Reliability, until
 from tests.rpc.services import Greeter
 
@@ -30,7 +31,6 @@ async def test_a_registry_outage_longer_than_the_ttl_drops_no_endpoint(reliabili
     env = {"PYTHONPATH": str(ROOT)}
     port = _free_port()
     url = f"meshkit://127.0.0.1:{port}?ttl={TTL:g}"
-    counts = {"ok": 0, "failed": 0}
     with registry_process(["--port", str(port)]) as first:
         with (
             service_process("tests.rpc.services:Greeter", registry=url, env=env, cwd=str(ROOT)),
@@ -46,24 +46,16 @@ async def test_a_registry_outage_longer_than_the_ttl_drops_no_endpoint(reliabili
 
                 await until(lambda: known() == 2)
                 smallest = 2
-                stop = asyncio.Event()
 
-                async def worker() -> None:
+                def watch_known() -> None:
                     nonlocal smallest
-                    while not stop.is_set():
-                        try:
-                            await greeter.hello("x")
-                            counts["ok"] += 1
-                        except RpcError:
-                            counts["failed"] += 1
-                            await asyncio.sleep(0.001)  # a call that fails at once must still yield the loop
-                        smallest = min(smallest, known())
+                    smallest = min(smallest, known())
 
-                workers = [asyncio.create_task(worker()) for _ in range(4)]
+                callers = Callers(4, lambda: greeter.hello("x"), after_each=watch_known)
                 first.kill()
                 await asyncio.to_thread(first.wait, 10)
                 await asyncio.sleep(OUTAGE)  # the outage lasts this long (the scenario's input)
-                during = dict(counts)
+                during = {"ok": callers.ok, "failed": callers.failed}
                 dropped_during = 2 - smallest
                 smallest = 2  # from here: while the restarted (empty) registry is re-learning
                 with registry_process(["--port", str(port)]):
@@ -78,8 +70,7 @@ async def test_a_registry_outage_longer_than_the_ttl_drops_no_endpoint(reliabili
                         reregistered = loop.time() - back
                     finally:
                         await registry.close()
-                    stop.set()
-                    await asyncio.gather(*workers)
+                    await callers.stop()
     total = during["ok"] + during["failed"]
     transient = 2 - smallest
     reliability.record(

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from meshkit import Client, RpcError
+from meshkit import Client
 from meshkit.discovery import open_registry
 from meshkit.testing import registry_process, service_process
+from tests.faults.calls import Callers
 from tests.faults.conftest import ROOT, Reliability, until
 from tests.rpc.services import Greeter
 
@@ -19,7 +20,6 @@ SERVICE = "tests.rpc.services:Greeter"
 
 async def test_a_rolling_restart_under_load_fails_no_call(reliability: Reliability) -> None:
     env = {"PYTHONPATH": str(ROOT)}
-    outcomes: dict[str, int] = {}
     with registry_process() as reg:
         url = f"meshkit://{reg.address}"
         registry = open_registry(url)
@@ -30,18 +30,7 @@ async def test_a_rolling_restart_under_load_fails_no_call(reliability: Reliabili
         try:
             async with Client(registry=url, middleware=[], timeout=10) as client:
                 greeter = client.proxy(Greeter)
-                stop = asyncio.Event()
-
-                async def worker() -> None:
-                    while not stop.is_set():
-                        try:
-                            await greeter.sleep(0.02)  # calls are in flight at every moment
-                            outcomes["ok"] = outcomes.get("ok", 0) + 1
-                        except RpcError as exc:
-                            outcomes[exc.code.name] = outcomes.get(exc.code.name, 0) + 1
-                            await asyncio.sleep(0.001)  # a call that fails at once must still yield the loop
-
-                workers = [asyncio.create_task(worker()) for _ in range(CALLERS)]
+                callers = Callers(CALLERS, lambda: greeter.sleep(0.02))  # calls are in flight at every moment
                 await _wait_instances(registry, INSTANCES)
                 for i in range(INSTANCES):
                     cm = _instance(url, env)
@@ -53,20 +42,19 @@ async def test_a_rolling_restart_under_load_fails_no_call(reliability: Reliabili
                     code = await asyncio.to_thread(old.wait, 15)
                     assert code == 0, f"instance {old.pid} exited with {code}"
                     await _wait_instances(registry, INSTANCES)
-                served = outcomes.get("ok", 0)
-                await until(lambda: outcomes.get("ok", 0) >= served + 200)  # the new ones serve
-                stop.set()
-                await asyncio.gather(*workers)
+                served = callers.ok
+                await until(lambda: callers.ok >= served + 200)  # the new ones serve
+                await callers.stop()
         finally:
             for cm in managers:
                 await asyncio.to_thread(cm.__exit__, None, None, None)
             await registry.close()
-    failed = {k: v for k, v in outcomes.items() if k != "ok"}
+    failed = {k: v for k, v in callers.outcomes.items() if k != "OK"}
     reliability.record(
         "graceful rolling restart",
         f"each of {INSTANCES} instances replaced in turn (new one up, SIGTERM to the old) under {CALLERS} callers",
         "failed calls = 0",
-        f"calls ok {outcomes.get('ok', 0)}, failed {sum(failed.values())}" + (f" {failed}" if failed else ""),
+        f"calls ok {callers.ok}, failed {sum(failed.values())}" + (f" {failed}" if failed else ""),
     )
     assert failed == {}
 

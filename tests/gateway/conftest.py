@@ -141,3 +141,15 @@ def gateway(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Factory:
                     yield http
 
     return start
+
+
+@asynccontextmanager
+async def gateway_with_keys(keys_dir: Path, jwt_section: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """This file's gateway (its routes, API key and RS256 JWTs) in front of an Orders backend, with
+    the keys in ``keys_dir`` (a Keys of the caller's own: the session ``keys`` fixture is per
+    module); yields an HTTP client for it, the server as its ``gateway`` attribute."""
+    async with Server([Orders()]) as backend:
+        config = parse(config_text(backend.address, keys_dir, jwt_section=jwt_section))
+        async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+            http.gateway = gw  # type: ignore[attr-defined]
+            yield http

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from meshkit import Server
-from meshkit.gateway import GatewayApp, GatewayServer, parse
 from meshkit.gateway.config import GatewayConfigError
-from tests.gateway.conftest import AUDIENCE, ISSUER, Keys, config_text
-from tests.gateway.services import Orders
+from tests.gateway.conftest import AUDIENCE, ISSUER, Keys
+from tests.gateway.conftest import gateway_with_keys as _gateway
 
 
 def _b64(data: bytes) -> str:
@@ -35,17 +30,6 @@ def _unsigned(alg: str) -> str:
     header = _b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
     payload = _b64(json.dumps({"sub": "mallory", "exp": 4_000_000_000}).encode())
     return f"{header}.{payload}.{_b64(b'not a signature')}"
-
-
-@asynccontextmanager
-async def _gateway(keys_dir: Path, jwt_section: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """tests/gateway/conftest.py's gateway (its routes, API key and RS256 JWTs), with the keys in
-    ``keys_dir`` (a Keys of the test's own: the conftest's session ``keys`` fixture is per module)."""
-    async with Server([Orders()]) as backend:
-        config = parse(config_text(backend.address, keys_dir, jwt_section=jwt_section))
-        async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
-            http.gateway = gw  # type: ignore[attr-defined]
-            yield http
 
 
 @pytest.mark.parametrize("alg", ["ES256", "EdDSA"])

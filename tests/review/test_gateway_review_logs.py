@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from meshkit import Server
-from meshkit.gateway import GatewayApp, GatewayServer, parse
-from tests.gateway.conftest import Keys, config_text
-from tests.gateway.services import Orders
+from tests.gateway.conftest import Keys
+from tests.gateway.conftest import gateway_with_keys as _gateway
 
 FORGED = "GET /api/orders/1 -> 200 in 0.100 ms route=GET /api/orders/{order_id} peer=10.0.0.1 request_id=x"
 
@@ -36,17 +31,6 @@ async def _get(address: str, target: str) -> bytes:
         data = await reader.read()
     writer.close()
     return data
-
-
-@asynccontextmanager
-async def _gateway(keys_dir: Path, jwt_section: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """tests/gateway/conftest.py's gateway (its routes, API key and RS256 JWTs), with the keys in
-    ``keys_dir`` (a Keys of the test's own: the conftest's session ``keys`` fixture is per module)."""
-    async with Server([Orders()]) as backend:
-        config = parse(config_text(backend.address, keys_dir, jwt_section=jwt_section))
-        async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
-            http.gateway = gw  # type: ignore[attr-defined]
-            yield http
 
 
 async def test_a_request_path_cannot_add_lines_to_the_access_log(

@@ -28,8 +28,8 @@ import httpx
 
 from meshkit import Server, Service, current_context, rpc
 from meshkit.gateway import GatewayApp, GatewayConfigError, GatewayServer, parse
-from tests.gateway.conftest import API_KEY, Keys, config_text
-from tests.gateway.services import Orders
+from tests.gateway.conftest import API_KEY, Keys
+from tests.gateway.conftest import gateway_with_keys as _gateway
 
 
 class Held(Service, name="held"):
@@ -90,17 +90,6 @@ async def _serving(service: Held, forward: str = '["x-tenant"]') -> AsyncIterato
         async with GatewayServer(GatewayApp(config)) as gw:
             async with httpx.AsyncClient(base_url=f"http://{gw.address}", timeout=30) as http:
                 yield http
-
-
-@asynccontextmanager
-async def _gateway(keys_dir: Path, jwt_section: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
-    """tests/gateway/conftest.py's gateway (its routes, API key and RS256 JWTs), with the keys in
-    ``keys_dir`` (a Keys of the test's own: the conftest's session ``keys`` fixture is per module)."""
-    async with Server([Orders()]) as backend:
-        config = parse(config_text(backend.address, keys_dir, jwt_section=jwt_section))
-        async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
-            http.gateway = gw  # type: ignore[attr-defined]
-            yield http
 
 
 async def test_an_oversized_forwarded_header_does_not_fail_another_callers_call() -> None:
