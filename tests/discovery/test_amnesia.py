@@ -66,21 +66,34 @@ def test_the_registry_state_of_a_shown_instance_wins_over_the_held_copy() -> Non
     assert [(i.id, i.healthy) for i in view] == [("i2", False), ("i1", True)]
 
 
-def test_a_second_reconnect_holds_what_is_known_then_for_a_new_period() -> None:
+def test_a_second_reconnect_holds_newly_known_instances_but_keeps_the_old_deadlines() -> None:
     guard = AmnesiaGuard(5.0)
     guard.reconnected([A, B], now=0.0)
     view = guard.view([C], 1.0)
     assert _ids(view) == ["i3", "i1", "i2"]
-    guard.reconnected(view, now=4.0)
-    assert _ids(guard.view([], 8.0)) == ["i3", "i1", "i2"]
+    guard.reconnected(view, now=4.0)  # C is held from now; A and B still until 5
+    assert _ids(guard.view([], 4.5)) == ["i3", "i1", "i2"]
+    assert _ids(guard.view([], 5.0)) == ["i3"]
     assert _ids(guard.view([], 9.0)) == []
+
+
+def test_reconnecting_again_and_again_does_not_hold_an_instance_for_ever() -> None:
+    guard = AmnesiaGuard(1.0)
+    guard.reconnected([A], now=0.0)
+    for step in range(1, 20):
+        now = step * 0.25
+        view = guard.view([B], now)
+        guard.reconnected(view, now)
+    assert _ids(guard.view([B], 5.0)) == ["i2"]
 
 
 def test_let_go_ends_the_grace_period() -> None:
     guard = AmnesiaGuard(5.0)
     guard.reconnected([A], now=0.0)
-    guard.let_go()
-    assert guard.view([], 0.1) == [] and guard.deadline is None
+    guard.reconnected([A, B], now=1.0)
+    assert guard.deadline == 5.0
+    guard.let_go(5.0)  # its timer: A goes, B (held since 1.0) stays until 6.0
+    assert _ids(guard.view([], 5.0)) == ["i2"] and guard.deadline == 6.0
 
 
 def test_a_negative_grace_is_refused() -> None:

@@ -172,3 +172,15 @@ async def test_several_listed_registries_are_used_one_at_a_time() -> None:
         await backend.close()
         for s in servers:
             await s.stop(grace=0.1)
+
+
+@pytest.mark.parametrize("ttl", [2.0, 10.0, 30.0])
+async def test_the_registry_client_retries_at_least_every_third_of_a_ttl(ttl: float) -> None:
+    """After a long outage the default reconnect schedule (up to 120 s) would keep heartbeats,
+    and so re-registration, away for far longer than clients hold missing instances (one TTL)."""
+    registry = BuiltinRegistry("127.0.0.1:1", ttl=ttl)
+    try:
+        policy = registry._client._backoff_policy
+        assert policy.maximum == ttl / 3 and policy.initial <= ttl / 3
+    finally:
+        await registry.close()

@@ -29,42 +29,40 @@ from meshkit.discovery.instance import Instance
 class AmnesiaGuard:
     """The view to apply for each snapshot of a watch that may have reconnected."""
 
-    __slots__ = ("_held", "_until", "grace")
+    __slots__ = ("_held", "grace")
 
     def __init__(self, grace: float) -> None:
         if grace < 0:
             raise ValueError(f"grace must be >= 0 seconds, got {grace}")
         self.grace = grace
-        self._held: dict[str, Instance] = {}
-        self._until = 0.0
+        self._held: dict[str, tuple[Instance, float]] = {}  # id -> (instance, held until)
 
     def reconnected(self, known: Sequence[Instance], now: float) -> None:
-        """A new watch begins after one failed or ended; ``known`` is the view before it."""
-        # A second reconnect inside the grace period holds what is known now (which includes
-        # anything still held), with a fresh grace period.
-        self._held = {i.id: i for i in known}
-        self._until = now + self.grace
+        """A new watch begins after one failed or ended; ``known`` is the view before it.
+
+        An instance already held keeps its deadline: a watch that reconnects again and again
+        (a flapping stream, a proxy's stream timeout) must not hold one for ever."""
+        held = self._held
+        self._held = {i.id: held.get(i.id) or (i, now + self.grace) for i in known}
 
     @property
     def deadline(self) -> float | None:
-        """When the held instances are let go (None: nothing is held)."""
-        return self._until if self._held else None
+        """When the next held instance is let go (None: nothing is held)."""
+        return min(until for _, until in self._held.values()) if self._held else None
 
     @property
     def held(self) -> int:
         return len(self._held)
 
-    def let_go(self) -> None:
-        """End the grace period now (its timer fired)."""
-        self._held.clear()
+    def let_go(self, due: float) -> None:
+        """Let go of every instance held until ``due`` or before (its timer fired)."""
+        self._held = {key: entry for key, entry in self._held.items() if entry[1] > due}
 
     def view(self, snapshot: Sequence[Instance], now: float) -> list[Instance]:
         """``snapshot`` plus the instances still held that it does not show."""
         if not self._held:
             return list(snapshot)
-        if now >= self._until:
-            self._held.clear()
-            return list(snapshot)
+        self.let_go(now)
         for instance in snapshot:
             self._held.pop(instance.id, None)
-        return [*snapshot, *self._held.values()]
+        return [*snapshot, *(instance for instance, _ in self._held.values())]

@@ -16,6 +16,7 @@ from meshkit.discovery.instance import Instance
 from meshkit.errors import RpcError
 from meshkit.registry.service import DEFAULT_TTL, RegistryService
 from meshkit.rpc.client import Client
+from meshkit.transport.backoff import BackoffPolicy
 
 log = logging.getLogger("meshkit.registry")
 _STICKY = "meshkit-registry"
@@ -36,7 +37,13 @@ class BuiltinRegistry:
     def __init__(self, target: str, ttl: float = DEFAULT_TTL) -> None:
         # Several registry servers do not replicate: every call goes to the same one (a fixed key on
         # a hash ring), and to the next on the ring only while that one is unreachable.
-        self._client = Client(target=target, middleware=[], timeout=max(1.0, ttl / 3), balancer="consistent_hash")
+        # Reconnects are tried at least every TTL/3 (not on the default schedule's up to 120 s):
+        # after a long registry outage a heartbeat must get through within a TTL of its return,
+        # or instances stay missing longer than clients hold them (discovery.amnesia).
+        backoff = BackoffPolicy(initial=min(1.0, ttl / 3), maximum=ttl / 3)
+        self._client = Client(
+            target=target, middleware=[], timeout=max(1.0, ttl / 3), balancer="consistent_hash", backoff=backoff
+        )
         self._proxy = self._client.proxy(RegistryService).with_options(hash_key=_STICKY)
         self.ttl = ttl
         self._leases: dict[str, tuple[Instance, int]] = {}

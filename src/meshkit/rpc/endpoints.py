@@ -271,10 +271,10 @@ async def watch_service(
             release = None
         deadline = guard.deadline
         if deadline is not None:  # let the held ones go on time even if the registry stays quiet
-            release = loop.call_at(deadline, let_go)
+            release = loop.call_at(deadline, let_go, deadline)
 
-    def let_go() -> None:
-        guard.let_go()
+    def let_go(due: float) -> None:
+        guard.let_go(due)
         apply(last)
 
     reconnecting = False

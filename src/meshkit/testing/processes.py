@@ -106,9 +106,12 @@ def _child(
             raise RuntimeError(f"{' '.join(cmd[2:4])} did not start (exit code {proc.poll()})")
         yield ServiceProcess(proc, address)
     finally:
-        # The whole group, even when the child itself has exited (a forking prefix's service).
-        _signal_group(proc.pid, signal.SIGCONT)
-        _signal_group(proc.pid, signal.SIGKILL)
+        # The whole group, even when the child itself has exited (a forking prefix's service),
+        # but only while the child is not yet reaped: until then its id cannot name another
+        # process group. (A test that reaped it with wait() already chose to end it.)
+        if proc.returncode is None:
+            _signal_group(proc.pid, signal.SIGCONT)
+            _signal_group(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()

@@ -67,6 +67,7 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._swallowed: set[_Link] = set()
         self._handlers: set[asyncio.Task[object]] = set()  # one per accepted connection
+        self._stopping = False
 
     # -- faults ---------------------------------------------------------------------------------
     def latency(self, delay: float, jitter: float = 0.0) -> None:
@@ -113,12 +114,14 @@ class FaultProxy:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
+        self._stopping = False
         self._server = await asyncio.start_server(self._accept, self.host, self.requested_port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         """Stop listening, reset every connection and wait until each one's handling has ended
         (including those still connecting upstream or held by a partition)."""
+        self._stopping = True  # a connection accepted but not yet handled is reset when it is
         if self._server is not None:
             self._server.close()
         for link in list(self._links):
@@ -141,6 +144,9 @@ class FaultProxy:
 
     # -- the wire -------------------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._stopping:
+            self._abort(_Link(writer))
+            return
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)

@@ -139,36 +139,56 @@ class Peer:
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            conn = await self._connect(self._state_changed)
-        except RpcError as exc:
-            self._connection_failed(loop, exc)
-        else:
+            try:
+                conn = await self._connect(self._state_changed)
+            except RpcError as exc:
+                self._connection_failed(loop, exc)
+                return
+            except Exception as exc:
+                log.exception("connecting to %s failed unexpectedly", self.address)
+                self._connection_failed(
+                    loop,
+                    RpcError(StatusCode.UNAVAILABLE, f"cannot connect to {self.address}: {exc!r}", not_processed=True),
+                )
+                return
             if self._closed:
                 conn.close()
             elif conn.is_closing:
                 # Lost before we got here (the peer accepted and hung up): a failed attempt.
                 self._connection_failed(loop, RpcError(StatusCode.UNAVAILABLE, f"{self.address} closed at once"))
-            elif self._suspect and not await conn.probe(conn.probe_timeout):
+            elif self._suspect and not await self._probe(conn):
                 conn.close()
+                why = "closed it" if conn.is_closing else f"sent no answer within {conn.probe_timeout:g}s"
                 self._connection_failed(
                     loop,
                     RpcError(
                         StatusCode.UNAVAILABLE,
-                        f"{self.address} went silent and a new connection's PING got no answer within "
-                        f"{conn.probe_timeout:g}s",
+                        f"{self.address} went silent; a new connection's PING: the server {why}",
                         not_processed=True,
                     ),
                 )
             elif self._closed:
                 conn.close()
             else:
-                self._suspect = False
+                if self._suspect:  # it answered: the server is back, start the schedule over
+                    self._suspect = False
+                    self._backoff.reset()
                 self._last_error = None
                 self._retry_at = 0.0
                 self.connections.append(conn)
                 self._update_ready()
         finally:
             self._connecting = None
+
+    @staticmethod
+    async def _probe(conn: ClientConnection) -> bool:
+        """``conn.probe``, closing the connection if the wait is cancelled (Peer.close()): it is
+        in no list that close() would find."""
+        try:
+            return await conn.probe(conn.probe_timeout)
+        except BaseException:
+            conn.close()
+            raise
 
     def _connection_failed(self, loop: asyncio.AbstractEventLoop, exc: RpcError) -> None:
         self._last_error = exc
@@ -210,6 +230,8 @@ class Peer:
         if conn.went_silent:
             # Hung, frozen or cut off, not gone: a new connection may well be accepted (by the
             # kernel, or a middlebox) and never answered. Probe before trusting one with calls.
+            if conn.heard_any or loop.time() - conn.opened_at >= HEALTHY_AFTER:
+                self._backoff.reset()  # it served: this episode starts the schedule over
             self._suspect = True
             if not any(c.usable for c in self.connections):
                 self._grow()

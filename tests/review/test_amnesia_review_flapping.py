@@ -1,0 +1,95 @@
+"""Review of the registry amnesia guard (discovery/amnesia.py, rpc/endpoints.py watch_service):
+the hold is meant to be bounded ("narrower and bounded", "when the TTL has passed the registry's
+view is the view"), but ``AmnesiaGuard.reconnected`` re-holds everything known now, held
+instances included, with a fresh grace period. A watch that reconnects more often than once per
+TTL (a flapping registry connection, an L7 proxy with a short stream timeout, a crash-looping
+registry replica) therefore keeps an instance the registry stopped showing long ago in the view
+for ever, even though the registry keeps answering and never shows it again."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from meshkit.discovery.events import WATCH_EVENTS
+from meshkit.discovery.instance import Instance
+from meshkit.errors import RpcError, StatusCode
+from meshkit.rpc.endpoints import Endpoints, watch_service
+from meshkit.transport.backoff import Backoff, BackoffPolicy
+
+
+def _instance(n: int) -> Instance:
+    return Instance(service="flap", host="127.0.0.1", port=9000 + n, id=f"i{n}")
+
+
+A, B = _instance(1), _instance(2)
+
+
+class _Registry:
+    """Each watch yields what is queued; an exception ends it (the next watch is a reconnect)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def watch(self, service: str) -> Any:
+        registry = self
+
+        class Watch:
+            def __aiter__(self) -> AsyncIterator[list[Instance]]:
+                return self._items()
+
+            async def _items(self) -> AsyncIterator[list[Instance]]:
+                while True:
+                    item = await registry.queue.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+
+            async def close(self) -> None:
+                pass
+
+        return Watch()
+
+
+class _Peer:
+    def __init__(self, address: str) -> None:
+        self.address, self.in_flight, self.available = address, 0, True
+
+    async def close(self) -> None:
+        pass
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.002)  # polling a condition, not timing the outcome
+
+
+async def test_an_instance_the_registry_never_shows_again_is_let_go_despite_repeated_reconnects() -> None:
+    grace = 0.2
+    registry = _Registry()
+    eps = Endpoints("flap", "round_robin", _Peer, random.Random(0), warmup=0.0)  # type: ignore[arg-type]
+    backoff = Backoff(BackoffPolicy(initial=0.001, multiplier=1.0, jitter=0.0, maximum=0.001))
+    task = asyncio.create_task(watch_service(registry, eps, backoff, grace=grace))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    try:
+        registry.queue.put_nowait([A, B])
+        await _until(lambda: sorted(n.key for n in eps.nodes) == ["i1", "i2"])
+        # From now on the registry is up and shows B only, but the watch stream breaks every
+        # half TTL. A is gone for good: it should leave once one TTL has passed.
+        start = loop.time()
+        while loop.time() < start + 5 * grace:
+            seen = WATCH_EVENTS["flap", "snapshot"]
+            registry.queue.put_nowait(RpcError(StatusCode.UNAVAILABLE, "watch stream reset"))
+            registry.queue.put_nowait([B])
+            await _until(lambda: WATCH_EVENTS["flap", "snapshot"] > seen)  # noqa: B023 - used at once
+            await asyncio.sleep(grace / 2)  # pacing the flapping registry, not timing an outcome
+        # Five TTLs of a live registry that never showed A again.
+        assert [n.key for n in eps.nodes] == ["i2"], "A is still held after 5 TTLs of a registry not showing it"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
