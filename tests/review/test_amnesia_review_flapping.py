@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 from meshkit.discovery.events import WATCH_EVENTS
 from meshkit.discovery.instance import Instance
 from meshkit.errors import RpcError, StatusCode
 from meshkit.rpc.endpoints import Endpoints, watch_service
 from meshkit.transport.backoff import Backoff, BackoffPolicy
+from tests.discovery.test_amnesia import _Peer, _Registry
 
 
 def _instance(n: int) -> Instance:
@@ -25,40 +25,6 @@ def _instance(n: int) -> Instance:
 
 
 A, B = _instance(1), _instance(2)
-
-
-class _Registry:
-    """Each watch yields what is queued; an exception ends it (the next watch is a reconnect)."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    def watch(self, service: str) -> Any:
-        registry = self
-
-        class Watch:
-            def __aiter__(self) -> AsyncIterator[list[Instance]]:
-                return self._items()
-
-            async def _items(self) -> AsyncIterator[list[Instance]]:
-                while True:
-                    item = await registry.queue.get()
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item
-
-            async def close(self) -> None:
-                pass
-
-        return Watch()
-
-
-class _Peer:
-    def __init__(self, address: str) -> None:
-        self.address, self.in_flight, self.available = address, 0, True
-
-    async def close(self) -> None:
-        pass
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
