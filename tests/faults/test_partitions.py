@@ -1,7 +1,8 @@
 """Partitions, then heal: between the client and one instance (shorter and longer than the
-breaker's open time), and between the client and the registry (shorter and longer than the lease
-TTL). No call runs past its deadline, calls fail over to what is reachable, the client keeps the
-endpoints it knows, and service is full again after the heal."""
+breaker's open time), between the client and the registry, and between one instance and the
+registry (both shorter and longer than the lease TTL). No call runs past its deadline, calls fail
+over to what is reachable, the client keeps the endpoints it knows (and drops an instance only
+when the registry evicts it), and service is full again after the heal."""
 
 from __future__ import annotations
 
@@ -148,3 +149,81 @@ async def test_a_partition_from_the_registry_drops_no_endpoint(seconds: float, r
     )
     assert failed_during == 0 and ok_during > 0
     assert smallest == 2
+
+
+@dataclass
+class EvictionRun:
+    callers: Callers
+    cut_at: float
+    evicted_at: float | None  # when the client's view lost the cut instance
+    back: float  # from the heal until the client's view has it again
+
+
+async def _cut_from_registry(url: str, far: str, proxy: FaultProxy, seconds: float) -> EvictionRun:
+    """4 callers via ``url``; the registry proxy of instance ``far`` partitioned for ``seconds``."""
+    loop = asyncio.get_running_loop()
+    async with Client(registry=url, middleware=[], timeout=TIMEOUT) as client:
+        greeter = client.proxy(Greeter)
+
+        def addresses() -> set[str]:
+            eps = client.endpoints().get("greeter")
+            return {n.peer.address for n in eps.nodes} if eps is not None else set()
+
+        await greeter.hello("warm")
+        await until(lambda: len(addresses()) == 2)
+        evicted_at: list[float] = []
+
+        def watch_far() -> None:
+            if far not in addresses() and not evicted_at:
+                evicted_at.append(loop.time())
+
+        callers = Callers(4, lambda: greeter.hello("x"), after_each=watch_far)
+        cut_at = loop.time()
+        proxy.partition()
+        await asyncio.sleep(seconds)  # the partition lasts this long (the scenario's input)
+        healed_at = loop.time()
+        proxy.heal()
+        await until(lambda: far in addresses(), 30)
+        back = loop.time() - healed_at
+        await callers.stop()
+    return EvictionRun(callers, cut_at, evicted_at[0] if evicted_at else None, back)
+
+
+@pytest.mark.parametrize("seconds", [0.8, 4.0], ids=["shorter-than-ttl", "longer-than-ttl"])
+async def test_an_instance_cut_off_from_the_registry_is_evicted_only_past_the_ttl(
+    seconds: float, reliability: Reliability
+) -> None:
+    """One instance reaches the registry through a proxy that is partitioned; the client still
+    reaches it directly. Shorter than the TTL: its lease survives. Longer: the registry evicts it
+    and clients stop using it (calls go to the other, none fails); after the heal it registers
+    again and clients use it again."""
+    env = {"PYTHONPATH": str(ROOT)}
+    ttl = 2.0
+    with registry_process() as reg:
+        url = f"meshkit://{reg.address}?ttl={ttl:g}"
+        async with FaultProxy(reg.address) as proxy:
+            # The far instance registers through the proxy, which runs on this loop: start it from
+            # a thread (starting waits for its first line), so that the loop keeps proxying.
+            far = service_process(
+                "tests.rpc.services:Greeter", registry=f"meshkit://{proxy.address}?ttl={ttl:g}", env=env, cwd=str(ROOT)
+            )
+            with service_process("tests.rpc.services:Greeter", registry=url, env=env, cwd=str(ROOT)):
+                instance = await asyncio.to_thread(far.__enter__)
+                try:
+                    run = await _cut_from_registry(url, instance.address, proxy, seconds)
+                finally:
+                    await asyncio.to_thread(far.__exit__, None, None, None)
+    evicted = f"evicted {run.evicted_at - run.cut_at:.2f} s into it" if run.evicted_at is not None else "not evicted"
+    reliability.record(
+        f"partition instance-registry ({'shorter' if seconds < ttl else 'longer'} than the {ttl:g} s TTL)",
+        f"1 of 2 instances cut off from the registry (not from the client) for {seconds:g} s; 4 callers",
+        "evicted only past the TTL; calls keep working; registered and used again after heal",
+        f"{evicted}; calls ok {run.callers.ok}, failed {run.callers.failed}; in the client's view "
+        f"{run.back:.2f} s after heal",
+    )
+    assert run.callers.failed == 0 and run.callers.ok > 0
+    if seconds < ttl:
+        assert run.evicted_at is None, "a partition shorter than the lease TTL evicted the instance"
+    else:
+        assert run.evicted_at is not None, "a partition longer than the lease TTL did not evict the instance"
+        assert run.evicted_at - run.cut_at >= ttl / 2, "evicted, but not by its lease running out"
