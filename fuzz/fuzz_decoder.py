@@ -51,7 +51,7 @@ import atheris
 with atheris.instrument_imports(include=["meshkit"]):
     from meshkit.errors import ProtocolError, RpcError, StatusCode
     from meshkit.protocol.compression import compress, decompress
-    from meshkit.protocol.decoder import FrameDecoder
+    from meshkit.protocol.decoder import FrameDecoder, Rejected
     from meshkit.protocol.frames import MAX_STREAM_ID, Flags, Frame, FrameType, encode_frame
     from meshkit.protocol.limits import Limits
     from meshkit.protocol.messages import (
@@ -97,8 +97,11 @@ def build_input(
     return head + b"".join(c.to_bytes(2, "big") for c in cuts) + stream
 
 
-def decode(limits: Limits, stream: bytes, cuts: list[int]) -> tuple[list[Frame], type[ProtocolError] | None]:
-    """Feed ``stream`` split at ``cuts``; the frames handed out and the error class, if any."""
+def decode(
+    limits: Limits, stream: bytes, cuts: list[int]
+) -> tuple[list[Frame], list[Rejected], type[ProtocolError] | None]:
+    """Feed ``stream`` split at ``cuts``; the frames handed out, the frames skipped for oversized
+    metadata, and the error class, if any."""
     decoder = FrameDecoder(limits)
     frames: list[Frame] = []
     start = 0
@@ -115,10 +118,17 @@ def decode(limits: Limits, stream: bytes, cuts: list[int]) -> tuple[list[Frame],
                 raise AssertionError(f"poisoned decoder raised {again!r} after {exc!r}") from None
         else:
             raise AssertionError(f"decoder accepted input after {exc!r}") from None
-        return frames, type(exc)
-    if decoder.buffered != len(stream) - sum(len(f.encode()) for f in frames):
-        raise AssertionError(f"decoder buffers {decoder.buffered} bytes; the frames leave a different remainder")
-    return frames, None
+        return frames, decoder.rejected, type(exc)
+    for rejected in decoder.rejected:
+        if rejected.metadata_length <= limits.max_metadata_size or rejected.body_length > limits.max_frame_size:
+            raise AssertionError(f"{rejected!r} skipped, but its metadata is within the limit or its body is not")
+    consumed = sum(len(f.encode()) for f in frames) + sum(r.size for r in decoder.rejected) - decoder.skipping
+    if decoder.buffered != len(stream) - consumed or (decoder.buffered and decoder.skipping):
+        raise AssertionError(
+            f"decoder buffers {decoder.buffered} bytes and skips {decoder.skipping}; the frames leave a different "
+            "remainder"
+        )
+    return frames, decoder.rejected, None
 
 
 def check_codecs(raw: bytes) -> None:
@@ -158,12 +168,14 @@ def check_codecs(raw: bytes) -> None:
 
 def TestOneInput(data: bytes) -> None:
     limits, cuts, stream = parse_input(data)
-    reference, ref_error = decode(limits, stream, list(range(1, len(stream))))  # byte at a time
-    frames, error = decode(limits, stream, cuts)
+    reference, ref_rejected, ref_error = decode(limits, stream, list(range(1, len(stream))))  # byte at a time
+    frames, rejected, error = decode(limits, stream, cuts)
     if error is not ref_error:
         raise AssertionError(f"chunking {cuts} raised {error}, byte-at-a-time raised {ref_error}")
     if frames != reference[: len(frames)] or (error is None and frames != reference):
         raise AssertionError(f"chunking {cuts} produced {frames}, byte-at-a-time {reference}")
+    if rejected != ref_rejected[: len(rejected)] or (error is None and rejected != ref_rejected):
+        raise AssertionError(f"chunking {cuts} skipped {rejected}, byte-at-a-time {ref_rejected}")
     for frame in reference:
         again = FrameDecoder(limits).feed(frame.encode())
         if again != [frame]:

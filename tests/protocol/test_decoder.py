@@ -12,12 +12,11 @@ from meshkit.errors import (
     BadMagic,
     FrameTooLarge,
     MalformedFrame,
-    MetadataTooLarge,
     ProtocolError,
     UnknownFrameType,
     UnsupportedVersion,
 )
-from meshkit.protocol.decoder import FrameDecoder
+from meshkit.protocol.decoder import FrameDecoder, Rejected
 from meshkit.protocol.frames import (
     HEADER_SIZE,
     KNOWN_FLAGS,
@@ -148,16 +147,55 @@ def test_exactly_at_the_limit_is_accepted_and_one_more_is_not(which: str) -> Non
     assert len(FrameDecoder(limits).feed(ok)) == 1
     kwargs = {which: b"z" * (size + 1)}
     too_big = encode_frame(FrameType.REQUEST, 1, **kwargs)
-    expected = FrameTooLarge if which == "body" else MetadataTooLarge
-    with pytest.raises(expected):
-        FrameDecoder(limits).feed(too_big)
+    if which == "body":
+        with pytest.raises(FrameTooLarge):
+            FrameDecoder(limits).feed(too_big)
+        return
+    decoder = FrameDecoder(limits)  # oversized metadata: the frame is skipped and reported
+    assert decoder.feed(too_big) == []
+    assert decoder.rejected == [Rejected(FrameType.REQUEST, 0, 1, 51, 0)]
 
 
 def test_zero_metadata_limit_refuses_any_metadata_but_not_a_body() -> None:
     decoder = FrameDecoder(Limits(max_metadata_size=0))
     assert decoder.feed(encode_frame(FrameType.RESPONSE, 1, b"body")) == [Frame(FrameType.RESPONSE, 0, 1, b"", b"body")]
-    with pytest.raises(MetadataTooLarge):
-        decoder.feed(encode_frame(FrameType.REQUEST, 3, b"", b"\x80"))
+    assert decoder.feed(encode_frame(FrameType.REQUEST, 3, b"", b"\x80")) == []
+    assert [r.stream_id for r in decoder.rejected] == [3]
+
+
+# -- oversized metadata: skipped, reported, never held --------------------------------------------
+
+
+@pytest.mark.parametrize("md_len", [DEFAULT_MAX_METADATA_SIZE + 1, 0xFFFF])
+def test_a_frame_with_oversized_metadata_is_skipped_without_holding_it(md_len: int) -> None:
+    decoder = FrameDecoder()
+    raw = header(md_len=md_len, body_len=10)
+    assert decoder.feed(raw[:15]) == []
+    assert decoder.feed(raw[15:]) == []  # judged at its 16th byte
+    assert decoder.rejected == [Rejected(FrameType.REQUEST, 0, 1, md_len, 10)]
+    assert decoder.buffered == 0 and decoder.skipping == md_len + 10
+    for _ in range(md_len // 1000):
+        assert decoder.feed(b"m" * 1000) == []
+        assert decoder.buffered == 0  # discarded as it arrives
+    rest = b"m" * (md_len % 1000) + b"b" * 10
+    # The bytes after it are a frame boundary again: the frames that follow decode.
+    assert decoder.feed(rest + SAMPLE_STREAM) == SAMPLE_FRAMES
+    assert decoder.skipping == 0 and decoder.buffered == 0
+
+
+def test_a_skipped_frame_between_frames_in_one_chunk_leaves_the_others_intact() -> None:
+    limits = Limits(max_metadata_size=10)
+    big = encode_frame(FrameType.REQUEST, 5, b"body", b"\x80" * 11)
+    decoder = FrameDecoder(limits)
+    assert decoder.feed(SAMPLE_FRAMES[1].encode() + big + SAMPLE_FRAMES[1].encode()) == [SAMPLE_FRAMES[1]] * 2
+    assert decoder.rejected == [Rejected(FrameType.REQUEST, 0, 5, 11, 4)]
+
+
+def test_oversized_metadata_with_another_fault_is_that_fault() -> None:
+    with pytest.raises(FrameTooLarge):
+        FrameDecoder().feed(header(md_len=0xFFFF, body_len=2**31))
+    with pytest.raises(BadMagic):
+        FrameDecoder().feed(header(magic=b"XX", md_len=0xFFFF))
 
 
 # -- re-chunking ----------------------------------------------------------------------------------
@@ -275,8 +313,6 @@ ERROR_CASES: list[tuple[str, bytes, type[ProtocolError]]] = [
     ("body-limit-plus-1", header(body_len=DEFAULT_MAX_FRAME_SIZE + 1), FrameTooLarge),
     ("body-2^31", header(body_len=2**31), FrameTooLarge),
     ("body-2^32-1", header(body_len=2**32 - 1), FrameTooLarge),
-    ("metadata-limit-plus-1", header(md_len=DEFAULT_MAX_METADATA_SIZE + 1), MetadataTooLarge),
-    ("metadata-max-u16", header(md_len=0xFFFF), MetadataTooLarge),
 ]
 
 
@@ -307,7 +343,7 @@ def test_each_error_in_one_chunk_and_after_valid_frames(raw: bytes, exc: type[Pr
 
 def test_error_classes_are_distinct_protocol_errors() -> None:
     classes = {exc for _, _, exc in ERROR_CASES}
-    assert classes == {BadMagic, UnsupportedVersion, UnknownFrameType, MalformedFrame, FrameTooLarge, MetadataTooLarge}
+    assert classes == {BadMagic, UnsupportedVersion, UnknownFrameType, MalformedFrame, FrameTooLarge}
     assert all(issubclass(c, ProtocolError) for c in classes)
 
 
@@ -323,8 +359,6 @@ def test_a_2gib_body_claim_is_refused_at_once_with_nothing_buffered() -> None:
     [
         (Limits(max_frame_size=1), header(body_len=2), FrameTooLarge),
         (Limits(max_frame_size=10), header(body_len=11, md_len=0), FrameTooLarge),
-        (Limits(max_metadata_size=10), header(md_len=11), MetadataTooLarge),
-        (Limits(max_metadata_size=0), header(md_len=1), MetadataTooLarge),
     ],
 )
 def test_custom_limits_are_enforced_on_the_header(limits: Limits, raw: bytes, exc: type[ProtocolError]) -> None:

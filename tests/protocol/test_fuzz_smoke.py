@@ -63,12 +63,12 @@ def test_the_oracle_catches_a_broken_decoder(target: ModuleType, monkeypatch: py
     # A decoder that loses the last byte of every body must be reported as a crash, not pass.
     real_decode = target.decode
 
-    def lossy(limits: Limits, stream: bytes, cuts: list[int]) -> tuple[list[object], object]:
-        frames, error = real_decode(limits, stream, cuts)
+    def lossy(limits: Limits, stream: bytes, cuts: list[int]) -> tuple[list[object], list[object], object]:
+        frames, rejected, error = real_decode(limits, stream, cuts)
         if cuts and cuts != list(range(1, len(stream))):
             for frame in frames:
                 frame.body = frame.body[:-1]
-        return frames, error
+        return frames, rejected, error
 
     monkeypatch.setattr(target, "decode", lossy)
     with pytest.raises(AssertionError):

@@ -39,7 +39,7 @@ class FrameDecoder:
     after the bad frame can be trusted, so every later :meth:`feed` raises the same error.
     """
 
-    __slots__ = ("_buffer", "_error", "_max_body", "_max_metadata")
+    __slots__ = ("_buffer", "_error", "_max_body", "_max_metadata", "_skip", "rejected")
 
     def __init__(self, limits: Limits | None = None) -> None:
         limits = limits or Limits()
@@ -47,11 +47,21 @@ class FrameDecoder:
         self._max_metadata = limits.max_metadata_size
         self._buffer = bytearray()
         self._error: Exception | None = None
+        self._skip = 0  # bytes of a rejected frame still to discard
+        #: Frames skipped because their metadata is over the limit, for the connection to answer
+        #: (the caller takes them and clears the list). Their framing is intact, so one caller's
+        #: oversized metadata costs that call, not the connection every other call shares.
+        self.rejected: list[Rejected] = []
 
     @property
     def buffered(self) -> int:
         """Bytes held that do not yet form a whole frame."""
         return len(self._buffer)
+
+    @property
+    def skipping(self) -> int:
+        """Bytes of a rejected frame still to come and be discarded (never held)."""
+        return self._skip
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add ``data`` and return every frame that is now complete, in order."""
@@ -59,6 +69,12 @@ class FrameDecoder:
             raise self._error
         if type(data) is not bytes:
             data = bytes(data)  # frames must not share a buffer the caller may reuse
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return []
+            data = data[self._skip :]
+            self._skip = 0
         buffer = self._buffer
         if buffer:
             buffer += data
@@ -82,6 +98,17 @@ class FrameDecoder:
                 or body_len > max_body
                 or md_len > max_metadata
             ):
+                if _only_metadata_too_large(view, pos, max_body, max_metadata):
+                    # Skip the frame without keeping it (no more bytes than a frame may have
+                    # anyway) and report it; the bytes after it are a frame boundary.
+                    self.rejected.append(Rejected(frame_type, flags, stream_id, md_len, body_len))
+                    total = HEADER_SIZE + md_len + body_len
+                    if end - pos >= total:
+                        pos += total
+                        continue
+                    self._skip = total - (end - pos)
+                    pos = end
+                    break
                 self._error = _header_error(view, pos, max_body, max_metadata)
                 buffer.clear()
                 raise self._error
@@ -114,6 +141,53 @@ class FrameDecoder:
 
 _unpack_fast = HEADER_FAST.unpack_from
 _UNKNOWN_FLAGS = ~KNOWN_FLAGS
+
+
+class Rejected:
+    """A frame the decoder skipped: its metadata (``metadata_length`` bytes) is over the limit."""
+
+    __slots__ = ("body_length", "flags", "metadata_length", "stream_id", "type")
+
+    def __init__(self, frame_type: int, flags: int, stream_id: int, metadata_length: int, body_length: int) -> None:
+        self.type = frame_type
+        self.flags = flags
+        self.stream_id = stream_id
+        self.metadata_length = metadata_length
+        self.body_length = body_length
+
+    @property
+    def size(self) -> int:
+        """The whole frame's bytes on the wire."""
+        return HEADER_SIZE + self.metadata_length + self.body_length
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rejected) and (
+            self.type,
+            self.flags,
+            self.stream_id,
+            self.metadata_length,
+            self.body_length,
+        ) == (other.type, other.flags, other.stream_id, other.metadata_length, other.body_length)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.stream_id, self.metadata_length, self.body_length))
+
+    def __repr__(self) -> str:
+        return f"Rejected(type={self.type}, stream={self.stream_id}, metadata={self.metadata_length}B)"
+
+
+def _only_metadata_too_large(view: bytes | bytearray, pos: int, max_body: int, max_metadata: int) -> bool:
+    """Is an oversized metadata the header's only fault (so the frame can be skipped)?"""
+    magic, version, frame_type, flags, md_len, _stream_id, body_len = _unpack_from(view, pos)
+    return (
+        magic == MAGIC
+        and version == VERSION
+        and 0 < frame_type < FRAME_TYPE_LIMIT
+        and not flags & ~KNOWN_FLAGS
+        and view[pos + 5] == 0
+        and body_len <= max_body
+        and md_len > max_metadata
+    )
 
 
 def _header_error(view: bytes | bytearray, pos: int, max_body: int, max_metadata: int) -> Exception:

@@ -472,6 +472,8 @@ class Client:
                 metadata = last[1] if extra is None and last[0] == deadline_ms else template.render(deadline_ms, extra)
                 if trace is not None:
                     metadata += trace
+                if extra is not None and len(metadata) > self.limits.max_metadata_size:
+                    raise _metadata_too_large(spec, len(metadata), self.limits)
                 sid, fut = conn.request(metadata, body, flags, deadline)
                 try:
                     frame: Frame = await fut
@@ -527,6 +529,17 @@ async def _acquire(peer: Peer, deadline: float | None, spec: MethodSpec) -> Clie
             f"deadline of {spec.qualname} passed while connecting to {peer.address}",
             not_processed=True,
         ) from None
+
+
+def _metadata_too_large(spec: MethodSpec, size: int, limits: Limits) -> RpcError:
+    """Refused before sending: a server would refuse it too (its limit is the same by default),
+    and bytes past the wire format's u16 could not even be framed."""
+    return RpcError(
+        StatusCode.INVALID_ARGUMENT,
+        f"metadata of {spec.qualname} is {size} bytes, over the limit of {limits.max_metadata_size} bytes "
+        "(Limits.max_metadata_size)",
+        not_processed=True,
+    )
 
 
 def _check_trace(trace: object) -> None:
@@ -661,6 +674,8 @@ class StreamCall:
                 metadata = spec.template.render(deadline_ms, extra)
                 if trace is not None:
                     metadata += trace
+                if len(metadata) > client.limits.max_metadata_size:
+                    raise _metadata_too_large(spec, len(metadata), client.limits)
                 return conn.open_stream(metadata, body, flags, deadline, client._stream_window)
             except RpcError as exc:
                 if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps, client.policy):

@@ -15,8 +15,8 @@ import collections
 import logging
 from typing import Any
 
-from meshkit.errors import InternalError, ProtocolError
-from meshkit.protocol.decoder import FrameDecoder
+from meshkit.errors import InternalError, MetadataTooLarge, ProtocolError
+from meshkit.protocol.decoder import FrameDecoder, Rejected
 from meshkit.protocol.frames import Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import Keepalive, KeepaliveAction, KeepaliveConfig
 from meshkit.protocol.limits import Limits
@@ -98,11 +98,18 @@ class FrameProtocol(asyncio.Protocol):
         # A read starts a new burst: the first frame written in answer goes out at once, the rest
         # are joined and written when this read is handled (or at the end of the loop iteration).
         self._wrote_this_tick = False
+        decoder = self._decoder
         try:
-            frames = self._decoder.feed(data)
+            frames = decoder.feed(data)
         except ProtocolError as exc:
             self.protocol_error(exc)
             return
+        if decoder.rejected:
+            rejected, decoder.rejected = decoder.rejected, []
+            for skipped in rejected:
+                self.frame_rejected(skipped)
+                if self._closing:
+                    return
         frame_received = self.frame_received
         try:
             for index, frame in enumerate(frames):
@@ -230,6 +237,16 @@ class FrameProtocol(asyncio.Protocol):
                 )
             )
         self.close()
+
+    def frame_rejected(self, rejected: Rejected) -> None:
+        """A frame whose metadata is over this side's limit was skipped. By default that ends the
+        connection; the server refuses just that call, the client fails just that call."""
+        self.protocol_error(
+            MetadataTooLarge(
+                f"frame metadata of {rejected.metadata_length} bytes is over the limit of "
+                f"{self.limits.max_metadata_size} bytes"
+            )
+        )
 
     # -- keepalive -------------------------------------------------------------------------
     def _arm_keepalive(self) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meshkit.errors import MalformedFrame, ProtocolError, RpcError, StatusCode
+from meshkit.protocol.decoder import Rejected
 from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
@@ -256,10 +257,31 @@ class ClientConnection(FrameProtocol):
             self._maybe_finish_drain()
 
     def _expire(self, stream_id: int) -> None:
+        self._fail(stream_id, RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the answer"))
+
+    def frame_rejected(self, rejected: Rejected) -> None:
+        """An answer whose metadata is over this client's limit: fail that call (the server ran
+        it), keep the connection."""
+        sid = rejected.stream_id
+        if sid == 0 or rejected.type not in (_RESPONSE, _ERROR, _STREAM_DATA, _STREAM_END):
+            super().frame_rejected(rejected)
+            return
+        if self._wheel_used:
+            self._wheel.discard(sid)
+        self._fail(
+            sid,
+            RpcError(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"the answer's metadata of {rejected.metadata_length} bytes is over this client's limit of "
+                f"{self.limits.max_metadata_size} bytes",
+            ),
+        )
+
+    def _fail(self, stream_id: int, err: RpcError) -> None:
+        """End a call in flight with ``err`` and tell the server to stop working on it."""
         entry = self.pending.pop(stream_id, None)
         if entry is None:
             return
-        err = RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the answer")
         if isinstance(entry, StreamReceiver):
             entry.finish(err)
         elif not entry.done():

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from meshkit.errors import MalformedFrame, ProtocolError, StatusCode
+from meshkit.protocol.decoder import Rejected
 from meshkit.protocol.frames import Flags, Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
@@ -103,6 +104,21 @@ class ServerConnection(FrameProtocol):
             pass
         else:
             self.protocol_error(MalformedFrame(f"a client does not send {FrameType(ftype).name} frames"))
+
+    def frame_rejected(self, rejected: Rejected) -> None:
+        """A call whose metadata is over the limit: refuse that call, keep the connection (other
+        callers' calls share it; the frame's framing was intact, so nothing is lost)."""
+        sid = rejected.stream_id
+        if rejected.type != _REQUEST or sid == 0 or sid in self.active:
+            super().frame_rejected(rejected)
+            return
+        self.send_error(
+            sid,
+            StatusCode.RESOURCE_EXHAUSTED,
+            f"call metadata of {rejected.metadata_length} bytes is over this server's limit of "
+            f"{self.limits.max_metadata_size} bytes",
+            not_processed=True,
+        )
 
     def send_error(
         self, stream_id: int, code: StatusCode, message: str, details: Any = None, *, not_processed: bool = False
