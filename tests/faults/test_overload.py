@@ -43,7 +43,8 @@ async def test_ten_times_capacity_under_faults_keeps_goodput(reliability: Reliab
         try:
             async with FaultProxy(server.address, rng=random.Random(5)) as proxy:
                 proxy.latency(0.002, jitter=0.002)
-                unloaded = await bench.open_loop(proxy.address, capacity * 0.2, 2.0)
+                # The reference p99: ~200 calls, so that it is not one unlucky sample.
+                unloaded = await bench.open_loop(proxy.address, capacity * 0.3, 3.0)
                 loop = asyncio.get_running_loop()
                 loop.call_later(DURATION / 2, proxy.reset_all)  # every connection reset halfway
                 tally = await bench.open_loop(proxy.address, capacity * 10, DURATION)
@@ -66,5 +67,6 @@ async def test_ten_times_capacity_under_faults_keeps_goodput(reliability: Reliab
     )
     # Without shedding the same load collapses to 1-14 % of C (docs/benchmarks.md); with it, and
     # clean wires, 95 %. The bounds leave room for the faults and a noisy 2-vCPU runner.
-    assert goodput >= 0.5
-    assert ratio <= 5.0
+    figures = (goodput, ratio, bench.p99(tally.ok), unloaded_p99, len(unloaded.ok), dict(tally.codes))
+    assert goodput >= 0.5, figures
+    assert ratio <= 5.0, figures

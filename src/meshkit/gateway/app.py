@@ -143,6 +143,7 @@ class GatewayApp:
         self.limits = RateLimits(config.limits, clock)
         self.metrics = metrics
         self.clock = clock
+        self.in_progress = 0  # requests being handled now (gateway.max_requests_in_progress bounds it)
         self._clients = clients
         self._base = base
         self._own_clients: list[Client] = []
@@ -247,6 +248,31 @@ class GatewayApp:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         request_id = _request_id(headers)
         out_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+        limit = self.config.gateway.max_requests_in_progress
+        if self.in_progress >= limit:
+            # Past this, each request only adds memory and latency for all of them: refuse at
+            # once, cheaply, and say when to come back.
+            out_headers.append((b"retry-after", b"1"))
+            message = f"the gateway is handling its limit of {limit} requests; retry shortly"
+            await _error(send, 503, "UNAVAILABLE", message, request_id, out_headers)
+            self._done(scope, "overloaded", 503, start, request_id)
+            return
+        self.in_progress += 1
+        try:
+            await self._handle(scope, receive, send, start, headers, request_id, out_headers)
+        finally:
+            self.in_progress -= 1
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        start: float,
+        headers: list[tuple[bytes, bytes]],
+        request_id: str,
+        out_headers: list[tuple[bytes, bytes]],
+    ) -> None:
         origin = _header(headers, b"origin")
         method: str = scope["method"]
         cors = self.config.cors

@@ -257,6 +257,8 @@ class Gateway(_Strict):
     max_head_bytes: int = 32 * 1024
     idle_timeout: float = 5.0
     call_timeout: float = 10.0
+    #: Requests handled at once; more are refused at once with 503 and Retry-After.
+    max_requests_in_progress: int = 4096
     #: Request headers forwarded as call metadata (lowercase names); identity is never among them.
     forward_headers: list[str] = []
     #: Behind a proxy you trust: take the client address from X-Forwarded-For's last hop.
@@ -275,6 +277,10 @@ class Gateway(_Strict):
         for name in ("max_body_bytes",):
             if getattr(self, name) < 0:
                 raise GatewayConfigError(f"gateway.{name} must be >= 0")
+        if self.max_requests_in_progress < 1:
+            raise GatewayConfigError(
+                f"gateway.max_requests_in_progress must be >= 1, got {self.max_requests_in_progress}"
+            )
         if self.max_head_bytes < 1024:
             raise GatewayConfigError(f"gateway.max_head_bytes must be >= 1024, got {self.max_head_bytes}")
         for name in ("header_timeout", "body_timeout", "idle_timeout", "call_timeout"):
