@@ -65,3 +65,37 @@ async def test_requests_past_the_limit_are_refused_at_once_and_the_rest_served()
             assert app.in_progress == 0
             assert (await http.get("/orders/1")).status_code == 200  # below the limit again
             assert metrics.requests[("overloaded", "503")] == 1
+
+
+async def test_a_client_that_leaves_cancels_its_request_and_the_backend_call() -> None:
+    entered = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    def held(next_handler: Handler) -> Handler:
+        async def handler(call: Call) -> Any:
+            entered.set()
+            try:
+                await asyncio.Event().wait()  # never answers by itself
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return await next_handler(call)
+
+        return handler
+
+    async with Server([Orders()], middleware=[held]) as backend:
+        metrics = GatewayMetrics(CollectorRegistry())
+        app = GatewayApp(parse(CONFIG.format(address=backend.address)), metrics=metrics)
+        async with GatewayServer(app) as gw:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            writer.write(b"GET /orders/1 HTTP/1.1\r\nhost: x\r\n\r\n")
+            await asyncio.wait_for(entered.wait(), 10)
+            assert app.in_progress == 1
+            writer.close()  # the client gives up
+            await asyncio.wait_for(cancelled.wait(), 10)  # the backend's handler was stopped
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 10
+            while app.in_progress:
+                assert loop.time() < end, "the request outlived its client"
+                await asyncio.sleep(0.01)
+            assert metrics.requests[("GET /orders/{order_id}", "499")] == 1

@@ -258,6 +258,7 @@ class GatewayApp:
             self._done(scope, "overloaded", 503, start, request_id)
             return
         self.in_progress += 1
+        scope["meshkit.task"] = asyncio.current_task()  # the server cancels it if the client leaves
         try:
             await self._handle(scope, receive, send, start, headers, request_id, out_headers)
         finally:
@@ -303,6 +304,12 @@ class GatewayApp:
             extra = out_headers + refusal.headers
             await _error(send, refusal.status, refusal.code, refusal.message, request_id, extra)
             template_text = refusal.template or template_text
+        except asyncio.CancelledError:
+            if not scope.get("meshkit.disconnected"):
+                raise
+            # The client went away: its call was cancelled (the backend told, its handler
+            # stopped). Nobody to answer; 499 as nginx counts it.
+            status, template_text = 499, scope.get("meshkit.route", template_text)
         except Exception:
             log.exception("request %s failed", request_id)
             status = 500
@@ -333,7 +340,7 @@ class GatewayApp:
                 raise _Refusal(405, "UNIMPLEMENTED", "method not allowed", [(b"allow", allow)]) from None
             raise _Refusal(404, "NOT_FOUND", "no route for this path") from None
         route = bound.route
-        label = f"{route.method} {template.text}"
+        label = scope["meshkit.route"] = f"{route.method} {template.text}"  # read if the client leaves
         try:
             per_ip = self.limits.per_ip
             if per_ip is not None:

@@ -1,7 +1,8 @@
 """Serving the gateway with uvicorn (httptools parser, uvloop when installed), with the timeouts
 a public entry point needs: ``header_timeout`` closes a connection whose request head has not
 arrived in time (slowloris: one byte every few seconds holds a connection forever otherwise),
-``idle_timeout`` one that stays idle between requests."""
+``idle_timeout`` one that stays idle between requests. A request whose client disconnects is
+cancelled, and with it the backend call."""
 
 from __future__ import annotations
 
@@ -69,6 +70,15 @@ def protocol_with_header_timeout(seconds: float, max_head: int = 32 * 1024) -> t
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
+            # A client that leaves before its answer: stop its request, and with it the call to
+            # the backend (cancelled there too), instead of working on for nobody until the
+            # deadline. uvicorn itself only marks the cycle disconnected.
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                task = cycle.scope.get("meshkit.task")
+                if isinstance(task, asyncio.Task) and not task.done():
+                    cycle.scope["meshkit.disconnected"] = True  # type: ignore[typeddict-unknown-key]
+                    task.cancel()
 
         def _arm(self) -> None:
             self._head_timer = self.loop.call_later(seconds, self._too_slow)
