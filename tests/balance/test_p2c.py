@@ -108,3 +108,28 @@ def test_a_node_not_picked_for_a_while_is_probed() -> None:
         clock.now += 0.01
         done(0.001 if node.key == "a" else 0.002, True)
     assert 1 <= picks.count("b") <= 10  # b is tried about once a second, not starved, not flooded
+
+
+def test_sequential_calls_try_every_idle_node_without_waiting_for_a_probe() -> None:
+    # Strictly one call at a time, every node equally fast: the first node measured must not make
+    # the others (still at their starting guess) look costlier until probe_after passes.
+    clock = FakeClock()
+    b: P2CBalancer[N] = P2CBalancer(random.Random(3), clock, probe_after=1.0)
+    b.update(nodes(1, 1, 1))
+    c: collections.Counter[str] = collections.Counter()
+    for _ in range(60):  # 60 calls in 60 ms: no probe is due
+        node, done = b.pick()
+        c[node.key] += 1
+        clock.now += 0.001
+        done(0.0002, True)
+    assert set(c) == {"a", "b", "c"} and min(c.values()) >= 5, c
+
+
+def test_a_node_joining_later_starts_at_the_measured_mean() -> None:
+    clock = FakeClock()
+    b: P2CBalancer[N] = P2CBalancer(random.Random(0), clock)
+    b.update(nodes(1, 1))
+    _node, done = b.pick()
+    done(0.002, True)  # one measured node; the other unsampled
+    b.update(nodes(1, 1, 1))
+    assert b.stats["c"].ewma == 0.002

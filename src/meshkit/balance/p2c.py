@@ -5,9 +5,11 @@ weight``. Two random choices avoid the herding of "always the best" (every clien
 the same node) while still steering away from slow or busy nodes almost as well as full knowledge.
 The latency average decays with time (time constant ``tau``), so a node that was slow a minute ago
 is not punished forever; a failed call counts as at least ``failure_penalty`` seconds, so a node
-that fails fast does not look attractive. A new node starts at the mean of the others, not at zero,
-so it is not flooded the moment it appears; its first real sample replaces that guess, and a node
-not picked for ``probe_after`` seconds is picked once, so no node is starved of samples.
+that fails fast does not look attractive. A new node starts at the mean of the others' measured
+averages, not at zero, so it is not flooded the moment it appears (and not at a stale guess that
+makes it look slower than a node that was simply measured first); its first real sample replaces
+that guess, and a node not picked for ``probe_after`` seconds is picked once, so no node is starved
+of samples.
 """
 
 from __future__ import annotations
@@ -61,10 +63,15 @@ class P2CBalancer(Generic[N]):
 
     def update(self, nodes: Sequence[N]) -> None:
         self._nodes = usable(nodes)
-        known = [s.ewma for k, s in self.stats.items()]
-        start = sum(known) / len(known) if known else DEFAULT_LATENCY
+        start = self._typical_latency()
         now = self._clock()
         self.stats = {n.key: self.stats.get(n.key) or _Stat(start, now) for n in self._nodes}
+
+    def _typical_latency(self) -> float:
+        """The mean of the measured averages (of all, while none is measured; the default first)."""
+        sampled = [s.ewma for s in self.stats.values() if s.sampled]
+        known = sampled or [s.ewma for s in self.stats.values()]
+        return sum(known) / len(known) if known else DEFAULT_LATENCY
 
     def cost(self, node: N) -> float:
         stat = self.stats[node.key]
@@ -113,6 +120,13 @@ class P2CBalancer(Generic[N]):
             if not stat.sampled:
                 stat.sampled = True  # the first real sample replaces the starting estimate
                 stat.ewma = latency
+                # The nodes still unsampled started at a guess: make it what is now known, or
+                # under sequential calls a fast first node would make every unsampled one look
+                # costlier and none would be tried before probe_after.
+                typical = self._typical_latency()
+                for other in self.stats.values():
+                    if not other.sampled:
+                        other.ewma = typical
                 return
             # Peak-sensitive: a latency above the average replaces it at once; below, it decays in.
             stat.ewma = latency if latency > stat.ewma else stat.ewma * w + latency * (1 - w)
