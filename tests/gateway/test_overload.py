@@ -4,6 +4,7 @@ counted under the route "overloaded") instead of queueing without bound."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from meshkit import Server
 from meshkit.gateway import GatewayApp, GatewayServer, parse
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.rpc.middleware import Call, Handler
-from tests.gateway.services import Orders
+from tests.gateway.services import Order, Orders
 
 CONFIG = """
 [gateway]
@@ -99,3 +100,44 @@ async def test_a_client_that_leaves_cancels_its_request_and_the_backend_call() -
                 assert loop.time() < end, "the request outlived its client"
                 await asyncio.sleep(0.01)
             assert metrics.requests[("GET /orders/{order_id}", "499")] == 1
+
+
+async def test_a_client_that_never_reads_its_answer_is_cut_off_after_the_write_timeout() -> None:
+    orders = Orders()
+    orders.orders.update({i: Order(i, "apple", 1, ["t" * 60]) for i in range(2, 20_000)})  # ~2 MB of JSON
+    config = CONFIG.replace("max_requests_in_progress = 2", "write_timeout = 0.5") + (
+        '[[routes]]\nmethod = "GET"\npath = "/search"\ncall = "orders.search"\npublic = true\n'
+    )
+    async with Server([orders], middleware=[]) as backend:
+        app = GatewayApp(parse(config.format(address=backend.address)))
+        async with GatewayServer(app) as gw:
+            assert gw._socket is not None
+            gw._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # accepted sockets inherit it
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(b"GET /search?item=apple&limit=20000 HTTP/1.1\r\nhost: x\r\n\r\n")
+            # uvicorn hands the whole answer to the transport at once (the request is done), so it
+            # is the connection, holding ~2 MB for a client that reads nothing, that must go.
+            assert gw._server is not None
+            connections = gw._server.server_state.connections
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 10
+            while not connections:
+                assert loop.time() < end, "the connection never arrived"
+                await asyncio.sleep(0.01)
+            while connections:
+                assert loop.time() < end, "a client that reads nothing holds its connection for ever"
+                await asyncio.sleep(0.01)
+            # The connection was closed by the gateway: reading now ends (after what was buffered).
+            received = 0
+            try:
+                async with asyncio.timeout(10):
+                    while chunk := await reader.read(65536):
+                        received += len(chunk)
+            except ConnectionError:
+                pass
+            assert received < 2_000_000, "the whole answer arrived: the client was not cut off"
+            writer.close()

@@ -248,6 +248,15 @@ class GatewayApp:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         request_id = _request_id(headers)
         out_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+        origin = _header(headers, b"origin")
+        cors = self.config.cors
+        cors_allowed = origin is not None and cors is not None and _origin_allowed(cors.allow_origins, origin)
+        if cors_allowed:
+            assert origin is not None
+            out_headers.extend(self._cors_headers(origin))  # on every answer, a 503 included
+        if scope.get("meshkit.disconnected"):  # a pipelined request whose client has already left
+            self._done(scope, "disconnected", 499, start, request_id)
+            return
         limit = self.config.gateway.max_requests_in_progress
         if self.in_progress >= limit:
             # Past this, each request only adds memory and latency for all of them: refuse at
@@ -260,7 +269,15 @@ class GatewayApp:
         self.in_progress += 1
         scope["meshkit.task"] = asyncio.current_task()  # the server cancels it if the client leaves
         try:
-            await self._handle(scope, receive, send, start, headers, request_id, out_headers)
+            await self._handle(scope, receive, send, start, headers, request_id, out_headers, origin, cors_allowed)
+        except asyncio.CancelledError:
+            if not scope.get("meshkit.disconnected"):
+                raise
+            # The client went away (wherever the request was: reading the body, waiting for its
+            # call, which is cancelled at the backend too, or writing an answer). Nobody to
+            # answer; 499 as nginx counts it, once.
+            if "meshkit.status" not in scope:
+                self._done(scope, scope.get("meshkit.route", "disconnected"), 499, start, request_id)
         finally:
             self.in_progress -= 1
 
@@ -273,19 +290,17 @@ class GatewayApp:
         headers: list[tuple[bytes, bytes]],
         request_id: str,
         out_headers: list[tuple[bytes, bytes]],
+        origin: str | None,
+        cors_allowed: bool,
     ) -> None:
-        origin = _header(headers, b"origin")
         method: str = scope["method"]
-        cors = self.config.cors
-        if origin is not None and cors is not None:
-            if _origin_allowed(cors.allow_origins, origin):
-                out_headers.extend(self._cors_headers(origin))
-                if method == "OPTIONS" and _header(headers, b"access-control-request-method") is not None:
-                    out_headers.extend(self._preflight_headers())
-                    await _answer(send, 204, b"", out_headers)
-                    self._done(scope, "preflight", 204, start, request_id)
-                    return
-            elif method == "OPTIONS":
+        if origin is not None and self.config.cors is not None and method == "OPTIONS":
+            if cors_allowed and _header(headers, b"access-control-request-method") is not None:
+                out_headers.extend(self._preflight_headers())
+                await _answer(send, 204, b"", out_headers)
+                self._done(scope, "preflight", 204, start, request_id)
+                return
+            if not cors_allowed:
                 await _error(send, 403, "PERMISSION_DENIED", "origin not allowed", request_id, out_headers)
                 self._done(scope, "preflight", 403, start, request_id)
                 return
@@ -304,12 +319,6 @@ class GatewayApp:
             extra = out_headers + refusal.headers
             await _error(send, refusal.status, refusal.code, refusal.message, request_id, extra)
             template_text = refusal.template or template_text
-        except asyncio.CancelledError:
-            if not scope.get("meshkit.disconnected"):
-                raise
-            # The client went away: its call was cancelled (the backend told, its handler
-            # stopped). Nobody to answer; 499 as nginx counts it.
-            status, template_text = 499, scope.get("meshkit.route", template_text)
         except Exception:
             log.exception("request %s failed", request_id)
             status = 500

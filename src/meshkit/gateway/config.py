@@ -257,6 +257,8 @@ class Gateway(_Strict):
     max_head_bytes: int = 32 * 1024
     idle_timeout: float = 5.0
     call_timeout: float = 10.0
+    #: Seconds a client may read nothing of an answer before its connection is closed.
+    write_timeout: float = 30.0
     #: Requests handled at once; more are refused at once with 503 and Retry-After.
     max_requests_in_progress: int = 4096
     #: Request headers forwarded as call metadata (lowercase names); identity is never among them.
@@ -283,7 +285,7 @@ class Gateway(_Strict):
             )
         if self.max_head_bytes < 1024:
             raise GatewayConfigError(f"gateway.max_head_bytes must be >= 1024, got {self.max_head_bytes}")
-        for name in ("header_timeout", "body_timeout", "idle_timeout", "call_timeout"):
+        for name in ("header_timeout", "body_timeout", "idle_timeout", "call_timeout", "write_timeout"):
             if getattr(self, name) <= 0:
                 raise GatewayConfigError(f"gateway.{name} must be > 0")
         self.forward_headers = [h.lower() for h in self.forward_headers]

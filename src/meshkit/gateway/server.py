@@ -25,14 +25,20 @@ _TOO_LARGE = (
 )
 
 
-def protocol_with_header_timeout(seconds: float, max_head: int = 32 * 1024) -> type[HttpToolsProtocol]:
+def protocol_with_header_timeout(
+    seconds: float, max_head: int = 32 * 1024, write_timeout: float = 30.0
+) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol, closing connections whose request head takes over ``seconds``
-    or ``max_head`` bytes (httptools itself has no limit on either)."""
+    or ``max_head`` bytes (httptools itself has no limit on either), and those whose client reads
+    nothing of an answer for ``write_timeout`` seconds (uvicorn would wait on it for ever, its
+    request holding a slot of ``max_requests_in_progress``)."""
 
     class HeaderTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _write_timer: asyncio.TimerHandle | None = None
         _head_bytes = 0
         _in_head = True
+        _cycles: list[Any] | None = None  # this connection's requests not yet answered
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
@@ -66,19 +72,51 @@ def protocol_with_header_timeout(seconds: float, max_head: int = 32 * 1024) -> t
             self._in_head = False
             self._head_bytes = 0
             super().on_headers_complete()
+            # uvicorn's self.cycle is the newest request, which may be queued behind a running
+            # one (pipelining): remember them all.
+            cycle = self.cycle
+            if cycle is not None:
+                cycles = self._cycles
+                if cycles is None:
+                    self._cycles = [cycle]
+                else:
+                    cycles[:] = [c for c in cycles if not c.response_complete]
+                    cycles.append(cycle)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(write_timeout, self._not_reading)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+        def _not_reading(self) -> None:
+            self._write_timer = None
+            if not self.transport.is_closing():
+                self.transport.abort()  # connection_lost follows: its request is cancelled
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
             super().connection_lost(exc)
-            # A client that leaves before its answer: stop its request, and with it the call to
-            # the backend (cancelled there too), instead of working on for nobody until the
-            # deadline. uvicorn itself only marks the cycle disconnected.
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
+            # A client that leaves before its answers: stop its requests, and with them the calls
+            # to the backend (cancelled there too), instead of working on for nobody until the
+            # deadline; a queued one, when it starts, sees the mark and stops at once. uvicorn
+            # itself only marks its newest request disconnected.
+            for cycle in self._cycles or ():
+                if cycle.response_complete:
+                    continue
+                cycle.scope["meshkit.disconnected"] = True
                 task = cycle.scope.get("meshkit.task")
                 if isinstance(task, asyncio.Task) and not task.done():
-                    cycle.scope["meshkit.disconnected"] = True  # type: ignore[typeddict-unknown-key]
                     task.cancel()
+            self._cycles = None
 
         def _arm(self) -> None:
             self._head_timer = self.loop.call_later(seconds, self._too_slow)
@@ -127,7 +165,7 @@ class GatewayServer:
         gw = self.app.config.gateway
         return uvicorn.Config(
             self.app,
-            http=protocol_with_header_timeout(gw.header_timeout, gw.max_head_bytes),
+            http=protocol_with_header_timeout(gw.header_timeout, gw.max_head_bytes, gw.write_timeout),
             lifespan="on",
             timeout_keep_alive=gw.idle_timeout,  # type: ignore[arg-type]  # a float works: it goes to call_later
             log_level=gw.log_level,

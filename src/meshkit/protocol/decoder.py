@@ -101,7 +101,7 @@ class FrameDecoder:
                 if _only_metadata_too_large(view, pos, max_body, max_metadata):
                     # Skip the frame without keeping it (no more bytes than a frame may have
                     # anyway) and report it; the bytes after it are a frame boundary.
-                    self.rejected.append(Rejected(frame_type, flags, stream_id, md_len, body_len))
+                    self.rejected.append(Rejected(frame_type, flags, stream_id, md_len, body_len, len(frames)))
                     total = HEADER_SIZE + md_len + body_len
                     if end - pos >= total:
                         pos += total
@@ -146,14 +146,20 @@ _UNKNOWN_FLAGS = ~KNOWN_FLAGS
 class Rejected:
     """A frame the decoder skipped: its metadata (``metadata_length`` bytes) is over the limit."""
 
-    __slots__ = ("body_length", "flags", "metadata_length", "stream_id", "type")
+    __slots__ = ("before", "body_length", "flags", "metadata_length", "stream_id", "type")
 
-    def __init__(self, frame_type: int, flags: int, stream_id: int, metadata_length: int, body_length: int) -> None:
+    def __init__(
+        self, frame_type: int, flags: int, stream_id: int, metadata_length: int, body_length: int, before: int = 0
+    ) -> None:
         self.type = frame_type
         self.flags = flags
         self.stream_id = stream_id
         self.metadata_length = metadata_length
         self.body_length = body_length
+        #: Where it was on the wire: after this many of the frames the same feed() returned (a
+        #: connection handles them in wire order: a REQUEST reusing a stream id must be judged
+        #: after the frames before it, say).
+        self.before = before
 
     @property
     def size(self) -> int:

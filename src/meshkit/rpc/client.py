@@ -168,6 +168,7 @@ class Client:
         if balancer not in BALANCERS:
             raise ValueError(f"unknown balancer {balancer!r}; choose one of: {', '.join(BALANCERS)}")
         self.limits = limits or Limits()
+        self._max_metadata = self.limits.max_metadata_size  # checked on every call: one attribute
         self._keepalive = keepalive
         self._ssl = ssl
         self._server_hostname = server_hostname
@@ -472,7 +473,7 @@ class Client:
                 metadata = last[1] if extra is None and last[0] == deadline_ms else template.render(deadline_ms, extra)
                 if trace is not None:
                     metadata += trace
-                if extra is not None and len(metadata) > self.limits.max_metadata_size:
+                if len(metadata) > self._max_metadata:
                     raise _metadata_too_large(spec, len(metadata), self.limits)
                 sid, fut = conn.request(metadata, body, flags, deadline)
                 try:

@@ -77,7 +77,7 @@ class FrameProtocol(asyncio.Protocol):
         self.peer = "?"
         self.opened_at = 0.0
         self.heard_any = False  # the peer has sent at least one byte: it speaks to us
-        self._backlog: collections.deque[Frame] = collections.deque()
+        self._backlog: collections.deque[Frame | Rejected] = collections.deque()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -106,10 +106,8 @@ class FrameProtocol(asyncio.Protocol):
             return
         if decoder.rejected:
             rejected, decoder.rejected = decoder.rejected, []
-            for skipped in rejected:
-                self.frame_rejected(skipped)
-                if self._closing:
-                    return
+            self._received_with_rejections(frames, rejected)
+            return
         frame_received = self.frame_received
         try:
             for index, frame in enumerate(frames):
@@ -237,6 +235,35 @@ class FrameProtocol(asyncio.Protocol):
                 )
             )
         self.close()
+
+    def _received_with_rejections(self, frames: list[Frame], rejected: list[Rejected]) -> None:
+        """The rare read that held skipped frames: everything in wire order (the usual path
+        above, without this interleaving, is the hot one)."""
+        items: list[Frame | Rejected] = []
+        position = 0
+        for skipped in rejected:
+            items.extend(frames[position : skipped.before])
+            position = max(position, skipped.before)
+            items.append(skipped)
+        items.extend(frames[position:])
+        try:
+            for index, item in enumerate(items):
+                if type(item) is Rejected:
+                    self.frame_rejected(item)
+                else:
+                    self.frame_received(item)  # type: ignore[arg-type]
+                if self._closing:
+                    return
+                if self._paused and self._holds_backlog:
+                    self._backlog.extend(items[index + 1 :])
+                    break
+            if self._pending:
+                self._flush()
+        except ProtocolError as exc:
+            self.protocol_error(exc)
+        except Exception as exc:
+            log.exception("error handling a frame from %s; closing the connection", self.peer)
+            self.protocol_error(InternalError(f"{type(exc).__name__}: {exc}"))
 
     def frame_rejected(self, rejected: Rejected) -> None:
         """A frame whose metadata is over this side's limit was skipped. By default that ends the

@@ -260,10 +260,11 @@ class ClientConnection(FrameProtocol):
         self._fail(stream_id, RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the answer"))
 
     def frame_rejected(self, rejected: Rejected) -> None:
-        """An answer whose metadata is over this client's limit: fail that call (the server ran
-        it), keep the connection."""
+        """An answer whose metadata is over this client's limit: fail that call, keep the
+        connection. An ERROR that says "not processed" keeps saying so (a retry is safe)."""
         sid = rejected.stream_id
-        if sid == 0 or rejected.type not in (_RESPONSE, _ERROR, _STREAM_DATA, _STREAM_END):
+        ftype = rejected.type
+        if sid == 0 or ftype not in (_RESPONSE, _ERROR, _STREAM_DATA, _STREAM_END):
             super().frame_rejected(rejected)
             return
         if self._wheel_used:
@@ -274,11 +275,13 @@ class ClientConnection(FrameProtocol):
                 StatusCode.RESOURCE_EXHAUSTED,
                 f"the answer's metadata of {rejected.metadata_length} bytes is over this client's limit of "
                 f"{self.limits.max_metadata_size} bytes",
+                not_processed=ftype == _ERROR and bool(rejected.flags & _NOT_PROCESSED),
             ),
+            cancel=ftype == _STREAM_DATA,  # the other kinds end the call on the server's side already
         )
 
-    def _fail(self, stream_id: int, err: RpcError) -> None:
-        """End a call in flight with ``err`` and tell the server to stop working on it."""
+    def _fail(self, stream_id: int, err: RpcError, cancel: bool = True) -> None:
+        """End a call in flight with ``err`` (and, with ``cancel``, tell the server to stop)."""
         entry = self.pending.pop(stream_id, None)
         if entry is None:
             return
@@ -286,7 +289,8 @@ class ClientConnection(FrameProtocol):
             entry.finish(err)
         elif not entry.done():
             entry.set_exception(err)
-        self.send(_encode(FrameType.CANCEL, stream_id))
+        if cancel:
+            self.send(_encode(FrameType.CANCEL, stream_id))
         self._maybe_finish_drain()
 
     def frame_received(self, frame: Frame) -> None:

@@ -112,6 +112,9 @@ class ServerConnection(FrameProtocol):
         if rejected.type != _REQUEST or sid == 0 or sid in self.active:
             super().frame_rejected(rejected)
             return
+        if self.draining:
+            self.send_error(sid, StatusCode.UNAVAILABLE, "server is shutting down", not_processed=True)
+            return
         self.send_error(
             sid,
             StatusCode.RESOURCE_EXHAUSTED,
@@ -144,7 +147,11 @@ class ServerConnection(FrameProtocol):
         super().resume_writing()
         backlog = self._backlog
         while backlog and not self._paused and not self._closing:
-            self.frame_received(backlog.popleft())
+            item = backlog.popleft()
+            if type(item) is Rejected:
+                self.frame_rejected(item)
+            else:
+                self.frame_received(item)  # type: ignore[arg-type]
         if self._transport is not None and not self._closing and not self._paused:
             self._transport.resume_reading()
 
