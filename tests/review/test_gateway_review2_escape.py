@@ -19,20 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from meshkit.gateway import GatewayApp, parse
 from meshkit.gateway.metrics import GatewayMetrics
-
-CONFIG = """
-[gateway]
-port = 0
-max_requests_in_progress = 2
-services = ["tests.gateway.services:Orders"]
-[targets]
-orders = "{address}"
-[[routes]]
-method = "GET"
-path = "/orders/{{order_id}}"
-call = "orders.get"
-public = true
-"""
+from tests.gateway.test_overload import CONFIG
 
 
 async def _disconnect_while_answering(

@@ -8,20 +8,7 @@ from __future__ import annotations
 import httpx
 
 from meshkit.gateway import GatewayApp, parse
-
-CONFIG = """
-[gateway]
-port = 0
-max_requests_in_progress = 2
-services = ["tests.gateway.services:Orders"]
-[targets]
-orders = "{address}"
-[[routes]]
-method = "GET"
-path = "/orders/{{order_id}}"
-call = "orders.get"
-public = true
-"""
+from tests.gateway.test_overload import CONFIG
 
 CORS = '[cors]\nallow_origins = ["https://app.test"]\n'
 

@@ -18,20 +18,7 @@ from meshkit.gateway import GatewayApp, GatewayServer, parse
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.rpc.middleware import Call, Handler
 from tests.gateway.services import Orders
-
-CONFIG = """
-[gateway]
-port = 0
-max_requests_in_progress = 2
-services = ["tests.gateway.services:Orders"]
-[targets]
-orders = "{address}"
-[[routes]]
-method = "GET"
-path = "/orders/{{order_id}}"
-call = "orders.get"
-public = true
-"""
+from tests.gateway.test_overload import CONFIG
 
 
 async def test_a_client_that_pipelines_and_leaves_cancels_the_running_request() -> None:
