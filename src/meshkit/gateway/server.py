@@ -75,13 +75,12 @@ def protocol_with_header_timeout(
             # uvicorn's self.cycle is the newest request, which may be queued behind a running
             # one (pipelining): remember them all.
             cycle = self.cycle
-            if cycle is not None:
-                cycles = self._cycles
-                if cycles is None:
-                    self._cycles = [cycle]
-                else:
-                    cycles[:] = [c for c in cycles if not c.response_complete]
-                    cycles.append(cycle)
+            cycles = self._cycles
+            if cycles is None or (len(cycles) == 1 and cycles[0].response_complete):
+                self._cycles = [cycle]  # the usual case: one request at a time
+            else:
+                cycles[:] = [c for c in cycles if not c.response_complete]
+                cycles.append(cycle)
 
         def pause_writing(self) -> None:
             super().pause_writing()
