@@ -14,7 +14,7 @@ from meshkit.discovery.amnesia import AmnesiaGuard
 from meshkit.discovery.events import WATCH_EVENTS
 from meshkit.discovery.instance import Instance
 from meshkit.errors import RpcError, StatusCode
-from meshkit.rpc.endpoints import DEFAULT_REGISTRY_TTL, Endpoints, registry_ttl, watch_service
+from meshkit.rpc.endpoints import DEFAULT_REGISTRY_TTL, Endpoints, amnesia_grace, watch_service
 from meshkit.transport.backoff import Backoff, BackoffPolicy
 
 
@@ -101,12 +101,30 @@ def test_a_negative_grace_is_refused() -> None:
         AmnesiaGuard(-1)
 
 
-def test_the_grace_period_is_the_registry_ttl() -> None:
-    class WithTtl:
+def test_the_grace_period_is_the_ttl_of_a_registry_that_forgets_and_zero_otherwise() -> None:
+    class Forgetful:
+        forgets_on_restart = True
         ttl = 3
 
-    assert registry_ttl(WithTtl()) == 3.0  # type: ignore[arg-type]
-    assert registry_ttl(object()) == DEFAULT_REGISTRY_TTL  # type: ignore[arg-type]
+    class ForgetfulWithoutTtl:
+        forgets_on_restart = True
+
+    class Durable:  # etcd, ZooKeeper: their answer after a reconnect is the truth
+        ttl = 10
+
+    assert amnesia_grace(Forgetful()) == 3.0  # type: ignore[arg-type]
+    assert amnesia_grace(ForgetfulWithoutTtl()) == DEFAULT_REGISTRY_TTL  # type: ignore[arg-type]
+    assert amnesia_grace(Durable()) == 0.0  # type: ignore[arg-type]
+
+
+def test_only_the_builtin_registry_forgets_on_restart() -> None:
+    from meshkit.discovery.etcd import EtcdRegistry
+    from meshkit.discovery.memory import MemoryRegistry
+    from meshkit.registry import BuiltinRegistry
+
+    assert BuiltinRegistry.forgets_on_restart
+    assert not getattr(EtcdRegistry, "forgets_on_restart", False)
+    assert not getattr(MemoryRegistry, "forgets_on_restart", False)
 
 
 class _Registry:

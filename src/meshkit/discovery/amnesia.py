@@ -16,6 +16,9 @@ moment ago. Eureka calls its answer to this self-preservation; here it is narrow
 A held instance that really died meanwhile costs little: its calls are refused before they are
 sent (connection refused is "not processed") and go to another instance.
 
+Only registries that can forget (``forgets_on_restart``) get a grace period: etcd and ZooKeeper
+keep their state through restarts (CP), so their answer after a reconnect is the truth.
+
 Sans-IO: the caller passes the time and schedules the end of the grace period.
 """
 

@@ -34,6 +34,10 @@ class _StreamWatcher:
 
 
 class BuiltinRegistry:
+    #: The registry server keeps its state in memory: restarted, it knows nobody until the
+    #: instances' next heartbeats (clients hold what they knew meanwhile: discovery.amnesia).
+    forgets_on_restart = True
+
     def __init__(self, target: str, ttl: float = DEFAULT_TTL) -> None:
         # Several registry servers do not replicate: every call goes to the same one (a fixed key on
         # a hash ring), and to the next on the ring only while that one is unreachable.

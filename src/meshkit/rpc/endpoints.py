@@ -257,9 +257,9 @@ async def watch_service(
     """Keep ``endpoints`` equal to the registry's view; survive registry outages.
 
     After the watch reconnects, instances known before are kept for ``grace`` seconds (default:
-    the registry's lease TTL) unless the registry shows them again: see ``discovery.amnesia``."""
+    ``amnesia_grace``) unless the registry shows them again: see ``discovery.amnesia``."""
     loop = asyncio.get_running_loop()
-    guard = AmnesiaGuard(registry_ttl(registry) if grace is None else grace)
+    guard = AmnesiaGuard(amnesia_grace(registry) if grace is None else grace)
     release: asyncio.TimerHandle | None = None
     last: list[Instance] = []
 
@@ -329,8 +329,13 @@ async def watch_service(
             release.cancel()
 
 
-def registry_ttl(registry: Registry) -> float:
-    """The lease TTL a registry's instances use (its ``ttl``), or the default one."""
+def amnesia_grace(registry: Registry) -> float:
+    """How long to hold known instances after a watch reconnects: the lease TTL for a registry
+    that can come back empty (``forgets_on_restart``, meshkit's built-in one); 0 for one that
+    keeps its state through restarts (etcd, ZooKeeper: CP, their answer after a reconnect is
+    the truth, and an instance missing from it really left)."""
+    if not getattr(registry, "forgets_on_restart", False):
+        return 0.0
     ttl = getattr(registry, "ttl", None)
     return float(ttl) if isinstance(ttl, int | float) and ttl > 0 else DEFAULT_REGISTRY_TTL
 
