@@ -68,9 +68,11 @@ class P2CBalancer(Generic[N]):
         self.stats = {n.key: self.stats.get(n.key) or _Stat(start, now) for n in self._nodes}
 
     def _typical_latency(self) -> float:
-        """The mean of the measured averages (of all, while none is measured; the default first)."""
-        sampled = [s.ewma for s in self.stats.values() if s.sampled]
-        known = sampled or [s.ewma for s in self.stats.values()]
+        """The mean of the measured averages (a failure penalty is not a measurement); while
+        there is none, of the starting guesses; with no node at all, the default."""
+        stats = self.stats.values()
+        measured = [s.ewma for s in stats if s.sampled and not s.penalized]
+        known = measured or [s.ewma for s in stats if not s.sampled]
         return sum(known) / len(known) if known else DEFAULT_LATENCY
 
     def cost(self, node: N) -> float:
@@ -120,13 +122,14 @@ class P2CBalancer(Generic[N]):
             if not stat.sampled:
                 stat.sampled = True  # the first real sample replaces the starting estimate
                 stat.ewma = latency
-                # The nodes still unsampled started at a guess: make it what is now known, or
-                # under sequential calls a fast first node would make every unsampled one look
-                # costlier and none would be tried before probe_after.
-                typical = self._typical_latency()
-                for other in self.stats.values():
-                    if not other.sampled:
-                        other.ewma = typical
+                if ok:
+                    # The nodes still unsampled started at a guess: make it what is now known,
+                    # or under sequential calls a fast first node would make every unsampled one
+                    # look costlier and none would be tried before probe_after.
+                    typical = self._typical_latency()
+                    for other in self.stats.values():
+                        if not other.sampled:
+                            other.ewma = typical
                 return
             # Peak-sensitive: a latency above the average replaces it at once; below, it decays in.
             stat.ewma = latency if latency > stat.ewma else stat.ewma * w + latency * (1 - w)

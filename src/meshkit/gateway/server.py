@@ -30,8 +30,8 @@ def protocol_with_header_timeout(
 ) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol, closing connections whose request head takes over ``seconds``
     or ``max_head`` bytes (httptools itself has no limit on either), and those whose client reads
-    nothing of an answer for ``write_timeout`` seconds (uvicorn would wait on it for ever, its
-    request holding a slot of ``max_requests_in_progress``)."""
+    nothing of an answer for ``write_timeout`` seconds (uvicorn would wait on it for ever, holding
+    the answer's memory and, on shutdown, the server)."""
 
     class HeaderTimeoutProtocol(HttpToolsProtocol):
         _head_timer: asyncio.TimerHandle | None = None
@@ -75,6 +75,8 @@ def protocol_with_header_timeout(
             # uvicorn's self.cycle is the newest request, which may be queued behind a running
             # one (pipelining): remember them all.
             cycle = self.cycle
+            if cycle is None:  # an upgrade (websocket): not a request of ours
+                return
             cycles = self._cycles
             if cycles is None or (len(cycles) == 1 and cycles[0].response_complete):
                 self._cycles = [cycle]  # the usual case: one request at a time
@@ -85,7 +87,7 @@ def protocol_with_header_timeout(
         def pause_writing(self) -> None:
             super().pause_writing()
             if self._write_timer is None:
-                self._write_timer = self.loop.call_later(write_timeout, self._not_reading)
+                self._arm_write_timer()
 
         def resume_writing(self) -> None:
             super().resume_writing()
@@ -93,10 +95,19 @@ def protocol_with_header_timeout(
                 self._write_timer.cancel()
                 self._write_timer = None
 
-        def _not_reading(self) -> None:
+        def _arm_write_timer(self) -> None:
+            left = self.transport.get_write_buffer_size()
+            self._write_timer = self.loop.call_later(write_timeout, self._not_reading, left)
+
+        def _not_reading(self, left_before: int) -> None:
+            # A client that reads, however slowly, drains the buffer: give it another period.
+            # One that read nothing for a whole period is cut off, even when uvicorn has already
+            # closed the transport (close() waits for an unread buffer for ever; abort does not).
             self._write_timer = None
-            if not self.transport.is_closing():
-                self.transport.abort()  # connection_lost follows: its request is cancelled
+            if self.transport.get_write_buffer_size() < left_before:
+                self._arm_write_timer()
+                return
+            self.transport.abort()  # connection_lost follows: its requests are cancelled
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -112,6 +123,8 @@ def protocol_with_header_timeout(
                 if cycle.response_complete:
                     continue
                 cycle.scope["meshkit.disconnected"] = True
+                cycle.disconnected = True  # uvicorn marks only its newest request
+                cycle.message_event.set()
                 task = cycle.scope.get("meshkit.task")
                 if isinstance(task, asyncio.Task) and not task.done():
                     task.cancel()
