@@ -99,3 +99,32 @@ async def test_metrics_count_requests_by_route_template_and_status() -> None:
     assert value("meshkit_gateway_requests_total", {"route": route, "status": "400"}) == 1
     assert value("meshkit_gateway_requests_total", {"route": "unmatched", "status": "404"}) == 1
     assert value("meshkit_gateway_request_duration_seconds_count", {"route": route}) == 4
+
+
+async def test_without_trust_an_incoming_sampled_flag_is_not_obeyed_but_the_trace_continues() -> None:
+    provider, exporter = _provider()
+    seen: list[str | None] = []
+
+    class Probe(Orders, name="orders"):
+        @rpc
+        async def get(self, order_id: int):  # type: ignore[no-untyped-def, override]
+            seen.append(tracing.current_ids()[0] if tracing.current_ids() else None)  # type: ignore[index]
+            return await super().get(order_id)
+
+    untrusting = CONFIG.replace("[gateway]\n", "[gateway]\ntrust_traceparent = false\n", 1)
+    async with Server([Probe()], middleware=[tracing.middleware("server", provider)]) as backend:
+        for config, ratio in ((untrusting, 0.0), (CONFIG, 0.0)):
+            app = GatewayApp(
+                parse(config.format(address=backend.address)),
+                client_middleware=[tracing.middleware("client", provider)],
+                tracer_provider=provider,
+                trace_ratio=ratio,
+            )
+            async with GatewayServer(app) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+                r = await http.get("/orders/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"})
+                assert r.status_code == 200
+            if config is untrusting:
+                assert exporter.get_finished_spans() == (), "a caller's sampled flag forced spans"
+    # Trusted: the same request is traced (ratio 0 does not matter: the caller decided).
+    assert any(s.name == "GET /orders/{order_id}" for s in exporter.get_finished_spans())
+    assert seen == [PARENT_TRACE, PARENT_TRACE]  # the trace id travels on either way

@@ -154,7 +154,11 @@ class GatewayApp:
         #: With a tracer provider, every request is a SERVER span (or continues the caller's
         #: ``traceparent``); give the clients ``tracing.middleware("client", provider)`` so the
         #: calls it makes are its children.
-        self._http_tracing = HttpTracing(tracer_provider, trace_ratio) if tracer_provider is not None else None
+        self._http_tracing = (
+            HttpTracing(tracer_provider, trace_ratio, trust=config.gateway.trust_traceparent)
+            if tracer_provider is not None
+            else None
+        )
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the routes (what ``/openapi.json`` serves)."""
@@ -548,15 +552,19 @@ class HttpTracing:
     """A SERVER span per HTTP request, named by its route template, continuing an incoming W3C
     ``traceparent``. Sampling as meshkit's RPC tracing decides it: once, where the trace starts
     (``ratio`` of new traces), and the caller's decision otherwise; an unsampled request costs
-    no span, only a context its calls forward."""
+    no span, only a context its calls forward. With ``trust=False`` (``gateway.trust_traceparent
+    = false``) an incoming context is continued (same trace id, its span as the parent) but its
+    sampled flag is not obeyed: the gateway decides with ``ratio``, so callers on the internet
+    cannot have every one of their requests traced."""
 
-    def __init__(self, provider: Any, ratio: float) -> None:
+    def __init__(self, provider: Any, ratio: float, trust: bool = True) -> None:
         import random
 
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.tracer = provider.get_tracer("meshkit.gateway")
         self.ratio = ratio
+        self.trust = trust
         self.propagator = TraceContextTextMapPropagator()
         self.random = random.Random()
 
@@ -572,7 +580,18 @@ class HttpTracing:
         parent = self.propagator.extract(carrier) if carrier else None
         remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
         if remote is not None and remote.is_valid:
-            sampled = remote.trace_flags.sampled
+            if self.trust:
+                sampled = remote.trace_flags.sampled
+            else:  # continue the trace, decide its sampling here
+                sampled = self.random.random() < self.ratio
+                decided = SpanContext(
+                    remote.trace_id,
+                    remote.span_id,
+                    True,
+                    TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
+                    remote.trace_state,
+                )
+                parent = trace.set_span_in_context(NonRecordingSpan(decided))
         else:
             parent = None
             sampled = self.random.random() < self.ratio

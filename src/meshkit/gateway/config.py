@@ -265,6 +265,9 @@ class Gateway(_Strict):
     forward_headers: list[str] = []
     #: Behind a proxy you trust: take the client address from X-Forwarded-For's last hop.
     trust_forwarded: bool = False
+    #: Obey an incoming traceparent's sampled flag (false: continue the trace, but sample with
+    #: the gateway's own ratio, so that callers cannot force every request to be traced).
+    trust_traceparent: bool = True
     title: str = "meshkit gateway"
     #: Serve the routes' OpenAPI at /openapi.json and a page rendering it at /docs.
     openapi: bool = True
