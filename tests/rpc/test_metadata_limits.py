@@ -50,7 +50,7 @@ async def test_a_server_refuses_one_call_over_its_limit_and_keeps_the_connection
             )
             assert results[0] == "hello a" and results[2] == "hello b"
             err = results[1]
-            assert isinstance(err, RpcError) and err.code is StatusCode.RESOURCE_EXHAUSTED and err.not_processed
+            assert isinstance(err, RpcError) and err.code is StatusCode.INVALID_ARGUMENT and err.not_processed
             assert "over this server's limit of 16384 bytes" in err.message
             assert peer.ready is connection and connection is not None and connection.usable
             assert await greeter.hello("after") == "hello after"

@@ -115,9 +115,11 @@ class ServerConnection(FrameProtocol):
         if self.draining:
             self.send_error(sid, StatusCode.UNAVAILABLE, "server is shutting down", not_processed=True)
             return
+        # INVALID_ARGUMENT, not RESOURCE_EXHAUSTED: sending it again (another instance, a retry
+        # policy) would be refused the same way; the caller must send less.
         self.send_error(
             sid,
-            StatusCode.RESOURCE_EXHAUSTED,
+            StatusCode.INVALID_ARGUMENT,
             f"call metadata of {rejected.metadata_length} bytes is over this server's limit of "
             f"{self.limits.max_metadata_size} bytes",
             not_processed=True,
