@@ -8,6 +8,8 @@ away after 16 bytes rather than after the machine runs out of memory.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from meshkit.errors import (
     BadMagic,
     FrameTooLarge,
@@ -98,9 +100,11 @@ class FrameDecoder:
                 or body_len > max_body
                 or md_len > max_metadata
             ):
-                if _only_metadata_too_large(view, pos, max_body, max_metadata):
-                    # Skip the frame without keeping it (no more bytes than a frame may have
-                    # anyway) and report it; the bytes after it are a frame boundary.
+                error = _header_error(view, pos, max_body, max_metadata)
+                if type(error) is MetadataTooLarge:
+                    # Oversized metadata is the header's only fault (it is checked last): skip
+                    # the frame without keeping it (no more bytes than a frame may have anyway)
+                    # and report it; the bytes after it are a frame boundary.
                     self.rejected.append(Rejected(frame_type, flags, stream_id, md_len, body_len, len(frames)))
                     total = HEADER_SIZE + md_len + body_len
                     if end - pos >= total:
@@ -109,9 +113,9 @@ class FrameDecoder:
                     self._skip = total - (end - pos)
                     pos = end
                     break
-                self._error = _header_error(view, pos, max_body, max_metadata)
+                self._error = error
                 buffer.clear()
-                raise self._error
+                raise error
             body_start = pos + HEADER_SIZE + md_len
             frame_end = body_start + body_len
             if frame_end > end:
@@ -143,57 +147,24 @@ _unpack_fast = HEADER_FAST.unpack_from
 _UNKNOWN_FLAGS = ~KNOWN_FLAGS
 
 
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """A frame the decoder skipped: its metadata (``metadata_length`` bytes) is over the limit."""
 
-    __slots__ = ("before", "body_length", "flags", "metadata_length", "stream_id", "type")
-
-    def __init__(
-        self, frame_type: int, flags: int, stream_id: int, metadata_length: int, body_length: int, before: int = 0
-    ) -> None:
-        self.type = frame_type
-        self.flags = flags
-        self.stream_id = stream_id
-        self.metadata_length = metadata_length
-        self.body_length = body_length
-        #: Where it was on the wire: after this many of the frames the same feed() returned (a
-        #: connection handles them in wire order: a REQUEST reusing a stream id must be judged
-        #: after the frames before it, say).
-        self.before = before
+    type: int
+    flags: int
+    stream_id: int
+    metadata_length: int
+    body_length: int
+    #: Where it was on the wire: after this many of the frames the same feed() returned (a
+    #: connection handles them in wire order: a REQUEST reusing a stream id must be judged after
+    #: the frames before it, say).
+    before: int = field(default=0, compare=False)
 
     @property
     def size(self) -> int:
         """The whole frame's bytes on the wire."""
         return HEADER_SIZE + self.metadata_length + self.body_length
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Rejected) and (
-            self.type,
-            self.flags,
-            self.stream_id,
-            self.metadata_length,
-            self.body_length,
-        ) == (other.type, other.flags, other.stream_id, other.metadata_length, other.body_length)
-
-    def __hash__(self) -> int:
-        return hash((self.type, self.stream_id, self.metadata_length, self.body_length))
-
-    def __repr__(self) -> str:
-        return f"Rejected(type={self.type}, stream={self.stream_id}, metadata={self.metadata_length}B)"
-
-
-def _only_metadata_too_large(view: bytes | bytearray, pos: int, max_body: int, max_metadata: int) -> bool:
-    """Is an oversized metadata the header's only fault (so the frame can be skipped)?"""
-    magic, version, frame_type, flags, md_len, _stream_id, body_len = _unpack_from(view, pos)
-    return (
-        magic == MAGIC
-        and version == VERSION
-        and 0 < frame_type < FRAME_TYPE_LIMIT
-        and not flags & ~KNOWN_FLAGS
-        and view[pos + 5] == 0
-        and body_len <= max_body
-        and md_len > max_metadata
-    )
 
 
 def _header_error(view: bytes | bytearray, pos: int, max_body: int, max_metadata: int) -> Exception:

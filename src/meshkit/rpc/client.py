@@ -675,7 +675,7 @@ class StreamCall:
                 metadata = spec.template.render(deadline_ms, extra)
                 if trace is not None:
                     metadata += trace
-                if len(metadata) > client.limits.max_metadata_size:
+                if len(metadata) > client._max_metadata:
                     raise _metadata_too_large(spec, len(metadata), client.limits)
                 return conn.open_stream(metadata, body, flags, deadline, client._stream_window)
             except RpcError as exc:

@@ -104,19 +104,20 @@ class FrameProtocol(asyncio.Protocol):
         except ProtocolError as exc:
             self.protocol_error(exc)
             return
-        if decoder.rejected:
-            rejected, decoder.rejected = decoder.rejected, []
-            self._received_with_rejections(frames, rejected)
-            return
-        frame_received = self.frame_received
+        items: list[Any] = frames
+        handle: Any = self.frame_received
+        if decoder.rejected:  # rare: frames skipped for oversized metadata, handled in wire order
+            items = _in_wire_order(frames, decoder.rejected)
+            decoder.rejected = []
+            handle = self.handle_item
         try:
-            for index, frame in enumerate(frames):
-                frame_received(frame)
+            for index, frame in enumerate(items):
+                handle(frame)
                 if self._closing:
                     return
                 if self._paused and self._holds_backlog:
                     # The peer is not reading our answers: keep the rest for resume_writing().
-                    self._backlog.extend(frames[index + 1 :])
+                    self._backlog.extend(items[index + 1 :])
                     break
             if self._pending:
                 self._flush()
@@ -236,34 +237,12 @@ class FrameProtocol(asyncio.Protocol):
             )
         self.close()
 
-    def _received_with_rejections(self, frames: list[Frame], rejected: list[Rejected]) -> None:
-        """The rare read that held skipped frames: everything in wire order (the usual path
-        above, without this interleaving, is the hot one)."""
-        items: list[Frame | Rejected] = []
-        position = 0
-        for skipped in rejected:
-            items.extend(frames[position : skipped.before])
-            position = max(position, skipped.before)
-            items.append(skipped)
-        items.extend(frames[position:])
-        try:
-            for index, item in enumerate(items):
-                if type(item) is Rejected:
-                    self.frame_rejected(item)
-                else:
-                    self.frame_received(item)  # type: ignore[arg-type]
-                if self._closing:
-                    return
-                if self._paused and self._holds_backlog:
-                    self._backlog.extend(items[index + 1 :])
-                    break
-            if self._pending:
-                self._flush()
-        except ProtocolError as exc:
-            self.protocol_error(exc)
-        except Exception as exc:
-            log.exception("error handling a frame from %s; closing the connection", self.peer)
-            self.protocol_error(InternalError(f"{type(exc).__name__}: {exc}"))
+    def handle_item(self, item: Frame | Rejected) -> None:
+        """A decoded frame, or one the decoder skipped (from a read or the backlog)."""
+        if type(item) is Rejected:
+            self.frame_rejected(item)
+        else:
+            self.frame_received(item)  # type: ignore[arg-type]
 
     def frame_rejected(self, rejected: Rejected) -> None:
         """A frame whose metadata is over this side's limit was skipped. By default that ends the
@@ -312,3 +291,15 @@ class FrameProtocol(asyncio.Protocol):
 
     def extra(self, name: str) -> Any:
         return self._transport.get_extra_info(name) if self._transport is not None else None
+
+
+def _in_wire_order(frames: list[Frame], rejected: list[Rejected]) -> list[Frame | Rejected]:
+    """The frames of one read with the skipped ones put back where they were on the wire."""
+    items: list[Frame | Rejected] = []
+    position = 0
+    for skipped in rejected:
+        items.extend(frames[position : skipped.before])
+        position = max(position, skipped.before)
+        items.append(skipped)
+    items.extend(frames[position:])
+    return items

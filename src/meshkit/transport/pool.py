@@ -227,15 +227,16 @@ class Peer:
                 self._grow()  # a GOAWAY: open a replacement (unless in backoff)
             return
         loop = self._loop
+        served = conn.heard_any or loop.time() - conn.opened_at >= HEALTHY_AFTER
         if conn.went_silent:
             # Hung, frozen or cut off, not gone: a new connection may well be accepted (by the
             # kernel, or a middlebox) and never answered. Probe before trusting one with calls.
-            if conn.heard_any or loop.time() - conn.opened_at >= HEALTHY_AFTER:
-                self._backoff.reset()  # it served: this episode starts the schedule over
+            if served:
+                self._backoff.reset()  # this episode starts the schedule over
             self._suspect = True
             if not any(c.usable for c in self.connections):
                 self._grow()
-        elif conn.heard_any or loop.time() - conn.opened_at >= HEALTHY_AFTER:
+        elif served:
             # A connection that talked or served for a while: reconnect at once, start over.
             self._backoff.reset()
             if not any(c.usable for c in self.connections):

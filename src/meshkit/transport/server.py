@@ -149,11 +149,7 @@ class ServerConnection(FrameProtocol):
         super().resume_writing()
         backlog = self._backlog
         while backlog and not self._paused and not self._closing:
-            item = backlog.popleft()
-            if type(item) is Rejected:
-                self.frame_rejected(item)
-            else:
-                self.frame_received(item)  # type: ignore[arg-type]
+            self.handle_item(backlog.popleft())
         if self._transport is not None and not self._closing and not self._paused:
             self._transport.resume_reading()
 
