@@ -26,6 +26,7 @@ import enum
 from typing import Any
 
 __all__ = [
+    "DEADLINE_CANCEL_MESSAGE",
     "BadMagic",
     "FrameTooLarge",
     "InternalError",
@@ -39,6 +40,11 @@ __all__ = [
     "UnknownFrameType",
     "UnsupportedVersion",
 ]
+
+
+#: What a server cancels a handler with when the call's deadline passes: middleware that sees a
+#: ``CancelledError`` with this message reports DEADLINE_EXCEEDED, not CANCELLED.
+DEADLINE_CANCEL_MESSAGE = "deadline exceeded"
 
 
 class StatusCode(enum.IntEnum):

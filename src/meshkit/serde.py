@@ -19,6 +19,17 @@ import msgspec
 from meshkit.errors import RpcError, StatusCode
 
 _AT_PATH = re.compile(r" - at `\$\.?([^`]*)`")
+_UNKNOWN_ARGUMENT = re.compile(r"Object contains unknown field `([^`]*)`$")
+#: Result types checked by the exact type of the value (the common case: no decoding); a value of
+#: another type, a subclass say, is checked the thorough way.
+_EXACT_RESULT_TYPES: dict[Any, tuple[type, ...]] = {
+    str: (str,),
+    bytes: (bytes,),
+    int: (int,),
+    bool: (bool,),
+    float: (float, int),
+    None: (type(None),),
+}
 
 msgpack_encode = msgspec.msgpack.Encoder().encode
 json_encode = msgspec.json.Encoder().encode
@@ -43,13 +54,16 @@ class Signature:
     decode_args_json: Callable[[bytes], Any]
     decode_result_msgpack: Callable[[bytes], Any]
     decode_result_json: Callable[[bytes], Any]
+    #: Exact types a result may have without being checked further (see check_result), or None
+    #: when every result is decoded again to be checked; ``()`` when nothing is checked (``Any``).
+    result_exact: tuple[type, ...] | None = ()
 
     def build_args(self, qualname: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> msgspec.Struct:
         """Bind a Python call's arguments the way the method itself would, or raise INVALID_ARGUMENT."""
         try:
             return self.args_type(*args, **kwargs)
         except TypeError as exc:
-            raise RpcError(StatusCode.INVALID_ARGUMENT, f"{qualname}: {exc}") from None
+            raise RpcError(StatusCode.INVALID_ARGUMENT, f"{qualname}: {exc}", not_processed=True) from None
 
     def decode_args(self, qualname: str, body: bytes, json: bool) -> msgspec.Struct:
         try:
@@ -57,11 +71,43 @@ class Signature:
                 return self.decode_args_json(body)  # type: ignore[no-any-return]
             return self.decode_args_msgpack(body)  # type: ignore[no-any-return]
         except msgspec.ValidationError as exc:
+            unknown = _UNKNOWN_ARGUMENT.match(str(exc))
+            if unknown is not None:
+                takes = ", ".join(self.names) or "no arguments"
+                raise RpcError(
+                    StatusCode.INVALID_ARGUMENT,
+                    f"unknown argument `{unknown.group(1)}` for {qualname}; it takes: {takes}",
+                ) from None
             raise RpcError(
                 StatusCode.INVALID_ARGUMENT, f"invalid arguments for {qualname}: {describe_validation_error(exc)}"
             ) from None
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise RpcError(StatusCode.INVALID_ARGUMENT, f"arguments for {qualname} are not decodable: {exc}") from None
+
+    def check_result(self, qualname: str, value: Any, body: bytes, json: bool) -> RpcError | None:
+        """Whether a handler's ``value`` (encoded as ``body``) has the method's declared result
+        type; the error to answer with (INTERNAL, naming the method and the type) if not.
+
+        Values of the exact declared primitive type pass at the cost of a type lookup; anything
+        else is checked by decoding ``body`` the way the caller will, so the server never answers
+        OK with a result its own type hints reject."""
+        exact = self.result_exact
+        if exact is not None and (not exact or type(value) in exact):
+            return None
+        try:
+            if self.result_type is None:  # ``-> None``: the decoders accept anything (see below)
+                raise msgspec.ValidationError(f"Expected `null`, got `{type(value).__name__}`")
+            if json:
+                self.decode_result_json(body)
+            else:
+                self.decode_result_msgpack(body)
+        except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+            return RpcError(
+                StatusCode.INTERNAL,
+                f"{qualname} returned a result that does not match its return type "
+                f"{_type_name(self.result_type)}: {describe_validation_error(exc)}",
+            )
+        return None
 
     def decode_result(self, qualname: str, body: bytes, json: bool) -> Any:
         try:
@@ -85,6 +131,22 @@ def _stream_item_type(annotation: Any) -> Any:
         targs = typing.get_args(annotation)
         return targs[0] if targs else Any
     return Any
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is None:
+        return "None"
+    if isinstance(annotation, type) and typing.get_origin(annotation) is None:
+        return annotation.__qualname__
+    return repr(annotation).replace("typing.", "")
+
+
+def result_exact_types(result_type: Any) -> tuple[type, ...] | None:
+    """What :meth:`Signature.check_result` accepts without decoding: ``()`` for ``Any`` (no
+    check), the exact types of a primitive, None for everything else (decode to check)."""
+    if result_type is Any:
+        return ()
+    return _EXACT_RESULT_TYPES.get(result_type)
 
 
 def signature_of(func: Callable[..., Any], qualname: str) -> Signature:
@@ -114,7 +176,11 @@ def signature_of(func: Callable[..., Any], qualname: str) -> Signature:
     optional = [f for f in fields if len(f) == 3]
     if [f[0] for f in required + optional] != [f[0] for f in fields]:
         raise TypeError(f"{qualname}: parameters with defaults must come after those without")
-    args_type = msgspec.defstruct(f"{qualname}.args", fields, module=func.__module__, omit_defaults=True)
+    # Unknown argument names are refused, as the gateway refuses them: a caller's typo (or an
+    # argument the server's version does not have) must not be dropped without a word.
+    args_type = msgspec.defstruct(
+        f"{qualname}.args", fields, module=func.__module__, omit_defaults=True, forbid_unknown_fields=True
+    )
     streaming = inspect.isasyncgenfunction(func)
     result_type = hints.get("return", Any)
     if streaming:
@@ -134,6 +200,7 @@ def signature_of(func: Callable[..., Any], qualname: str) -> Signature:
         decode_args_json=msgspec.json.Decoder(args_type).decode,
         decode_result_msgpack=msgspec.msgpack.Decoder(result_type if result_type is not None else Any).decode,
         decode_result_json=msgspec.json.Decoder(result_type if result_type is not None else Any).decode,
+        result_exact=result_exact_types(result_type),
     )
 
 

@@ -113,3 +113,37 @@ async def test_a_connect_timeout_inside_the_pool_is_unavailable_not_the_calls_de
         await _acquire(TimingOutPeer(), deadline, spec)  # type: ignore[arg-type]
     assert caught.value.code is StatusCode.UNAVAILABLE and caught.value.not_processed
     assert "timed out" in str(caught.value)
+
+
+async def test_an_expired_deadline_is_counted_and_logged_as_deadline_exceeded_on_the_server(
+    probe: Probe, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller does not race the server with a CANCEL when its deadline passes: the server,
+    holding the same deadline, stops the handler itself and its access log and metrics say
+    DEADLINE_EXCEEDED, not CANCELLED."""
+    import logging
+
+    from prometheus_client import CollectorRegistry
+
+    from meshkit.observe import RpcMetrics
+    from meshkit.rpc.access_log import access_log
+
+    metrics = RpcMetrics(CollectorRegistry())
+    chain = [metrics.middleware("server"), access_log("meshkit.access")]
+    with caplog.at_level(logging.INFO, logger="meshkit.access"):
+        async with Server([Greeter(probe)], middleware=chain) as srv, Client(target=srv.address, middleware=[]) as c:
+            for _ in range(5):
+                probe.cancelled.clear()
+                with pytest.raises(RpcError) as info:
+                    await c.proxy(Greeter).with_options(timeout=0.05).wait()
+                assert info.value.code is StatusCode.DEADLINE_EXCEEDED
+                await asyncio.wait_for(probe.cancelled.wait(), timeout=5)
+            stats = metrics.stats["server"]["greeter.wait"]
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + 5
+            while stats.in_flight and loop.time() < give_up:
+                await asyncio.sleep(0.01)
+    assert stats.codes == {"DEADLINE_EXCEEDED": 5}
+    lines = [r.getMessage() for r in caplog.records if r.name == "meshkit.access"]
+    assert len(lines) == 5 and all("status=DEADLINE_EXCEEDED" in line for line in lines), lines
+    assert not any("request_id" in line for line in lines)  # no request id given: none logged

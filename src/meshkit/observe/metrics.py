@@ -19,10 +19,10 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from meshkit.errors import RpcError
+from meshkit.errors import DEADLINE_CANCEL_MESSAGE, RpcError
 
 #: What the server cancels a handler with when its deadline passes (rpc/server.py).
-DEADLINE_MESSAGE = "deadline exceeded"
+DEADLINE_MESSAGE = DEADLINE_CANCEL_MESSAGE
 #: 100 µs to 10 s: an RPC on loopback takes ~100 µs, a slow one seconds.
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}

@@ -33,7 +33,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from meshkit.errors import RpcError
+from meshkit.errors import DEADLINE_CANCEL_MESSAGE, RpcError
 from meshkit.protocol.frames import TRACE_CONTEXT_SIZE
 from meshkit.protocol.metadata import TRACEPARENT, TRACESTATE
 from meshkit.rpc.context import _current, current_context
@@ -132,7 +132,7 @@ def _finish(span: Any, exc: BaseException | None) -> None:
         span.set_attribute("rpc.meshkit.status_code", int(exc.code))
         span.set_status(Status(StatusCode.ERROR, f"{exc.code.name}: {exc.message}"))
     elif isinstance(exc, asyncio.CancelledError):
-        expired = exc.args == ("deadline exceeded",)  # the server's own deadline (rpc/server.py)
+        expired = exc.args == (DEADLINE_CANCEL_MESSAGE,)  # the server's own deadline
         span.set_attribute("rpc.meshkit.status_code", 4 if expired else 1)
         span.set_status(Status(StatusCode.ERROR, "DEADLINE_EXCEEDED" if expired else "CANCELLED"))
     else:

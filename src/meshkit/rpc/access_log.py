@@ -1,4 +1,5 @@
-"""The access log: one structured line per call (service, method, peer, status, duration, request id).
+"""The access log: one structured line per call (service, method, peer, status, duration, and
+the request id when the call has one).
 
 Written to the ``meshkit.access`` logger (``meshkit.access.client`` on the caller), so it costs one
 level check per call while that logger is off, and a handler with a JSON formatter gets the fields
@@ -13,7 +14,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from meshkit.errors import RpcError, StatusCode
+from meshkit.errors import DEADLINE_CANCEL_MESSAGE, RpcError, StatusCode
 from meshkit.rpc.middleware import Call, Handler, Middleware
 
 _INFO = logging.INFO
@@ -40,29 +41,46 @@ def access_log(logger_name: str = "meshkit.access") -> Middleware:
             except RpcError as exc:
                 status = exc.code
                 raise
-            except BaseException as exc:
-                status = StatusCode.CANCELLED if isinstance(exc, asyncio.CancelledError) else StatusCode.UNKNOWN
+            except asyncio.CancelledError as exc:
+                # A server cancels a handler whose deadline passed and answers DEADLINE_EXCEEDED.
+                expired = exc.args == (DEADLINE_CANCEL_MESSAGE,)
+                status = StatusCode.DEADLINE_EXCEEDED if expired else StatusCode.CANCELLED
+                raise
+            except BaseException:
+                status = StatusCode.UNKNOWN
                 raise
             finally:
                 duration_ms = (clock() - start) * 1000
-                fields = {
+                fields: dict[str, Any] = {
                     "service": call.spec.service,
                     "method": call.spec.name,
                     "peer": call.peer,
                     "status": status.name,
                     "duration_ms": round(duration_ms, 3),
-                    "request_id": call.metadata.get("request-id"),
                 }
-                logger.info(
-                    "%s.%s peer=%s status=%s duration_ms=%.3f request_id=%s",
-                    call.spec.service,
-                    call.spec.name,
-                    call.peer,
-                    status.name,
-                    duration_ms,
-                    fields["request_id"],
-                    extra={"meshkit": fields},
-                )
+                request_id = call.metadata.get("request-id")
+                if request_id is None:
+                    logger.info(
+                        "%s.%s peer=%s status=%s duration_ms=%.3f",
+                        call.spec.service,
+                        call.spec.name,
+                        call.peer,
+                        status.name,
+                        duration_ms,
+                        extra={"meshkit": fields},
+                    )
+                else:
+                    fields["request_id"] = request_id
+                    logger.info(
+                        "%s.%s peer=%s status=%s duration_ms=%.3f request_id=%s",
+                        call.spec.service,
+                        call.spec.name,
+                        call.peer,
+                        status.name,
+                        duration_ms,
+                        request_id,
+                        extra={"meshkit": fields},
+                    )
 
         return handler
 

@@ -365,6 +365,11 @@ class Client:
             return self._transmit(spec, args, opts, opts.metadata or None, opts.timeout, None)
         return self._handler(spec)(self._new_call(spec, args, opts))
 
+    async def _invoke_chain(self, spec: MethodSpec, args: Any, opts: _Options) -> Any:
+        """A call through the middleware, run when awaited: middleware may refuse the call
+        (a switch, a limit) or spend something on it, which must not happen on creation."""
+        return await self._handler(spec)(self._new_call(spec, args, opts))
+
     def _new_call(self, spec: MethodSpec, args: Any, opts: _Options) -> Call:
         """The Call the client middleware sees (its own copy of the metadata to add to)."""
         call = Call(spec, args, dict(opts.metadata) if opts.metadata else {}, "", opts.timeout)
@@ -391,7 +396,9 @@ class Client:
             body = json_encode(args) if opts.json else msgpack_encode(args)
         except (TypeError, ValueError, OverflowError) as exc:
             raise RpcError(
-                StatusCode.INVALID_ARGUMENT, f"arguments of {spec.qualname} cannot be encoded: {exc}"
+                StatusCode.INVALID_ARGUMENT,
+                f"arguments of {spec.qualname} cannot be encoded: {exc}",
+                not_processed=True,
             ) from None
         flags = _JSON if opts.json else 0
         if opts.compression and len(body) >= MIN_COMPRESS_SIZE:
@@ -748,20 +755,28 @@ class _BoundMethod:
         self._fallback = opts.fallbacks.get(spec.attr) if opts.fallbacks else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Only builds the call: nothing is checked, spent or sent until it is awaited, so that
+        # ``gather(*(p.m(i) for i in ...), return_exceptions=True)`` gets every refusal as a
+        # result and no limiter token is taken for a call that is never awaited.
         try:
             struct = self._args_type(*args, **kwargs)
         except TypeError as exc:
-            raise RpcError(StatusCode.INVALID_ARGUMENT, f"{self._qualname}: {exc}") from None
+            return _refused(RpcError(StatusCode.INVALID_ARGUMENT, f"{self._qualname}: {exc}", not_processed=True))
         if self._streaming:
             return StreamCall(self._client, self._spec, struct, self._opts)
         if self._fallback is not None:
             return self._client._degradable(self._spec, struct, self._opts, self._fallback)
         if self._bare:
             return self._client._transmit(self._spec, struct, self._opts, self._extra, self._timeout, None)
-        return self._client._invoke(self._spec, struct, self._opts)
+        return self._client._invoke_chain(self._spec, struct, self._opts)
 
     def __repr__(self) -> str:
         return f"<remote method {self._qualname}>"
+
+
+async def _refused(error: RpcError) -> Any:
+    """A call that fails as soon as it is awaited (its arguments could not even be bound)."""
+    raise error
 
 
 class Proxy:

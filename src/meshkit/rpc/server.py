@@ -16,7 +16,7 @@ from meshkit.discovery import open_registry
 from meshkit.discovery.health import HealthMonitor, HealthThresholds
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
-from meshkit.errors import FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
+from meshkit.errors import DEADLINE_CANCEL_MESSAGE, FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
 from meshkit.policy import Policy, Switches, process_switches
 from meshkit.policy.server import AdmissionRefused
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
@@ -51,7 +51,7 @@ _COMPRESSED = int(Flags.COMPRESSED)
 _STREAM = int(Flags.STREAM)
 _NOT_PROCESSED = int(Flags.NOT_PROCESSED)
 _TRACE = int(Flags.TRACE)
-_DEADLINE_MSG = "deadline exceeded"
+_DEADLINE_MSG = DEADLINE_CANCEL_MESSAGE
 _MD_CACHE_SIZE = 256
 #: Self-checks a registered server runs by default: only event-loop lag (1 s); memory and disk are
 #: opt-in because sensible limits depend on the deployment.
@@ -119,10 +119,11 @@ def _fallback_of(service: Service, spec: MethodSpec) -> Any:
 class _StreamSink:
     """Server side of one server stream: waits for credit (and socket drain) before each message."""
 
-    __slots__ = ("_conn", "_credit", "_json", "_waiter", "cancel_requested", "stream_id", "task")
+    __slots__ = ("_conn", "_credit", "_json", "_spec", "_waiter", "cancel_requested", "stream_id", "task")
 
-    def __init__(self, conn: ServerConnection, stream_id: int, credit: int, json: bool) -> None:
+    def __init__(self, conn: ServerConnection, stream_id: int, credit: int, json: bool, spec: MethodSpec) -> None:
         self._conn = conn
+        self._spec = spec
         self.stream_id = stream_id
         self._credit = credit
         self._json = json
@@ -149,6 +150,11 @@ class _StreamSink:
                 self._waiter = None
         self._credit -= 1
         body = encode_result(item, self._json)
+        spec = self._spec
+        wrong = spec.signature.check_result(spec.qualname, item, body, self._json)
+        if wrong is not None:
+            log.error("%s", wrong.message)
+            raise wrong  # ends the stream with this error (see Server._fail)
         self._conn.send(encode_frame(FrameType.STREAM_DATA, self.stream_id, body, b"", _JSON if self._json else 0))
         await self._conn.drain()
 
@@ -520,14 +526,21 @@ class Server:
             if made.__class__ is EagerCall:
                 made.finished = True
                 end_step(made)
+            value = stop.value
             if flags:
-                self._respond(conn, sid, stop.value, json, flags)
+                self._respond(conn, sid, spec, value, json, flags)
                 return
             try:
-                out = _msgpack_encode(stop.value)
+                out = _msgpack_encode(value)
             except (TypeError, ValueError, OverflowError):
-                self._respond(conn, sid, stop.value, json, flags)  # answers with the encoding error
+                self._respond(conn, sid, spec, value, json, flags)  # answers with the encoding error
                 return
+            exact = spec.result_exact
+            if exact is None or (exact and type(value) not in exact):
+                wrong = spec.signature.check_result(spec.qualname, value, out, False)
+                if wrong is not None:
+                    _answer_wrong_result(conn, sid, wrong)
+                    return
             conn.send(_pack(_MAGIC, _VERSION, _RESPONSE, 0, 0, sid, len(out)) + out)
             return
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
@@ -576,17 +589,23 @@ class Server:
         except BaseException as exc:  # noqa: BLE001
             self._fail(conn, sid, spec, exc, call.cancel_requested)
         else:
-            self._respond(conn, sid, result, json, flags)
+            self._respond(conn, sid, spec, result, json, flags)
         finally:
             conn.call_finished(sid)
             if self._wheel is not None:
                 self._wheel.discard(call)
 
-    def _respond(self, conn: ServerConnection, sid: int, value: Any, json: bool, req_flags: int) -> None:
+    def _respond(
+        self, conn: ServerConnection, sid: int, spec: MethodSpec, value: Any, json: bool, req_flags: int
+    ) -> None:
         try:
             body = encode_result(value, json)
         except RpcError as exc:
             conn.send_error(sid, exc.code, exc.message)
+            return
+        wrong = spec.signature.check_result(spec.qualname, value, body, json)
+        if wrong is not None:
+            _answer_wrong_result(conn, sid, wrong)
             return
         flags = _JSON if json else 0
         if req_flags & _COMPRESSED and len(body) >= MIN_COMPRESS_SIZE:
@@ -625,7 +644,7 @@ class Server:
         credit = md.get("credit", 16)
         if type(credit) is not int or credit < 1:
             credit = 16
-        sink = _StreamSink(conn, sid, credit, json)
+        sink = _StreamSink(conn, sid, credit, json, route.spec)
         call = Call(route.spec, args, md, conn.peer, ctx.time_remaining())
         call.trace = ctx.trace
         call.stream = sink
@@ -657,6 +676,13 @@ class Server:
             conn.call_finished(sid)
             if self._wheel is not None:
                 self._wheel.discard(sink)
+
+
+def _answer_wrong_result(conn: ServerConnection, sid: int, wrong: RpcError) -> None:
+    """A handler answered with a value its own return type rejects: the server's bug, so the
+    caller gets INTERNAL (never an OK it would fail to decode) and the log says which method."""
+    log.error("%s", wrong.message)
+    conn.send_error(sid, wrong.code, wrong.message)
 
 
 def _expire_call(call: EagerCall | _StreamSink) -> None:

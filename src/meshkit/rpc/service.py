@@ -43,6 +43,8 @@ class MethodSpec:
     streaming: bool = False
     #: The request metadata naming this method, pre-encoded once (see MetadataTemplate).
     template: MetadataTemplate = field(init=False, repr=False, compare=False)
+    #: ``signature.result_exact``, read by the server on every answer (see Signature.check_result).
+    result_exact: tuple[type, ...] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Plain fields rather than properties: all are read on every call.
@@ -50,6 +52,7 @@ class MethodSpec:
             object.__setattr__(self, "qualname", f"{self.service}.{self.name}")
         object.__setattr__(self, "streaming", self.signature.streaming)
         object.__setattr__(self, "template", MetadataTemplate({SERVICE: self.service, METHOD: self.name}))
+        object.__setattr__(self, "result_exact", self.signature.result_exact)
 
 
 @overload

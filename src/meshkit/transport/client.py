@@ -257,7 +257,15 @@ class ClientConnection(FrameProtocol):
             self._maybe_finish_drain()
 
     def _expire(self, stream_id: int) -> None:
-        self._fail(stream_id, RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the answer"))
+        # No CANCEL: a deadline given to request()/open_stream() travels in the call's metadata,
+        # so the server holds the same one and stops the handler itself (a moment later: transit
+        # is not deducted), answering, logging and counting it as DEADLINE_EXCEEDED. A CANCEL
+        # would race that and make the server see a caller who merely gave up.
+        self._fail(
+            stream_id,
+            RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the answer"),
+            cancel=False,
+        )
 
     def frame_rejected(self, rejected: Rejected) -> None:
         """An answer whose metadata is over this client's limit: fail that call, keep the
