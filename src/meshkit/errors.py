@@ -121,7 +121,10 @@ class ProtocolError(MeshkitError):
 
 
 class BadMagic(ProtocolError):
-    """The first bytes of a frame are not meshkit's magic: the peer speaks another protocol."""
+    """The first bytes of a frame are not meshkit's magic: the peer speaks another protocol.
+    ``preview`` holds the first bytes it sent there (what a person needs to tell which one)."""
+
+    preview: bytes = b""
 
 
 class UnsupportedVersion(ProtocolError):

@@ -319,12 +319,32 @@ ERROR_CASES: list[tuple[str, bytes, type[ProtocolError]]] = [
 @pytest.mark.parametrize(("raw", "exc"), [(raw, exc) for _, raw, exc in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
 def test_each_error_is_raised_after_only_the_header(raw: bytes, exc: type[ProtocolError]) -> None:
     assert len(raw) == HEADER_SIZE
+    if exc is BadMagic:
+        return  # judged sooner: see test_bad_magic_is_refused_at_its_first_wrong_byte
     decoder = FrameDecoder()
     assert decoder.feed(raw[:15]) == []  # 15 bytes: nothing can be judged yet
     assert decoder.buffered == 15
     with pytest.raises(exc):
         decoder.feed(raw[15:])  # the 16th byte: judged at once, without waiting for a body
     assert decoder.buffered <= HEADER_SIZE
+
+
+@pytest.mark.parametrize(
+    "raw", [raw for _, raw, exc in ERROR_CASES if exc is BadMagic], ids=[c[0] for c in ERROR_CASES if c[2] is BadMagic]
+)
+def test_bad_magic_is_refused_at_its_first_wrong_byte(raw: bytes) -> None:
+    """A peer speaking another protocol may send a short line and wait: the decoder refuses it
+    at the first byte that cannot begin a frame, and keeps what it sent for the message."""
+    wrong = 0 if raw[0] != MAGIC[0] else 1
+    decoder = FrameDecoder()
+    if wrong:
+        assert decoder.feed(raw[:1]) == []
+    with pytest.raises(BadMagic) as info:
+        decoder.feed(raw[wrong : wrong + 1])
+    assert info.value.preview == raw[: wrong + 1]
+    with pytest.raises(BadMagic) as info:
+        FrameDecoder().feed(raw)
+    assert info.value.preview == raw
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from meshkit.protocol.metadata import decode_metadata
 from meshkit.protocol.states import TRANSITIONS, StreamEvent, StreamState
 from meshkit.rpc.client import MAX_TRANSPARENT_RETRIES
 from meshkit.rpc.server import SERVER_KEEPALIVE
-from meshkit.transport.client import DEFAULT_STREAM_WINDOW
+from meshkit.transport.client import DEFAULT_STREAM_WINDOW, OPENING_PING
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_PATH = ROOT / "docs" / "protocol.md"
@@ -166,7 +166,10 @@ async def test_a_real_client_sends_the_example_request_up_to_the_deadline_value(
     received = bytearray()
     got_request: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
+    opening = bytearray()
+
     async def fake_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        opening.extend(await reader.readexactly(len(OPENING_PING)))  # see "The opening PING"
         received.extend(await reader.readexactly(len(ns["request"])))
         got_request.set_result(None)
         writer.write(ns["response"])
@@ -184,6 +187,9 @@ async def test_a_real_client_sends_the_example_request_up_to_the_deadline_value(
         await client.close()
         listener.close()
     assert result == "hello ann"
+    assert bytes(opening) == OPENING_PING
+    shown = re.search(r"24 bytes with its header:\s*`([0-9a-f ]+)`", DOC)
+    assert shown is not None and shown.group(1).replace(" ", "") == OPENING_PING.hex()
     [sent] = FrameDecoder().feed(bytes(received))
     [expected] = FrameDecoder().feed(ns["request"])
     assert (sent.type, sent.flags, sent.stream_id, sent.body) == (

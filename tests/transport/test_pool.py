@@ -46,7 +46,8 @@ async def test_unreachable_peer_fails_fast_during_backoff() -> None:
     assert not peer.available
     with pytest.raises(RpcError) as info:
         await peer.acquire()  # no new attempt: we are inside the 30 s backoff
-    assert "next attempt in" in info.value.message
+    assert "is unreachable" in info.value.message and "next attempt" not in info.value.message
+    assert info.value.details["reason"] == "unreachable" and info.value.details["retry_after"] > 0
     await peer.close()
 
 

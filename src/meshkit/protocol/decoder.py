@@ -130,6 +130,13 @@ class FrameDecoder:
                 )
             )
             pos = frame_end
+        if 0 < end - pos < HEADER_SIZE and (view[pos] != _M or (end - pos > 1 and view[pos + 1] != _K)):
+            # A partial header that cannot become a frame: say so now rather than wait for the
+            # rest (a peer speaking another protocol may send a short line and wait for ever).
+            error = _bad_magic(view, pos)
+            self._error = error
+            buffer.clear()
+            raise error
         if buffer:
             del buffer[:pos]
             if frames and buffer is view:
@@ -167,11 +174,23 @@ class Rejected:
         return HEADER_SIZE + self.metadata_length + self.body_length
 
 
+_M, _K = MAGIC
+#: How many of the offending bytes a BadMagic keeps, to show what the peer speaks instead.
+PREVIEW_SIZE = 48
+
+
+def _bad_magic(view: bytes | bytearray, pos: int) -> BadMagic:
+    preview = bytes(view[pos : pos + PREVIEW_SIZE])
+    error = BadMagic(f"bad magic {preview[:2]!r} at a frame boundary; expected {MAGIC!r}")
+    error.preview = preview
+    return error
+
+
 def _header_error(view: bytes | bytearray, pos: int, max_body: int, max_metadata: int) -> Exception:
     """The specific error for a header that failed the combined fast check."""
     magic, version, frame_type, flags, md_len, _stream_id, body_len = _unpack_from(view, pos)
     if magic != MAGIC:
-        return BadMagic(f"bad magic {bytes(magic)!r} at a frame boundary; expected {MAGIC!r}")
+        return _bad_magic(view, pos)
     if version != VERSION:
         return UnsupportedVersion(f"protocol version {version} is not supported (this build speaks {VERSION})")
     if not 0 < frame_type < FRAME_TYPE_LIMIT:

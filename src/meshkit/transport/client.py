@@ -9,7 +9,7 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import Any
 
-from meshkit.errors import MalformedFrame, ProtocolError, RpcError, StatusCode
+from meshkit.errors import BadMagic, MalformedFrame, ProtocolError, RpcError, StatusCode
 from meshkit.protocol.decoder import Rejected
 from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
 from meshkit.protocol.keepalive import KeepaliveConfig
@@ -30,6 +30,13 @@ _encode = encode_frame
 _pack = HEADER.pack
 _MAGIC = MAGIC
 _VERSION = VERSION
+
+#: The first frame a client sends on a new connection: a PING whose opaque body holds a blank
+#: line. A meshkit server answers it with a PONG (``spoke_meshkit``); a server of a text protocol
+#: (HTTP/1, Redis, SMTP...) reads the frame up to that line and answers at once with an error in
+#: its own protocol, which fails the calls as "not a meshkit server" instead of leaving them
+#: waiting for their deadline.
+OPENING_PING = encode_frame(FrameType.PING, 0, b"MK\r\n\r\n\r\n")
 
 #: How many stream messages the caller allows in flight before it must send CREDIT.
 DEFAULT_STREAM_WINDOW = 64
@@ -112,9 +119,11 @@ class ClientConnection(FrameProtocol):
         "_probe",
         "_wheel",
         "_wheel_used",
+        "broken_by",
         "draining",
         "last_stream_id",
         "pending",
+        "spoke_meshkit",
         "went_silent",
     )
 
@@ -134,6 +143,10 @@ class ClientConnection(FrameProtocol):
         self._on_state_change = on_state_change
         #: Keepalive found the server silent (not a reset, not a close): it may be hung or cut off.
         self.went_silent = False
+        #: The server answered a PING (the opening one, see connect()): it speaks meshkit.
+        self.spoke_meshkit = False
+        #: The protocol error this side closed the connection for, if it did.
+        self.broken_by: ProtocolError | None = None
         self._probe: asyncio.Future[None] | None = None
         # Deadlines: calls with one timeout arrive in deadline order, so a FIFO with one timer at
         # its head covers them for the price of an append; the rare out-of-order deadline (a
@@ -342,6 +355,7 @@ class ClientConnection(FrameProtocol):
         elif ftype == FrameType.PING:
             self.answer_ping(frame)
         elif ftype == FrameType.PONG:
+            self.spoke_meshkit = True
             if self._probe is not None and not self._probe.done():
                 self._probe.set_result(None)  # otherwise: any frame already counts as a sign of life
         elif ftype == FrameType.GOAWAY:
@@ -403,6 +417,39 @@ class ClientConnection(FrameProtocol):
             self._probe = None
         return not self._closing
 
+    def protocol_error(self, exc: ProtocolError) -> None:
+        self.broken_by = exc
+        if self.foreign:
+            # Not a broken meshkit server but another protocol's: the calls fail with that
+            # (see lost()); nothing to tell a peer that cannot read a GOAWAY. The pool hears of
+            # it now, not when the transport reports the close, so a call waiting for this
+            # connection gets this reason rather than "no connection".
+            self.close()
+            if self._on_state_change is not None:
+                self._on_state_change(self)
+            return
+        super().protocol_error(exc)
+
+    @property
+    def foreign(self) -> bool:
+        """The peer answered in another protocol before it ever spoke meshkit."""
+        return type(self.broken_by) is BadMagic and not self.spoke_meshkit
+
+    def loss_error(self, exc: Exception | None) -> RpcError:
+        """What the calls still in flight fail with when the connection goes."""
+        broken = self.broken_by
+        if type(broken) is BadMagic and not self.spoke_meshkit:
+            # It never processed a meshkit call: a retry elsewhere is safe.
+            return RpcError(
+                StatusCode.UNAVAILABLE,
+                f"{self.peer} is not a meshkit server: it answered {broken.preview!r}",
+                {"reason": "not_meshkit"},
+                not_processed=True,
+            )
+        if broken is not None:
+            return RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} closed: protocol error: {broken}")
+        return RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} lost" + (f": {exc}" if exc else ""))
+
     def lost(self, exc: Exception | None) -> None:
         if self._probe is not None and not self._probe.done():
             self._probe.set_result(None)  # probe() sees the connection closed
@@ -412,9 +459,8 @@ class ClientConnection(FrameProtocol):
             self._deadline_timer = None
         self._deadlines.clear()
         pending, self.pending = self.pending, {}
-        reason = f"connection to {self.peer} lost" + (f": {exc}" if exc else "")
         for entry in pending.values():
-            err = RpcError(StatusCode.UNAVAILABLE, reason)
+            err = self.loss_error(exc)
             if isinstance(entry, StreamReceiver):
                 entry.finish(err)
             elif not entry.done():
@@ -455,4 +501,5 @@ async def connect(
         raise RpcError(
             StatusCode.UNAVAILABLE, f"cannot connect to {host}:{port}: {exc or type(exc).__name__}", not_processed=True
         ) from None
+    protocol.send(OPENING_PING)
     return protocol

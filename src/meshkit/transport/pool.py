@@ -111,10 +111,16 @@ class Peer:
         if self._closed:
             raise RpcError(StatusCode.UNAVAILABLE, "client is closed", not_processed=True)
         if self._connecting is None and loop.time() < self._retry_at:
+            last = self._last_error
+            if last is not None and isinstance(last.details, dict) and last.details.get("reason") == "not_meshkit":
+                raise last  # says all there is to say
+            # The reconnect schedule is the pool's business (logged, and in the details for
+            # code that wants it), not the caller's: a one-shot caller will never see it.
             raise RpcError(
                 StatusCode.UNAVAILABLE,
-                f"{self.address} is unreachable (next attempt in {self._retry_at - loop.time():.1f}s): "
+                f"{self.address} is unreachable: "
                 f"{self._last_error.message if self._last_error else 'connection failed'}",
+                {"reason": "unreachable", "retry_after": round(self._retry_at - loop.time(), 3)},
                 not_processed=True,
             )
         self._spawn_connect()
@@ -155,7 +161,8 @@ class Peer:
                 conn.close()
             elif conn.is_closing:
                 # Lost before we got here (the peer accepted and hung up): a failed attempt.
-                self._connection_failed(loop, RpcError(StatusCode.UNAVAILABLE, f"{self.address} closed at once"))
+                why = conn.loss_error(None) if conn.broken_by is not None else None
+                self._connection_failed(loop, why or RpcError(StatusCode.UNAVAILABLE, f"{self.address} closed at once"))
             elif self._suspect and not await self._probe(conn):
                 conn.close()
                 why = "closed it" if conn.is_closing else f"sent no answer within {conn.probe_timeout:g}s"
@@ -227,6 +234,11 @@ class Peer:
                 self._grow()  # a GOAWAY: open a replacement (unless in backoff)
             return
         loop = self._loop
+        if conn.foreign:
+            # It answered in another protocol: a failed attempt (on the backoff schedule, with
+            # what it said), however quickly it answered.
+            self._connection_failed(loop, conn.loss_error(None))
+            return
         served = conn.heard_any or loop.time() - conn.opened_at >= HEALTHY_AFTER
         if conn.went_silent:
             # Hung, frozen or cut off, not gone: a new connection may well be accepted (by the
