@@ -161,8 +161,12 @@ class Peer:
                 conn.close()
             elif conn.is_closing:
                 # Lost before we got here (the peer accepted and hung up): a failed attempt.
-                why = conn.loss_error(None) if conn.broken_by is not None else None
-                self._connection_failed(loop, why or RpcError(StatusCode.UNAVAILABLE, f"{self.address} closed at once"))
+                self._connection_failed(
+                    loop,
+                    conn.loss_error(None)
+                    if conn.broken_by is not None
+                    else RpcError(StatusCode.UNAVAILABLE, f"{self.address} closed at once"),
+                )
             elif self._suspect and not await self._probe(conn):
                 conn.close()
                 why = "closed it" if conn.is_closing else f"sent no answer within {conn.probe_timeout:g}s"
