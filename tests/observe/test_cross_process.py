@@ -76,3 +76,27 @@ async def test_one_trace_id_in_every_process_logs_and_spans(receiver: OtlpReceiv
         access = [line for line in logs if line.get("logger") == "meshkit.access" and line.get("method") == method]
         assert access, logs
         assert {line.get("trace_id") for line in access} == {trace_id}
+
+
+@pytest.mark.slow
+async def test_a_default_client_inside_a_traced_handler_continues_the_trace(receiver: OtlpReceiver) -> None:
+    """Tracing configured in a process leads every default chain made there: the handler's own
+    ``Client()`` makes a client span under the server span and the next process continues it."""
+    otel = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    back, back_at = start(["tests.observe.chain_services:Back"], {**otel, "OTEL_SERVICE_NAME": "back"})
+    try:
+        front, front_at = start(
+            ["tests.observe.chain_services:Front"], {**otel, "OTEL_SERVICE_NAME": "front", "BACK_TARGET": back_at}
+        )
+        try:
+            async with Client(target=front_at, middleware=[]) as client:
+                assert await client.call("front", "ask", {"n": 1}) == 2
+        finally:
+            stop(front)
+    finally:
+        stop(back)
+    spans = {(s.service, s.kind): s for s in receiver.spans}
+    front_server, front_client, back_server = spans[("front", 2)], spans[("front", 3)], spans[("back", 2)]
+    assert front_client.trace_id == front_server.trace_id == back_server.trace_id
+    assert front_client.parent_span_id == front_server.span_id
+    assert back_server.parent_span_id == front_client.span_id

@@ -88,3 +88,42 @@ async def test_streams_pass_through_server_middleware(probe: Probe) -> None:
         async with Client(target=srv.address) as c:
             assert [x async for x in c.proxy(Greeter).count(3)] == [0, 1, 2]
     assert log == ["s>greeter.count", "s<"]
+
+
+async def test_a_registered_front_leads_every_default_chain_made_afterwards() -> None:
+    """Layers above rpc (tracing) put middleware at the front of default chains through
+    ``add_to_default_chains``; explicit chains are left alone."""
+    from meshkit.rpc import middleware as mw
+    from tests.rpc.services import Greeter
+
+    seen: list[str] = []
+
+    def recorder(side: str) -> Middleware:
+        def wrap(next_handler: Handler) -> Handler:
+            def handler(call: Call) -> Any:
+                seen.append(f"{side}:{call.spec.qualname}")
+                return next_handler(call)
+
+            return handler
+
+        return wrap
+
+    def front_server() -> Middleware:
+        return recorder("server")
+
+    def front_client() -> Middleware:
+        return recorder("client")
+
+    mw.add_to_default_chains("server", front_server)
+    mw.add_to_default_chains("client", front_client)
+    try:
+        async with Server([Greeter()]) as srv, Client(target=srv.address) as client:
+            assert await client.proxy(Greeter).hello("ann") == "hello ann"
+            async with Client(target=srv.address, middleware=[]) as explicit:
+                await explicit.proxy(Greeter).hello("bob")
+    finally:
+        mw._DEFAULT_FRONT["server"].remove(front_server)
+        mw._DEFAULT_FRONT["client"].remove(front_client)
+    assert seen == ["client:greeter.hello", "server:greeter.hello", "server:greeter.hello"]
+    with pytest.raises(ValueError, match="side"):
+        mw.add_to_default_chains("edge", front_client)

@@ -29,7 +29,7 @@ from meshkit.protocol.metadata import CALLER, DEADLINE, METHOD, SERVICE, Metadat
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import _current
 from meshkit.rpc.endpoints import Endpoints, instance_entries, no_instances, watch_service
-from meshkit.rpc.middleware import Call, Handler, Middleware, chain
+from meshkit.rpc.middleware import Call, Handler, Middleware, chain, default_front
 from meshkit.rpc.service import MethodSpec, RpcOptions, Service, method_specs, service_name
 from meshkit.serde import Signature, json_encode, msgpack_encode
 from meshkit.transport.backoff import Backoff, BackoffPolicy
@@ -72,8 +72,10 @@ _UNSET: Any = _Unset()
 
 
 def default_client_middleware() -> list[Middleware]:
-    """The chain a Client gets when ``middleware`` is not given: the client-side access log."""
-    return [access_log("meshkit.access.client")]
+    """The chain a Client gets when ``middleware`` is not given: tracing when the process has
+    it configured (so a client made inside a traced handler continues the trace), then the
+    client-side access log."""
+    return [*default_front("client"), access_log("meshkit.access.client")]
 
 
 def effective_deadline(now: float, timeout: float | None) -> float | None:

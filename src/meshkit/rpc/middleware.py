@@ -75,6 +75,26 @@ class Call:
 Handler = Callable[[Call], Awaitable[Any]]
 Middleware = Callable[[Handler], Handler]
 
+#: Factories of middleware that layers above rpc put at the front of every default chain made
+#: from then on (rpc cannot import them): observe registers tracing here, which answers None
+#: until tracing is configured in the process.
+_DEFAULT_FRONT: dict[str, list[Callable[[], Middleware | None]]] = {"server": [], "client": []}
+
+
+def add_to_default_chains(side: str, factory: Callable[[], Middleware | None]) -> None:
+    """Have ``factory()`` (None: nothing this time) lead the default chain of ``side``
+    ("server" or "client") of every Server or Client made with ``middleware`` not given."""
+    if side not in _DEFAULT_FRONT:
+        raise ValueError(f"side is 'server' or 'client', not {side!r}")
+    if factory not in _DEFAULT_FRONT[side]:
+        _DEFAULT_FRONT[side].append(factory)
+
+
+def default_front(side: str) -> list[Middleware]:
+    """The middleware registered to lead ``side``'s default chain, as of now."""
+    made = (factory() for factory in _DEFAULT_FRONT[side])
+    return [mw for mw in made if mw is not None]
+
 
 def chain(middleware: Sequence[Middleware], handler: Handler) -> Handler:
     """Wrap ``handler`` so that ``middleware[0]`` runs first."""

@@ -28,7 +28,7 @@ from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import Context, _current
 from meshkit.rpc.eager import EagerCall, end_step, install, resume
 from meshkit.rpc.eager import stepping as _stepping
-from meshkit.rpc.middleware import Call, Handler, Middleware, chain
+from meshkit.rpc.middleware import Call, Handler, Middleware, chain, default_front
 from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
 from meshkit.serde import encode_result, msgpack_encode
 from meshkit.transport.deadlines import DeadlineWheel
@@ -76,8 +76,9 @@ def make_invoker(bound: Any, signature: Any) -> Callable[[Any], Any]:
 
 
 def default_server_middleware() -> list[Middleware]:
-    """The chain a Server gets when ``middleware`` is not given: the access log."""
-    return [access_log("meshkit.access")]
+    """The chain a Server gets when ``middleware`` is not given: tracing when the process has
+    it configured, then the access log."""
+    return [*default_front("server"), access_log("meshkit.access")]
 
 
 class _Route:
