@@ -8,13 +8,16 @@ import importlib
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from meshkit import __version__
-from meshkit.errors import RpcError
+from meshkit.errors import RpcError, StatusCode
 from meshkit.rpc.client import Client, parse_target
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
@@ -22,6 +25,55 @@ from meshkit.transport.loop import run as run_loop
 
 EXIT_USAGE = 2
 EXIT_RPC_ERROR = 1
+REGISTRY_SCHEMES = "memory://, meshkit://HOST:PORT, etcd://HOST:PORT, zk://HOST:PORT"
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _cannot_listen(command: str, what: str, host: str, port: int, exc: OSError, flag: str = "--port") -> int:
+    """One line for a port that cannot be bound (taken, or not ours to bind), not a traceback."""
+    reason = exc.strerror or str(exc)
+    print(
+        f"meshkit {command}: cannot listen for {what} on {host}:{port}: {reason}; choose another {flag} "
+        "(0 picks a free one)",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
+
+
+def admin_token_path(port: int) -> Path:
+    """Where ``meshkit run`` leaves the admin token it generated for the process on ``port``:
+    readable by this user only, and where ``meshkit switch`` looks for a local target's token."""
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"meshkit-{os.getuid()}"
+    return base / f"admin-{port}.token"
+
+
+def _write_admin_token(port: int, token: str) -> Path:
+    path = admin_token_path(port)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return path
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """A line for the operator on stdout: as a JSON object under ``--log-format json``, so that
+    the output is one format."""
+    if getattr(args, "log_format", "text") == "json":
+        print(json.dumps({"level": "INFO", "logger": "meshkit.cli", "message": text}), flush=True)
+    else:
+        print(text, flush=True)
 
 
 def _load_service(spec: str) -> Service:
@@ -58,6 +110,9 @@ def _setup_logging(level: str, access_log: bool, fmt: str = "text") -> None:
             install(handler)
     if not access_log:
         logging.getLogger("meshkit.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO, the etcd registry's keepalives included.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -79,24 +134,43 @@ async def _serve(args: argparse.Namespace) -> int:
     from meshkit.rpc.access_log import access_log
 
     token = args.admin_token or os.environ.get("MESHKIT_ADMIN_TOKEN") or None
+    generated = token is None and not args.no_admin_service
+    if generated:
+        token = secrets.token_urlsafe(24)
     middleware = [access_log("meshkit.access")]
     if not args.no_metrics:
         middleware.insert(0, default_metrics().middleware("server"))
     if provider is not None:
         middleware.insert(0, tracing.middleware("server"))  # outermost: the rest runs inside the span
-    server = Server(
-        services,
-        host=args.host,
-        port=args.port,
-        registry=args.registry,
-        policy=policy,
-        admin=not args.no_admin,
-        admin_token=token,
-        middleware=middleware,
-    )
-    await server.start()
-    print(f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}", flush=True)
-    http = await _start_admin(args, server)
+    try:
+        server = Server(
+            services,
+            host=args.host,
+            port=args.port,
+            registry=args.registry,
+            policy=policy,
+            admin=not args.no_admin_service,
+            admin_token=token,
+            middleware=middleware,
+        )
+    except (ValueError, ImportError) as exc:  # a bad registry URL, an engine's client not installed
+        print(f"meshkit run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        await server.start()
+    except OSError as exc:
+        return _cannot_listen("run", "calls", args.host, args.port, exc)
+    _say(args, f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}")
+    token_file = None
+    if generated:
+        assert token is not None
+        token_file = _write_admin_token(server.port, token)
+        _say(args, f"meshkit: admin token in {token_file} (meshkit switch reads it there; --admin-token to choose one)")
+    try:
+        http = await _start_admin(args, server)
+    except OSError as exc:
+        await server.stop(grace=0)
+        return _cannot_listen("run", "the admin HTTP port", args.host, args.admin_port, exc, "--admin-port")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -104,8 +178,10 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.policy:
         loop.add_signal_handler(signal.SIGHUP, _reload_switches, server, args.policy)
     await stop.wait()
-    print(f"meshkit: draining (grace {args.grace}s)", flush=True)
+    _say(args, f"meshkit: draining (grace {args.grace}s)")
     await server.stop(grace=args.grace)
+    if token_file is not None:
+        token_file.unlink(missing_ok=True)
     if http is not None:
         await http.stop()
     if provider is not None:
@@ -131,7 +207,7 @@ async def _start_admin(args: argparse.Namespace, server: Server) -> Any:
 
     http = AdminHttp(ready=servers_ready([server]))
     await http.start(args.host, args.admin_port)
-    print(f"meshkit: admin on http://{args.host}:{http.port} (/metrics /healthz /readyz)", flush=True)
+    _say(args, f"meshkit: admin on http://{args.host}:{http.port} (/metrics /healthz /readyz)")
     return http
 
 
@@ -151,6 +227,17 @@ def _reload_switches(server: Server, path: str) -> None:
         server.switches.set(name, True)
 
 
+def _local_token(target: str) -> str | None:
+    """The token ``meshkit run`` generated for a process on this machine, if it left one."""
+    host, _, port = target.rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+        return None
+    try:
+        return admin_token_path(int(port)).read_text().strip() or None
+    except OSError:
+        return None
+
+
 async def _switch(args: argparse.Namespace) -> int:
     if (args.name is None) != (args.state is None):
         print("meshkit switch: give SERVICE.METHOD and on|off, or neither to show the state", file=sys.stderr)
@@ -162,7 +249,7 @@ async def _switch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     status = 0
     for target in targets:
-        token = args.token or os.environ.get("MESHKIT_ADMIN_TOKEN")
+        token = args.token or os.environ.get("MESHKIT_ADMIN_TOKEN") or _local_token(target)
         metadata = {"authorization": f"Bearer {token}"} if token else None
         client = Client(target=target, timeout=args.timeout, middleware=[], metadata=metadata)
         try:
@@ -217,7 +304,12 @@ async def _call(args: argparse.Namespace) -> int:
             result = await client.call(service, method, payload, metadata=metadata)
             print(json.dumps(result, indent=2, default=str))
     except RpcError as exc:
-        print(f"error: {exc.code.name}: {exc.message}", file=sys.stderr)
+        hint = ""
+        if exc.code is StatusCode.FAILED_PRECONDITION and "server-streaming method" in exc.message:
+            hint = " (add --stream to call a stream)"
+        elif exc.code is StatusCode.FAILED_PRECONDITION and "unary method" in exc.message:
+            hint = " (it is not a stream: leave out --stream)"
+        print(f"error: {exc.code.name}: {exc.message}{hint}", file=sys.stderr)
         return EXIT_RPC_ERROR
     finally:
         await client.close()
@@ -231,14 +323,22 @@ async def _registry(args: argparse.Namespace) -> int:
     from meshkit.observe import default_metrics
 
     server = Server([service], host=args.host, port=args.port, middleware=[default_metrics().middleware("server")])
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:
+        return _cannot_listen("registry", "registrations", args.host, args.port, exc)
     service.start()
     http = None
     if args.http_port is not None:
         from meshkit.registry.http import RegistryHttp
 
         http = RegistryHttp(service)
-        await http.start(args.host, args.http_port)
+        try:
+            await http.start(args.host, args.http_port)
+        except OSError as exc:
+            await service.stop()
+            await server.stop(grace=0)
+            return _cannot_listen("registry", "its HTTP API", args.host, args.http_port, exc, "--http-port")
         print(f"meshkit: registry HTTP API on http://{args.host}:{http.port}/v1/", flush=True)
     print(f"meshkit: registry serving on {server.address} (clients: meshkit://{server.address})", flush=True)
     admin = await _start_admin(args, server)
@@ -303,12 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7001, help="port to bind (0 picks a free one; default 7001)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get on SIGTERM (default 5)")
-    p.add_argument("--registry", default=None, help="register in this registry (memory://, meshkit://HOST:PORT)")
+    p.add_argument("--registry", default=None, help=f"register in this registry ({REGISTRY_SCHEMES})")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument("--no-access-log", action="store_true", help="do not log a line per call")
     p.add_argument("--policy", default=None, help="resilience policy TOML file (SIGHUP re-reads its [switches])")
-    p.add_argument("--no-admin", action="store_true", help="do not serve meshkit-admin (meshkit switch)")
-    p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
+    p.add_argument(
+        "--no-admin-service",
+        action="store_true",
+        help="do not serve the meshkit-admin RPC service (what meshkit switch talks to) on the service port",
+    )
+    p.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz, /readyz on this HTTP port (off by default)",
+    )
     p.add_argument("--no-metrics", action="store_true", help="do not count and time calls (Prometheus metrics)")
     p.add_argument(
         "--trace",
@@ -319,20 +428,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="json: one object a line, with trace ids"
     )
-    p.add_argument("--admin-token", default=None, help="require this token for meshkit-admin ($MESHKIT_ADMIN_TOKEN)")
+    p.add_argument(
+        "--admin-token",
+        default=None,
+        help="the token meshkit switch must give ($MESHKIT_ADMIN_TOKEN; default: a generated one, its file printed)",
+    )
 
     p = sub.add_parser("switch", help="turn a method of running processes into its fallback (or back), live")
     p.add_argument("name", nargs="?", help="SERVICE.METHOD (omit, with the state, to show switches and breakers)")
     p.add_argument("state", nargs="?", choices=["on", "off"], help="on: answer with the fallback; off: normal")
-    p.add_argument("--target", default="127.0.0.1:7001", help="HOST:PORT of the process(es), comma-separated")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
-    p.add_argument("--token", default=None, help="the processes' admin token ($MESHKIT_ADMIN_TOKEN)")
+    p.add_argument("--target", required=True, help="HOST:PORT of the process(es), comma-separated")
+    p.add_argument("--timeout", type=_seconds, default=5.0, help="seconds (default 5)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help="the admin token (default $MESHKIT_ADMIN_TOKEN, else the file meshkit run left for a local process)",
+    )
 
     p = sub.add_parser("call", help="call a method with JSON arguments and print the JSON result")
     p.add_argument("target", help="HOST:PORT of a server (comma-separated for several)")
     p.add_argument("method", help="SERVICE.METHOD")
     p.add_argument("args", nargs="?", default="{}", help="JSON object of arguments (default {})")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds (default 10)")
     p.add_argument("--stream", action="store_true", help="the method is server-streaming: print each message")
     p.add_argument("--metadata", "-m", action="append", help="KEY=VALUE request metadata (repeatable)")
 

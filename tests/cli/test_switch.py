@@ -70,7 +70,7 @@ def test_switch_degrades_a_running_process_and_restores_it(running: tuple[str, P
     policy.write_text('[switches]\n"stock.peek" = true\n')
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while "switched off on this server" not in call(target, "stock.peek", {"item": "d"}):
+    while "degraded by a switch on this server" not in call(target, "stock.peek", {"item": "d"}):
         assert time.monotonic() < deadline, "SIGHUP did not apply the policy file's switches"
     assert "UNAVAILABLE" in call(target, "stock.peek", {"item": "d"})
 
@@ -78,6 +78,52 @@ def test_switch_degrades_a_running_process_and_restores_it(running: tuple[str, P
 def test_switch_usage_errors() -> None:
     from meshkit.cli import main
 
-    assert main(["switch", "stock.reserve"]) == 2
+    assert main(["switch", "stock.reserve", "--target", "127.0.0.1:1"]) == 2
     assert main(["switch", "stock.reserve", "on", "--target", "nope"]) == 2
     assert main(["switch", "stock.reserve", "on", "--target", "127.0.0.1:1", "--timeout", "0.5"]) == 1
+
+
+@pytest.mark.slow
+def test_changes_need_the_token_that_meshkit_run_generated(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshkit", "run", "tests.policy.services:Stock", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        target = re.search(r"on (127\.0\.0\.1:\d+)", proc.stdout.readline()).group(1)  # type: ignore[union-attr]
+        said = proc.stdout.readline()
+        token_file = Path(re.search(r"admin token in (\S+)", said).group(1))  # type: ignore[union-attr]
+        assert token_file.read_text().strip()
+
+        def switch(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "meshkit", "switch", *args, "--target", target],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
+                env={**env, **extra},
+            )
+
+        # Someone without the file (another user, another machine): refused, nothing changed.
+        refused = switch("stock.reserve", "on", XDG_RUNTIME_DIR=str(tmp_path / "elsewhere"))
+        assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+        wrong = switch("stock.reserve", "on", "--token", "guess")
+        assert wrong.returncode == 1 and "UNAUTHENTICATED" in wrong.stderr
+        assert json.loads(switch().stdout)[target]["switches"] == {}  # reading stays open
+        # The operator on this machine: the file is found by itself.
+        assert switch("stock.reserve", "on").returncode == 0
+        assert json.loads(switch().stdout)[target]["switches"] == {"stock.reserve": True}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not token_file.exists()  # removed on exit
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -206,7 +206,7 @@ async def test_policy_client_refuses_switched_methods_locally() -> None:
     stock = Stock()
     async with Server([stock], middleware=[]) as server, Client(target=server.address, policy=p) as client:
         p.switches.set("stock.peek", True)
-        with pytest.raises(RpcError, match="switched off in this process") as err:
+        with pytest.raises(RpcError, match="degraded by a switch in this process") as err:
             await client.proxy(Stock).peek("x")
         assert err.value.not_processed and stock.calls == 0
 

@@ -148,14 +148,18 @@ async def test_a_call_cancelled_while_queued_gives_its_place_back() -> None:
 async def test_switches_turn_a_method_into_its_fallback_live() -> None:
     switches = Switches()
     stock = Stock()
-    async with Server([stock], switches=switches, admin=True) as server, Client(target=server.address) as client:
+    token = {"authorization": "Bearer s3cret"}
+    async with (
+        Server([stock], switches=switches, admin=True, admin_token="s3cret") as server,
+        Client(target=server.address, metadata=token) as client,
+    ):
         proxy = client.proxy(Stock)
         admin = {"name": "stock.reserve", "on": True}
         answer = await client.call("meshkit-admin", "switch", admin)
         assert answer == {"switches": {"stock.reserve": True}, "served_here": True, "has_fallback": True}
         assert await proxy.reserve("a") == "deferred a" and stock.calls == 0
         await client.call("meshkit-admin", "switch", {"name": "stock.peek", "on": True})
-        with pytest.raises(RpcError, match="switched off on this server and has no fallback") as err:
+        with pytest.raises(RpcError, match="degraded by a switch on this server and has no fallback") as err:
             await proxy.peek("a")
         assert err.value.code is StatusCode.UNAVAILABLE and err.value.not_processed
         await client.call("meshkit-admin", "switch", {"name": "stock.reserve", "on": False})
@@ -181,7 +185,8 @@ async def test_the_admin_service_is_off_by_default_and_can_require_a_token() -> 
         wrong = {"authorization": "Bearer guess"}
         async with Client(target=server.address, metadata=wrong) as guesser:
             with pytest.raises(RpcError, match="needs 'authorization: Bearer TOKEN'"):
-                await guesser.call("meshkit-admin", "status")
+                await guesser.call("meshkit-admin", "switch", {"name": "stock.peek", "on": True})
+            assert (await guesser.call("meshkit-admin", "status"))["switches"] == {}  # reads stay open
         async with Client(target=server.address, metadata={"authorization": "Bearer s3cret"}) as operator:
             await operator.call("meshkit-admin", "switch", {"name": "stock.peek", "on": True})
             assert "stock.peek" in server.switches
@@ -243,3 +248,12 @@ def test_a_fallback_must_name_a_method() -> None:
 
     with pytest.raises(TypeError, match="fallback 'nope' is not a method of Bad"):
         method_specs(Bad)
+
+
+async def test_an_admin_service_without_a_token_refuses_every_change() -> None:
+    async with Server([Stock()], switches=Switches(), admin=True) as server, Client(target=server.address) as client:
+        with pytest.raises(RpcError) as refused:
+            await client.call("meshkit-admin", "switch", {"name": "stock.peek", "on": True})
+        assert refused.value.code is StatusCode.PERMISSION_DENIED and "--admin-token" in refused.value.message
+        assert "stock.peek" not in server.switches
+        assert (await client.call("meshkit-admin", "status"))["switches"] == {}

@@ -120,7 +120,11 @@ async def test_the_admin_switch_still_answers_when_the_server_sheds() -> None:
     stock.gate = asyncio.Event()
     switches = Switches()
     p = Policy(PolicyConfig(shedding=Shedding(initial_limit=2, min_limit=2)), switches=switches)
-    async with Server([stock], policy=p, middleware=[], admin=True) as server, Client(target=server.address) as client:
+    token = {"authorization": "Bearer t"}
+    async with (
+        Server([stock], policy=p, middleware=[], admin=True, admin_token="t") as server,
+        Client(target=server.address, metadata=token) as client,
+    ):
         held = [asyncio.create_task(client.proxy(Stock).peek(str(i))) for i in range(2)]
         while stock.calls < 2:
             await asyncio.sleep(0.001)
@@ -135,7 +139,11 @@ async def test_the_admin_switch_still_answers_when_the_server_sheds() -> None:
 
 async def test_the_admin_service_cannot_switch_itself_off() -> None:
     switches = Switches()
-    async with Server([Stock()], switches=switches, admin=True) as server, Client(target=server.address) as client:
+    token = {"authorization": "Bearer t"}
+    async with (
+        Server([Stock()], switches=switches, admin=True, admin_token="t") as server,
+        Client(target=server.address, metadata=token) as client,
+    ):
         try:
             await client.call("meshkit-admin", "switch", {"name": "meshkit-admin.switch", "on": True})
         except RpcError as exc:

@@ -241,7 +241,7 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
             if qualname in policy.switches.on:
                 raise RpcError(
                     StatusCode.UNAVAILABLE,
-                    f"{qualname} is switched off in this process (meshkit switch {qualname} off to restore)",
+                    f"{qualname} is degraded by a switch in this process (meshkit switch {qualname} off restores it)",
                     {"reason": "switched"},
                     not_processed=True,
                 )

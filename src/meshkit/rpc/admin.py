@@ -22,8 +22,13 @@ class Admin(Service, name="meshkit-admin"):
         self._expected = None if token is None else f"Bearer {token}"
 
     def _authorize(self) -> None:
+        """Changes need the token; a server given none refuses every change (reads stay open)."""
         if self._expected is None:
-            return
+            raise RpcError(
+                StatusCode.PERMISSION_DENIED,
+                "this server's meshkit-admin has no admin token, so it refuses every change: "
+                "start it with --admin-token or $MESHKIT_ADMIN_TOKEN (Server(admin_token=...))",
+            )
         ctx = current_context()
         given = ctx.metadata.get(AUTHORIZATION) if ctx is not None else None
         if not isinstance(given, str) or not hmac.compare_digest(given, self._expected):
@@ -45,8 +50,7 @@ class Admin(Service, name="meshkit-admin"):
     @rpc
     async def status(self) -> dict[str, Any]:
         """Switches, the breakers of every policy in this process (its clients' too) and this
-        server's policy counters."""
-        self._authorize()
+        server's policy counters. Open to anyone who can reach the port: it changes nothing."""
         policy = self._server.policy
         state: dict[str, Any] = {"switches": self._server.switches.snapshot()}
         if policy is not None:

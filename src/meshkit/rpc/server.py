@@ -167,9 +167,9 @@ class Server:
     :class:`~meshkit.policy.Policy` or the path of a policy TOML file) adds rate limits, bulkheads,
     load shedding and fallbacks after it. ``switches`` (default: the process's) turn methods into
     their fallbacks at runtime; ``admin=True`` serves the ``meshkit-admin`` service that
-    ``meshkit switch`` talks to, on this same port (``admin_token`` then required as
-    ``authorization: Bearer TOKEN`` metadata; without one, anyone who can reach the port can
-    switch methods off). ``limits`` bound what clients may send; ``keepalive`` finds dead
+    ``meshkit switch`` talks to, on this same port: changes need ``admin_token`` as
+    ``authorization: Bearer TOKEN`` metadata, and a server given no token refuses every change
+    (its status stays readable). ``limits`` bound what clients may send; ``keepalive`` finds dead
     clients; ``ssl`` turns on TLS (a context with ``verify_mode=CERT_REQUIRED`` makes it mutual TLS).
     """
 
@@ -361,7 +361,7 @@ class Server:
             def refuse(call: Call) -> Any:
                 raise AdmissionRefused(
                     StatusCode.UNAVAILABLE,
-                    f"{name} is switched off on this server and has no fallback",
+                    f"{name} is degraded by a switch on this server and has no fallback (meshkit switch {name} off restores it)",
                     {"reason": "switched"},
                     not_processed=True,
                 )

@@ -130,7 +130,18 @@ def service_process(
     """``meshkit run SERVICES --port 0 [--registry URL] ARGS`` in a child process; yields once it
     serves. ``prefix`` runs it through another command (``NetnsLink.exec_args``: inside a network
     namespace). On exit the process is resumed (if paused) and killed, by PID, and reaped."""
-    cmd = [*prefix, sys.executable, "-m", "meshkit", "run", *services, "--port", "0", "--no-access-log", "--no-admin"]
+    cmd = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "meshkit",
+        "run",
+        *services,
+        "--port",
+        "0",
+        "--no-access-log",
+        "--no-admin-service",
+    ]
     if registry is not None:
         cmd += ["--registry", registry]
     cmd += list(args)
