@@ -361,7 +361,8 @@ class Server:
             def refuse(call: Call) -> Any:
                 raise AdmissionRefused(
                     StatusCode.UNAVAILABLE,
-                    f"{name} is degraded by a switch on this server and has no fallback (meshkit switch {name} off restores it)",
+                    f"{name} is degraded by a switch on this server and has no fallback "
+                    f"(meshkit switch {name} off restores it)",
                     {"reason": "switched"},
                     not_processed=True,
                 )
