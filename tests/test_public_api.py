@@ -45,3 +45,16 @@ def test_rpc_error_pickles_with_its_fields() -> None:
     err = meshkit.RpcError(meshkit.StatusCode.NOT_FOUND, "gone", {"id": 1}, not_processed=True)
     back = pickle.loads(pickle.dumps(err))
     assert (back.code, back.message, back.details, back.not_processed) == (err.code, "gone", {"id": 1}, True)
+
+
+def test_the_all_extra_has_every_engine_extra() -> None:
+    """``pip install 'meshkit[all]'`` brings every engine's client: no extra is left out."""
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    (everything,) = extras["all"]
+    inside = set(everything.partition("[")[2].rstrip("]").split(","))
+    assert inside == set(extras) - {"all", "test", "fuzz"}
