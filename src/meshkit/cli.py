@@ -161,16 +161,16 @@ async def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _cannot_listen("run", "calls", args.host, args.port, exc)
     _say(args, f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}")
-    token_file = None
-    if generated:
-        assert token is not None
-        token_file = _write_admin_token(server.port, token)
-        _say(args, f"meshkit: admin token in {token_file} (meshkit switch reads it there; --admin-token to choose one)")
     try:
         http = await _start_admin(args, server)
     except OSError as exc:
         await server.stop(grace=0)
         return _cannot_listen("run", "the admin HTTP port", args.host, args.admin_port, exc, "--admin-port")
+    token_file = None
+    if generated:
+        assert token is not None
+        token_file = _write_admin_token(server.port, token)
+        _say(args, f"meshkit: admin token in {token_file} (meshkit switch reads it there; --admin-token to choose one)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
