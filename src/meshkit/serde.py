@@ -7,6 +7,7 @@ decoding are one pass in C, and a wrong type names the field that is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import typing
@@ -88,9 +89,9 @@ class Signature:
         """Whether a handler's ``value`` (encoded as ``body``) has the method's declared result
         type; the error to answer with (INTERNAL, naming the method and the type) if not.
 
-        Values of the exact declared primitive type pass at the cost of a type lookup; anything
-        else is checked by decoding ``body`` the way the caller will, so the server never answers
-        OK with a result its own type hints reject."""
+        Values of exactly the declared primitive, Struct or dataclass type pass at the cost of a
+        type lookup; anything else is checked by decoding ``body`` the way the caller will, so the
+        server never answers OK with a result of another type than its hints say."""
         exact = self.result_exact
         if exact is not None and (not exact or type(value) in exact):
             return None
@@ -146,6 +147,13 @@ def result_exact_types(result_type: Any) -> tuple[type, ...] | None:
     check), the exact types of a primitive, None for everything else (decode to check)."""
     if result_type is Any:
         return ()
+    if isinstance(result_type, type) and (
+        issubclass(result_type, msgspec.Struct) or dataclasses.is_dataclass(result_type)
+    ):
+        # An instance of exactly the declared class passes by its type: decoding it again would
+        # cost as much as the rest of the server's work on a call (its field values are its
+        # constructor's business, and a type checker's). Anything else is decoded to be checked.
+        return (result_type,)
     return _EXACT_RESULT_TYPES.get(result_type)
 
 
