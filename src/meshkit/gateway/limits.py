@@ -17,11 +17,11 @@ from meshkit.resilience.token_bucket import TokenBucket
 
 
 class _Table:
-    def __init__(self, bucket: Bucket, kind: str, max_tracked: int, redis: Any, clock: Callable[[], float]) -> None:
+    def __init__(self, bucket: Bucket, kind: str, max_tracked: int, link: Any, clock: Callable[[], float]) -> None:
         self.bucket = bucket
         self.kind = kind
         self.max_tracked = max_tracked
-        self.redis = redis
+        self.link = link
         self.clock = clock
         self.entries: OrderedDict[str, Any] = OrderedDict()
 
@@ -31,15 +31,11 @@ class _Table:
         if entry is None:
             if len(entries) >= self.max_tracked:
                 entries.popitem(last=False)
-            if self.redis is not None:
+            if self.link is not None:
                 from meshkit.resilience.redis_bucket import RedisTokenBucket
 
                 entry = RedisTokenBucket(
-                    self.redis,
-                    f"meshkit:gateway:{self.kind}:{key}",
-                    self.bucket.rate,
-                    self.bucket.size,
-                    clock=self.clock,
+                    self.link, f"meshkit:gateway:{self.kind}:{key}", self.bucket.rate, self.bucket.size
                 )
             else:
                 entry = TokenBucket(self.bucket.rate, self.bucket.size, self.clock())
@@ -62,8 +58,14 @@ class RateLimits:
 
             redis = aioredis.from_url(config.redis)
         self.redis = redis
-        self.per_ip = _Table(config.per_ip, "ip", config.max_tracked, redis, clock) if config.per_ip else None
-        self.per_key = _Table(config.per_key, "key", config.max_tracked, redis, clock) if config.per_key else None
+        # One link for every bucket: an outage seen by one sends all to their local fallback.
+        link = None
+        if redis is not None:
+            from meshkit.resilience.redis_bucket import RedisLink
+
+            link = RedisLink(redis, url=config.redis, clock=clock)
+        self.per_ip = _Table(config.per_ip, "ip", config.max_tracked, link, clock) if config.per_ip else None
+        self.per_key = _Table(config.per_key, "key", config.max_tracked, link, clock) if config.per_key else None
 
     async def close(self) -> None:
         if self.redis is not None:

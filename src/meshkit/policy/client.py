@@ -262,6 +262,7 @@ def client_guard(policy: Policy) -> Callable[[Handler], Handler]:
             return attempt(call, plan)
 
         async def limited_shared(call: Any, plan: _Plan) -> Any:
+            await policy.connect_shared()  # a no-op once connected (or found down)
             ok, wait = await plan.limit.try_acquire()  # type: ignore[union-attr]
             if not ok:
                 raise local_limit(call.spec.qualname, wait)

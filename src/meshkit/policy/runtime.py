@@ -12,7 +12,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from meshkit.policy import config as _config
 from meshkit.policy.client import breaker_config, client_guard
@@ -25,6 +25,9 @@ from meshkit.resilience.breaker import CircuitBreaker
 from meshkit.resilience.retry_budget import RetryBudget
 from meshkit.resilience.shedder import AdaptiveConcurrency
 from meshkit.resilience.token_bucket import TokenBucket
+
+if TYPE_CHECKING:
+    from meshkit.resilience.redis_bucket import RedisLink
 
 log = logging.getLogger("meshkit.policy")
 T = TypeVar("T")
@@ -98,6 +101,10 @@ class Policy:
         if redis is None and self.config.redis is None and self.config.shared_limits():
             raise _config.PolicyError("a limit is shared (shared = true) but the policy names no redis URL")
         self._redis = redis
+        #: Made here, not in a call, when a limit is shared: importing redis-py takes ~150 ms of the
+        #: loop, which a call must not spend holding a shedder slot. ``start()`` connects it.
+        self._redis_link: RedisLink | None = self._link() if self.config.shared_limits() else None
+        self._connecting: asyncio.Future[None] | None = None
         #: Calls waiting for a shedder slot, oldest first: (enqueued at, future of their start time).
         #: Here, not per server: servers sharing this policy share its shedder's slots.
         self.waiting: collections.deque[tuple[float, asyncio.Future[float]]] = collections.deque()
@@ -172,18 +179,25 @@ class Policy:
         """A token bucket for ``limit``: local, or in Redis when the limit is ``shared``."""
         if not limit.shared:
             return TokenBucket(limit.per_second, limit.size, self.clock())
-        redis = self._redis
-        if redis is None:
-            if self.config.redis is None:
-                raise _config.PolicyError(f"limit {key} is shared but the policy names no redis URL")
-            try:
-                import redis.asyncio as aioredis
-            except ImportError as exc:
-                raise _config.PolicyError("shared limits need redis-py: pip install 'meshkit[redis]'") from exc
-            redis = self._redis = aioredis.from_url(self.config.redis)
         from meshkit.resilience.redis_bucket import RedisTokenBucket
 
-        return RedisTokenBucket(redis, f"meshkit:limit:{key}", limit.per_second, limit.size, clock=self.clock)
+        if self._redis_link is None:
+            self._redis_link = self._link()
+        return RedisTokenBucket(self._redis_link, f"meshkit:limit:{key}", limit.per_second, limit.size)
+
+    def _link(self) -> RedisLink:
+        """The Redis link of the shared limits: over the ``redis`` client given, else a client of
+        the policy's URL (which imports redis-py, here and only here)."""
+        from meshkit.resilience.redis_bucket import RedisLink
+
+        if self._redis is not None:
+            return RedisLink(self._redis, clock=self.clock)
+        if self.config.redis is None:
+            raise _config.PolicyError("a limit is shared (shared = true) but the policy names no redis URL")
+        try:
+            return RedisLink.from_url(self.config.redis, clock=self.clock)
+        except ImportError as exc:
+            raise _config.PolicyError("shared limits need redis-py: pip install 'meshkit[redis]'") from exc
 
     def retry_budget(self, service: str, retry: Retry) -> RetryBudget:
         """One budget per target service (as gRPC keeps one per channel)."""
@@ -211,20 +225,49 @@ class Policy:
             return 0.01
         return min(1.0, max(0.001, shedder.baseline))
 
-    # -- the loop-lag probe --------------------------------------------------------------------
+    # -- start and stop: the loop-lag probe, the Redis of the shared limits ------------------
     async def start(self) -> None:
-        """Start the loop-lag (and CPU) probe that feeds the shedder; servers call this."""
+        """Start the loop-lag (and CPU) probe that feeds the shedder, and connect to the Redis of
+        the shared limits (within a second; if it does not answer, they decide locally at once);
+        servers call this."""
         self._users += 1
         if self.shedder is not None and self._probe is None:
             self._probe = asyncio.get_running_loop().create_task(self._measure())
+        await self.connect_shared()
+
+    async def connect_shared(self) -> None:
+        """Connect the Redis of the shared limits unless that was done: at start, or before a
+        client's first shared call (a client has no start), once for every caller waiting, and
+        for at most ``CONNECT_TIMEOUT``: a Redis that does not answer by then is down, and the
+        shared limits are decided by the local bucket from now on."""
+        link = self._redis_link
+        if link is None or link.started:
+            return
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._connect(link))
+        await asyncio.shield(self._connecting)
+
+    @staticmethod
+    async def _connect(link: RedisLink) -> None:
+        from meshkit.resilience.redis_bucket import CONNECT_TIMEOUT
+
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await link.connect()
+        except TimeoutError:
+            link.failed(TimeoutError(f"no answer within {CONNECT_TIMEOUT:g}s"))
 
     async def stop(self) -> None:
         self._users = max(0, self._users - 1)
-        if self._users == 0 and self._probe is not None:
+        if self._users > 0:
+            return
+        if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
             self._probe = None
+        if self._redis_link is not None:
+            await self._redis_link.close()
 
     async def _measure(self) -> None:
         assert self.shedder is not None
