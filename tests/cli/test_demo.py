@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from meshkit.demo.driver import outcome
 from meshkit.demo.stats import RollingStats
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +43,8 @@ def test_demo_runs_spreads_calls_survives_a_kill_and_stops_its_processes() -> No
     assert "registry on 127.0.0.1:" in out and "order on 127.0.0.1:" in out
     pids = [int(m) for m in re.findall(r"inventory-\d on \S+ \(pid\s+(\d+)\)", out)]
     assert len(pids) == 2
-    ticks = re.findall(r"t=\s*([\d.]+)s calls/s=.*?ok=(\d+) errors=(\{.*?\}) served_by:((?: inventory-\d+=\d+)*)", out)
+    tick = r"t=\s*([\d.]+)s calls/s=.*?ok=(\d+) .*?errors=(\{.*?\}) served_by:((?: inventory-\d+=\d+)*)"
+    ticks = re.findall(tick, out)
     served_before = {
         int(p) for t, _, _, served in ticks if float(t) <= 3.0 for p in re.findall(r"inventory-(\d+)=", served)
     }
@@ -75,6 +78,82 @@ def test_rolling_stats() -> None:
     assert s.percentile(11.2, 0.99) == pytest.approx(0.099, abs=0.002)
     assert s.error_rate(11.2) == pytest.approx(1 / 101)
     assert s.rate(20.0) == 0 and s.percentile(20.0, 0.5) is None
+
+
+def test_an_expected_refusal_counts_as_a_call_but_never_as_an_error() -> None:
+    s = RollingStats(window=5)
+    for i in range(8):
+        s.record(10.0 + i / 10, latency=0.001)
+    s.record(10.8, latency=0.001, expected="out of stock")
+    s.record(10.9, latency=0.001, error="INTERNAL")
+    assert s.total_ok == 8 and s.total_expected == {"out of stock": 1} and s.total_errors == {"INTERNAL": 1}
+    assert s.rate(11.5) == 10
+    assert s.error_rate(11.5) == pytest.approx(1 / 10)
+    with pytest.raises(ValueError, match="not both"):
+        s.record(11.0, latency=0.001, error="INTERNAL", expected="out of stock")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (201, b'{"order_id": 7}', (None, None)),
+        (
+            400,
+            b'{"code": "FAILED_PRECONDITION", "message": "apple is out of stock", "request_id": "r"}',
+            (None, "out of stock"),
+        ),
+        (
+            400,
+            b'{"code": "FAILED_PRECONDITION", "message": "something else", "request_id": "r"}',
+            ("FAILED_PRECONDITION", None),
+        ),
+        (500, b'{"code": "INTERNAL", "message": "inventory-9 is failing", "request_id": "r"}', ("INTERNAL", None)),
+        (502, b"<html>bad gateway</html>", ("HTTP 502", None)),
+        (400, b"[1]", ("HTTP 400", None)),
+    ],
+)
+def test_the_driver_tells_out_of_stock_from_errors(
+    status: int, body: bytes, expected: tuple[str | None, str | None]
+) -> None:
+    assert outcome(status, body) == expected
+
+
+@pytest.fixture(scope="module")
+def piped_run() -> str:
+    """One short demo run with its output piped (no terminal, no $COLUMNS) and so little stock
+    that orders run it out every second."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["MESHKIT_DEMO_STOCK"] = "20"
+    proc = subprocess.run(
+        [sys.executable, "-m", "meshkit", "demo", "--duration", "2", "--gateway-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def _final_panel(out: str) -> list[str]:
+    lines = out.splitlines()
+    top = max(i for i, line in enumerate(lines) if line.startswith("╭"))
+    return lines[top:]
+
+
+@pytest.mark.slow
+def test_out_of_stock_answers_are_their_own_outcome_not_errors(piped_run: str) -> None:
+    ticks = re.findall(r"t=\s*[\d.]+s calls/s=.*? out_of_stock=(\d+) errors=(\{.*?\}) served_by:", piped_run)
+    assert ticks, piped_run
+    assert int(ticks[-1][0]) > 0 and all(errors == "{}" for _, errors in ticks), ticks
+    panel = _final_panel(piped_run)
+    header = next(i for i, line in enumerate(panel) if "out of stock" in line)
+    columns = [c.strip() for c in re.split(r"[┃│]", panel[header])[2:-2]]
+    values = [c.strip() for c in re.split(r"│", panel[header + 2])[2:-2]]
+    row = dict(zip(columns, values, strict=True))
+    assert int(row["out of stock"].replace(",", "")) >= int(ticks[-1][0]) > 0, row
+    assert row["errors"] == "0" and row["error %"] == "0.00", row
 
 
 def test_cli_usage_errors() -> None:

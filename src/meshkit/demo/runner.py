@@ -6,10 +6,7 @@ Every child process is started here and stopped here, by PID, on exit or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -26,8 +23,8 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from meshkit.demo.http import HttpConnection
-from meshkit.demo.services import DEMO_API_KEY, SKUS, gateway_config
+from meshkit.demo.driver import Spread, Traces, drive
+from meshkit.demo.services import DEMO_API_KEY, OUT_OF_STOCK, gateway_config
 from meshkit.demo.stats import RollingStats
 from meshkit.errors import RpcError
 from meshkit.rpc.client import Client
@@ -101,21 +98,6 @@ def _stop(children: list[Child]) -> None:
             child.process.wait()
 
 
-class Spread:
-    """Which inventory instance served each call, per second (for the live view)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-
-    def record(self, now: float, instance: str) -> None:
-        self.seconds[int(now)][instance] += 1
-        for old in [s for s in self.seconds if s < int(now) - 5]:
-            del self.seconds[old]
-
-    def last_second(self, now: float) -> collections.Counter[str]:
-        return self.seconds.get(int(now) - 1, collections.Counter())
-
-
 class Breakers:
     """The order process's circuit breakers, polled from its meshkit-admin service."""
 
@@ -150,7 +132,7 @@ def _view(
 ) -> Panel:
     now = time.monotonic()
     table = Table(show_header=True, header_style="bold")
-    for col in ("calls/s", "p50 ms", "p99 ms", "error %", "total ok", "errors"):
+    for col in ("calls/s", "p50 ms", "p99 ms", "error %", "total ok", OUT_OF_STOCK, "errors"):
         table.add_column(col, justify="right")
     p50 = stats.percentile(now, 0.5)
     p99 = stats.percentile(now, 0.99)
@@ -160,6 +142,7 @@ def _view(
         "-" if p99 is None else f"{p99 * 1000:.2f}",
         f"{stats.error_rate(now) * 100:.2f}",
         f"{stats.total_ok:,}",
+        f"{stats.total_expected[OUT_OF_STOCK]:,}",
         ", ".join(f"{k}={v}" for k, v in stats.total_errors.most_common()) or "0",
     )
     procs = Table(show_header=True, header_style="bold")
@@ -186,80 +169,6 @@ def _view(
     if note:
         parts.append(note)
     return Panel(Group(*parts), title=title)
-
-
-class Traces:
-    """Trace ids of sampled calls, for the output (only when the demo exports traces)."""
-
-    def __init__(self) -> None:
-        self.last: str | None = None
-
-
-async def _drive(
-    gateway: str,
-    stats: RollingStats,
-    spread: Spread,
-    concurrency: int,
-    rate: float,
-    stop: asyncio.Event,
-    traces: Traces | None = None,
-) -> None:
-    """Place orders through the gateway over HTTP, as a shop's front end would."""
-    tracer: Any = None
-    inject: Any = None
-    if traces is not None:
-        from opentelemetry import trace
-        from opentelemetry.propagate import inject as otel_inject
-
-        # The demo decides itself which requests to trace (one in twenty) and records their ids;
-        # the gateway continues the trace from the traceparent header.
-        tracer = trace.get_tracer("meshkit.demo")
-        inject = otel_inject
-    host, _, port = gateway.rpartition(":")
-    rng = random.Random(7)
-    interval = concurrency / rate if rate > 0 else 0.0
-    headers = {"content-type": "application/json", "x-api-key": DEMO_API_KEY}
-
-    async def worker(n: int) -> None:
-        http = HttpConnection(host, int(port))
-        next_at = time.monotonic() + interval * n / concurrency
-        try:
-            while not stop.is_set():
-                if interval:
-                    delay = next_at - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    next_at += interval
-                start = time.perf_counter()
-                body = json.dumps(
-                    {"customer": f"c{rng.randrange(1000)}", "sku": rng.choice(SKUS), "qty": rng.randint(1, 5)}
-                ).encode()
-                try:
-                    if tracer is not None and traces is not None and rng.random() < 0.05:
-                        with tracer.start_as_current_span("demo: place an order") as span:
-                            traced = dict(headers)
-                            inject(traced)
-                            status, answer = await http.request("POST", "/api/orders", body, traced)
-                        traces.last = format(span.get_span_context().trace_id, "032x")
-                    else:
-                        status, answer = await http.request("POST", "/api/orders", body, headers)
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    stats.record(time.monotonic(), time.perf_counter() - start, "UNAVAILABLE")
-                    await asyncio.sleep(0.05)
-                    continue
-                error = None
-                if status == 201:
-                    spread.record(time.monotonic(), json.loads(answer).get("inventory", "?"))
-                else:
-                    try:
-                        error = str(json.loads(answer).get("code", status))
-                    except ValueError:
-                        error = f"HTTP {status}"
-                stats.record(time.monotonic(), time.perf_counter() - start, error)
-        finally:
-            await http.close()
-
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
 
 
 async def _chaos(target: str, mode: str) -> None:
@@ -337,7 +246,7 @@ async def _main(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        driver = asyncio.create_task(_drive(gateway.address, stats, spread, concurrency, rate, stop, traces))
+        driver = asyncio.create_task(drive(gateway.address, stats, spread, concurrency, rate, stop, traces))
         if traces is not None:
             console.print(f"traces: every process exports to {otlp} (one call in twenty traced)", soft_wrap=True)
         breakers = Breakers()
@@ -388,7 +297,8 @@ async def _main(
                     f"t={now - started:5.1f}s calls/s={stats.rate(now):7.0f} "
                     f"p50={'-' if p50 is None else f'{p50 * 1000:.2f}ms'} "
                     f"p99={'-' if p99 is None else f'{p99 * 1000:.2f}ms'} "
-                    f"ok={stats.total_ok} errors={dict(stats.total_errors)} served_by: {served}"
+                    f"ok={stats.total_ok} out_of_stock={stats.total_expected[OUT_OF_STOCK]} "
+                    f"errors={dict(stats.total_errors)} served_by: {served}"
                     f" breakers: {breakers.line()}"
                     + (f" trace: {traces.last}" if traces is not None and traces.last else ""),
                     soft_wrap=True,
