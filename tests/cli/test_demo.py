@@ -156,6 +156,18 @@ def test_out_of_stock_answers_are_their_own_outcome_not_errors(piped_run: str) -
     assert row["errors"] == "0" and row["error %"] == "0.00", row
 
 
+@pytest.mark.slow
+def test_piped_output_shows_the_final_panel_uncut(piped_run: str) -> None:
+    banner = piped_run.splitlines()[0]
+    addresses = re.findall(r" on (?:http://)?(127\.0\.0\.1:\d+)", banner)
+    assert len(addresses) == 5, banner  # gateway, registry, two inventories, order
+    panel = "\n".join(_final_panel(piped_run))
+    assert "…" not in panel, panel
+    for address in addresses:
+        assert address in panel, (address, panel)
+    assert "calls/s served" in panel and "breaker (in order)" in panel, panel
+
+
 def test_cli_usage_errors() -> None:
     from meshkit.cli import main
 

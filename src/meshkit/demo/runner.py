@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 
@@ -306,13 +307,23 @@ async def _main(
             stop.set()
         await driver
         await poller
-        console.print(_view(stats, spread, children, started, concurrency, breakers))
+        _print_whole(console, _view(stats, spread, children, started, concurrency, breakers))
         return 0 if stats.total_ok > 0 else 1
     finally:
         _stop(children)
         shutil.rmtree(workdir, ignore_errors=True)
         if provider is not None:
             provider.shutdown()
+
+
+def _print_whole(console: Console, renderable: RenderableType) -> None:
+    """Print ``renderable`` uncut when the output is not a terminal: rich would otherwise lay it
+    out in 80 columns and cut every wider cell. $COLUMNS, when set, is the width asked for.
+    (The console keeps the wider width: this is the demo's last output.)"""
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        needed = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
+        console.width = max(console.width, needed)
+    console.print(renderable)
 
 
 def run_demo(
