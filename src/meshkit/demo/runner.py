@@ -279,10 +279,13 @@ async def _main(
             loop.call_later(kill_after, kill_one)
         interactive = console.is_terminal and duration is None
         if interactive:
+            # transient: the live view is erased when it ends, so the final panel below is the one
+            # left on the screen (a kept last frame and the final panel would show it twice).
             with Live(
                 _view(stats, spread, children, started, concurrency, breakers, note),
                 console=console,
                 refresh_per_second=4,
+                transient=True,
             ) as live:
                 while not stop.is_set():
                     await asyncio.sleep(0.25)
