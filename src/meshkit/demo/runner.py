@@ -6,10 +6,12 @@ Every child process is started here and stopped here, by PID, on exit or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from meshkit.transport.loop import run as run_loop
 
 #: Where ``curl localhost:8080/api/orders`` finds the demo (``meshkit demo --gateway-port``).
 DEFAULT_GATEWAY_PORT = 8080
+GATEWAY_HOST = "127.0.0.1"  # the gateway config's default host
 _SERVING = re.compile(r"meshkit: (?:(?:registry )?serving .*?on |gateway on http://)(\S+)")
 _ADMIN = re.compile(r"meshkit: admin on (\S+)")
 
@@ -74,17 +77,49 @@ def _spawn(
     raise RuntimeError(f"demo: {name} did not start (exit code {proc.poll()})")
 
 
+class DemoError(RuntimeError):
+    """Why the demo cannot run, in one line for the person who started it."""
+
+
+def _bind(host: str, port: int) -> int:
+    """Bind ``host:port`` the way the gateway does (SO_REUSEADDR) and let go: the port bound
+    (a free one for 0), or the OSError the gateway would meet."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        return int(sock.getsockname()[1])
+
+
+def pick_gateway_port(requested: int | None, console: Console) -> int:
+    """The port the demo's gateway is to listen on, decided before any process starts.
+    ``requested`` None: DEFAULT_GATEWAY_PORT or, when that is taken, a free port, said in one
+    line. A port asked for is that port (0: any free one); one the gateway cannot have is a
+    DemoError naming it, not a process dying with a traceback."""
+    port = DEFAULT_GATEWAY_PORT if requested is None else requested
+    if port == 0:
+        return 0
+    try:
+        return _bind(GATEWAY_HOST, port)
+    except OSError as exc:
+        if requested is not None or exc.errno != errno.EADDRINUSE:
+            raise DemoError(
+                f"demo: the gateway cannot listen on {GATEWAY_HOST}:{port}: {exc.strerror or exc}"
+                " (choose another with --gateway-port, or 0 for any free port)"
+            ) from None
+    free = _bind(GATEWAY_HOST, 0)
+    console.print(f"demo: port {port} is taken; the gateway uses port {free} instead", soft_wrap=True)
+    return free
+
+
 def _start_gateway(registry: str, port: int, env: dict[str, str], workdir: str) -> Child:
-    """The demo's entry point: ``meshkit gateway`` on ``port`` (any free port if it is taken)."""
+    """The demo's entry point: ``meshkit gateway`` on ``port`` (see ``pick_gateway_port``)."""
     config = Path(workdir) / "gateway.toml"
-    for attempt in (port, 0):
-        config.write_text(gateway_config(registry, attempt))
-        try:
-            return _spawn("gateway", ["gateway", "--config", str(config), "--admin-port", "0"], env=env, port=attempt)
-        except RuntimeError:
-            if attempt == 0:
-                raise
-    raise AssertionError("unreachable")
+    config.write_text(gateway_config(registry, port))
+    args = ["gateway", "--config", str(config), "--admin-port", "0"]
+    try:
+        return _spawn("gateway", args, env=env, port=port)
+    except RuntimeError as exc:
+        raise DemoError(f"{exc}; it was to listen on {GATEWAY_HOST}:{port} (see its error above)") from None
 
 
 def _stop(children: list[Child]) -> None:
@@ -187,8 +222,9 @@ async def _main(
     fault_after: float = 5.0,
     fault_for: float = 10.0,
     otlp: str | None = None,
-    gateway_port: int = DEFAULT_GATEWAY_PORT,
+    requested_port: int | None = None,
 ) -> int:
+    port = pick_gateway_port(requested_port, console)  # before any process starts: a bad port fails fast
     children: list[Child] = []
     workdir = tempfile.mkdtemp(prefix="meshkit-demo-")
     traces: Traces | None = None
@@ -227,7 +263,7 @@ async def _main(
             env={**otel, "INVENTORY_REGISTRY": url, "OTEL_SERVICE_NAME": "order"},
         )
         children.append(order)
-        gateway = _start_gateway(url, gateway_port, {**otel, "OTEL_SERVICE_NAME": "gateway"}, workdir)
+        gateway = _start_gateway(url, port, {**otel, "OTEL_SERVICE_NAME": "gateway"}, workdir)
         children.append(gateway)
         api = f"http://{gateway.address}"
         console.print(
@@ -330,7 +366,7 @@ def _print_whole(console: Console, renderable: RenderableType) -> None:
 
 
 def run_demo(
-    gateway_port: int = DEFAULT_GATEWAY_PORT,
+    gateway_port: int | None = None,
     duration: float | None = None,
     concurrency: int = 8,
     rate: float = 200.0,
@@ -340,11 +376,17 @@ def run_demo(
     fault_for: float = 10.0,
     otlp: str | None = None,
 ) -> int:
+    """Run the demo; ``gateway_port`` None is DEFAULT_GATEWAY_PORT or, if that is taken, any free
+    port; a port given is that port (0: any free one) or an error."""
+    errors = Console(stderr=True)
+    if gateway_port is not None and not 0 <= gateway_port <= 65535:
+        errors.print(f"demo: --gateway-port must be 0-65535 (0: any free port), got {gateway_port}", markup=False)
+        return 2
     console = Console()
     try:
         return run_loop(
             _main(duration, concurrency, rate, kill_after, console, fault, fault_after, fault_for, otlp, gateway_port)
         )
-    except RuntimeError as exc:
-        console.print(f"[red]{exc}[/]")
+    except RuntimeError as exc:  # DemoError, or a process that did not start
+        errors.print(str(exc), style="red", markup=False, soft_wrap=True)
         return 1
