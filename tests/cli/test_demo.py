@@ -53,8 +53,8 @@ def test_demo_runs_spreads_calls_survives_a_kill_and_stops_its_processes() -> No
     }
     assert served_before == set(pids)  # calls spread over both instances
     assert served_after == {pids[1]}  # the killed one gets nothing any more
-    ok = int(ticks[-1][1])
-    assert ok > 1000  # about 300 calls/s for 6 s
+    ok_at_kill = max(int(ok) for t, ok, _, _ in ticks if float(t) <= 3.0)
+    assert int(ticks[-1][1]) > ok_at_kill  # orders kept being placed after the kill
     # Every child it started is gone.
     for pid in [int(p) for p in re.findall(r"\(pid\s+(\d+)\)", out)]:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
@@ -209,14 +209,28 @@ def test_demo_fault_switch_opens_the_breaker_moves_traffic_and_recovers() -> Non
     faulty = re.search(r"inventory-2 on (\S+) \(pid\s+(\d+)\)", out)
     assert faulty, out
     address, pid = faulty.group(1), faulty.group(2)
-    ticks = re.findall(r"t=\s*([\d.]+)s calls/s=.*?served_by:((?: inventory-\d+=\d+)*) breakers: (.*)", out)
-    state = {float(t): re.search(rf"inventory@{re.escape(address)}=(\w+)", b).group(1) for t, _, b in ticks}  # type: ignore[union-attr]
-    served = {float(t): f"inventory-{pid}=" in s for t, s, _ in ticks}
-    opened = [t for t, s in state.items() if s == "open"]
-    assert opened and 2.0 < min(opened) <= 4.0, state  # opened soon after the fault began
-    assert not any(served[t] for t in opened if t - 1 in state and state[t - 1] == "open")  # no traffic while open
-    last = max(state)
-    assert state[last] == "closed" and served[last], (state, served)  # recovered: closed and serving again
+    began = float(re.search(r"t=\s*([\d.]+)s inventory-2 is now failing", out).group(1))  # type: ignore[union-attr]
+    ended = float(re.search(r"t=\s*([\d.]+)s inventory-2 is now ok", out).group(1))  # type: ignore[union-attr]
+    ticks = [
+        (float(t), int(m.group(1)) if (m := re.search(r"'INTERNAL': (\d+)", errors)) else 0, served, breakers)
+        for t, errors, served, breakers in re.findall(
+            r"t=\s*([\d.]+)s calls/s=.*?errors=(\{.*?\}) served_by:((?: inventory-\d+=\d+)*) breakers: (.*)", out
+        )
+    ]
+    state = [re.search(rf"inventory@{re.escape(address)}=(\w+)", b).group(1) for _, _, _, b in ticks]  # type: ignore[union-attr]
+    opened = [t for (t, _, _, _), s in zip(ticks, state, strict=True) if s == "open"]
+    assert opened, state
+    assert min(opened) > began and min(opened) < ended, (began, ended, opened)  # opened by the fault, while it lasted
+    # A failing inventory answers INTERNAL (not retried), so every call it gets is an error the
+    # driver sees: over a second that starts and ends with its breaker open, only the breaker's
+    # half-open probes (3 at most) may reach it, where round-robin alone would send it half the calls.
+    internal = [n for _, n, _, _ in ticks]
+    held_open = [i for i in range(1, len(ticks)) if state[i - 1] == state[i] == "open"]
+    assert held_open, state
+    assert all(internal[i] - internal[i - 1] <= 3 for i in held_open), list(zip(state, internal, strict=True))
+    assert internal[-1] > 0  # the fault did reach the driver before the breaker opened
+    last_served = f"inventory-{pid}=" in ticks[-1][2]
+    assert state[-1] == "closed" and last_served, (state, ticks[-1])  # recovered: closed and serving again
 
 
 @pytest.mark.slow
