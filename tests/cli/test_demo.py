@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -274,6 +275,16 @@ def test_demo_exports_traces_of_every_process_and_prints_their_ids() -> None:
     assert any(s.startswith("inventory-") for t in complete for s in by_trace[t])
 
 
+def _readme_order_and_read_back() -> tuple[dict[str, object], int]:
+    """The POST's answer the README shows and the order id its read-back command uses."""
+    readme = (ROOT / "README.md").read_text()
+    answer = re.search(r"-d '\{\"customer\".*\n(\{\"order_id\".*\})\n", readme)
+    assert answer, "README shows no answer to placing an order"
+    read_back = re.findall(r"curl -s localhost:8080/api/orders/(\d+)", readme)
+    assert len(read_back) == 1, read_back
+    return json.loads(answer.group(1)), int(read_back[0])
+
+
 @pytest.mark.slow
 def test_the_demo_answers_curl_through_its_gateway() -> None:
     """What the README shows: place an order, read it back, read stock, all over HTTP."""
@@ -282,7 +293,7 @@ def test_the_demo_answers_curl_through_its_gateway() -> None:
     from meshkit.demo.services import DEMO_API_KEY
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meshkit", "demo", "--duration", "8", "--rate", "20", "--gateway-port", "0"],
+        [sys.executable, "-m", "meshkit", "demo", "--duration", "4", "--rate", "20", "--gateway-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -302,6 +313,9 @@ def test_the_demo_answers_curl_through_its_gateway() -> None:
             assert body["sku"] == "apple" and body["qty"] == 2 and body["inventory"].startswith("inventory-")
             again = http.get(f"/api/orders/{body['order_id']}")
             assert again.status_code == 200 and again.json() == body
+            shown, read_back = _readme_order_and_read_back()
+            assert shown.keys() == body.keys()  # the README shows the answer the POST gives
+            assert read_back == shown["order_id"]  # and reads back the order with the id it was given
             assert http.post("/api/orders", json=order).status_code == 401  # placing needs the key
             stock = http.get("/api/stock/apple")
             assert stock.status_code == 200 and isinstance(stock.json(), int)
