@@ -486,7 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-for", type=float, default=10.0, help="seconds the fault lasts (default 10)")
     p.add_argument("--otlp", default=None, help="export every process's traces to this OTLP/HTTP endpoint")
     p.add_argument(
-        "--gateway-port", type=int, default=8080, help="the HTTP entry point's port (default 8080; taken: any free one)"
+        "--gateway-port",
+        type=int,
+        default=None,
+        help="the HTTP entry point's port, an error if taken (0: any free one); default 8080, or a free one if taken",
     )
     return parser
 

@@ -6,13 +6,12 @@ Every child process is started here and stopped here, by PID, on exit or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
+import errno
 import os
-import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,11 +22,12 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 
-from meshkit.demo.http import HttpConnection
-from meshkit.demo.services import DEMO_API_KEY, SKUS, gateway_config
+from meshkit.demo.driver import Spread, Traces, drive
+from meshkit.demo.services import DEMO_API_KEY, OUT_OF_STOCK, gateway_config
 from meshkit.demo.stats import RollingStats
 from meshkit.errors import RpcError
 from meshkit.rpc.client import Client
@@ -35,6 +35,7 @@ from meshkit.transport.loop import run as run_loop
 
 #: Where ``curl localhost:8080/api/orders`` finds the demo (``meshkit demo --gateway-port``).
 DEFAULT_GATEWAY_PORT = 8080
+GATEWAY_HOST = "127.0.0.1"  # the gateway config's default host
 _SERVING = re.compile(r"meshkit: (?:(?:registry )?serving .*?on |gateway on http://)(\S+)")
 _ADMIN = re.compile(r"meshkit: admin on (\S+)")
 
@@ -76,17 +77,49 @@ def _spawn(
     raise RuntimeError(f"demo: {name} did not start (exit code {proc.poll()})")
 
 
+class DemoError(RuntimeError):
+    """Why the demo cannot run, in one line for the person who started it."""
+
+
+def _bind(host: str, port: int) -> int:
+    """Bind ``host:port`` the way the gateway does (SO_REUSEADDR) and let go: the port bound
+    (a free one for 0), or the OSError the gateway would meet."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        return int(sock.getsockname()[1])
+
+
+def pick_gateway_port(requested: int | None, console: Console) -> int:
+    """The port the demo's gateway is to listen on, decided before any process starts.
+    ``requested`` None: DEFAULT_GATEWAY_PORT or, when that is taken, a free port, said in one
+    line. A port asked for is that port (0: any free one); one the gateway cannot have is a
+    DemoError naming it, not a process dying with a traceback."""
+    port = DEFAULT_GATEWAY_PORT if requested is None else requested
+    if port == 0:
+        return 0
+    try:
+        return _bind(GATEWAY_HOST, port)
+    except OSError as exc:
+        if requested is not None or exc.errno != errno.EADDRINUSE:
+            raise DemoError(
+                f"demo: the gateway cannot listen on {GATEWAY_HOST}:{port}: {exc.strerror or exc}"
+                " (choose another with --gateway-port, or 0 for any free port)"
+            ) from None
+    free = _bind(GATEWAY_HOST, 0)
+    console.print(f"demo: port {port} is taken; the gateway uses port {free} instead", soft_wrap=True)
+    return free
+
+
 def _start_gateway(registry: str, port: int, env: dict[str, str], workdir: str) -> Child:
-    """The demo's entry point: ``meshkit gateway`` on ``port`` (any free port if it is taken)."""
+    """The demo's entry point: ``meshkit gateway`` on ``port`` (see ``pick_gateway_port``)."""
     config = Path(workdir) / "gateway.toml"
-    for attempt in (port, 0):
-        config.write_text(gateway_config(registry, attempt))
-        try:
-            return _spawn("gateway", ["gateway", "--config", str(config), "--admin-port", "0"], env=env, port=attempt)
-        except RuntimeError:
-            if attempt == 0:
-                raise
-    raise AssertionError("unreachable")
+    config.write_text(gateway_config(registry, port))
+    args = ["gateway", "--config", str(config), "--admin-port", "0"]
+    try:
+        return _spawn("gateway", args, env=env, port=port)
+    except RuntimeError as exc:
+        raise DemoError(f"{exc}; it was to listen on {GATEWAY_HOST}:{port} (see its error above)") from None
 
 
 def _stop(children: list[Child]) -> None:
@@ -99,21 +132,6 @@ def _stop(children: list[Child]) -> None:
         except subprocess.TimeoutExpired:
             child.process.kill()
             child.process.wait()
-
-
-class Spread:
-    """Which inventory instance served each call, per second (for the live view)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[int, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-
-    def record(self, now: float, instance: str) -> None:
-        self.seconds[int(now)][instance] += 1
-        for old in [s for s in self.seconds if s < int(now) - 5]:
-            del self.seconds[old]
-
-    def last_second(self, now: float) -> collections.Counter[str]:
-        return self.seconds.get(int(now) - 1, collections.Counter())
 
 
 class Breakers:
@@ -150,7 +168,7 @@ def _view(
 ) -> Panel:
     now = time.monotonic()
     table = Table(show_header=True, header_style="bold")
-    for col in ("calls/s", "p50 ms", "p99 ms", "error %", "total ok", "errors"):
+    for col in ("calls/s", "p50 ms", "p99 ms", "error %", "total ok", OUT_OF_STOCK, "errors"):
         table.add_column(col, justify="right")
     p50 = stats.percentile(now, 0.5)
     p99 = stats.percentile(now, 0.99)
@@ -160,6 +178,7 @@ def _view(
         "-" if p99 is None else f"{p99 * 1000:.2f}",
         f"{stats.error_rate(now) * 100:.2f}",
         f"{stats.total_ok:,}",
+        f"{stats.total_expected[OUT_OF_STOCK]:,}",
         ", ".join(f"{k}={v}" for k, v in stats.total_errors.most_common()) or "0",
     )
     procs = Table(show_header=True, header_style="bold")
@@ -188,80 +207,6 @@ def _view(
     return Panel(Group(*parts), title=title)
 
 
-class Traces:
-    """Trace ids of sampled calls, for the output (only when the demo exports traces)."""
-
-    def __init__(self) -> None:
-        self.last: str | None = None
-
-
-async def _drive(
-    gateway: str,
-    stats: RollingStats,
-    spread: Spread,
-    concurrency: int,
-    rate: float,
-    stop: asyncio.Event,
-    traces: Traces | None = None,
-) -> None:
-    """Place orders through the gateway over HTTP, as a shop's front end would."""
-    tracer: Any = None
-    inject: Any = None
-    if traces is not None:
-        from opentelemetry import trace
-        from opentelemetry.propagate import inject as otel_inject
-
-        # The demo decides itself which requests to trace (one in twenty) and records their ids;
-        # the gateway continues the trace from the traceparent header.
-        tracer = trace.get_tracer("meshkit.demo")
-        inject = otel_inject
-    host, _, port = gateway.rpartition(":")
-    rng = random.Random(7)
-    interval = concurrency / rate if rate > 0 else 0.0
-    headers = {"content-type": "application/json", "x-api-key": DEMO_API_KEY}
-
-    async def worker(n: int) -> None:
-        http = HttpConnection(host, int(port))
-        next_at = time.monotonic() + interval * n / concurrency
-        try:
-            while not stop.is_set():
-                if interval:
-                    delay = next_at - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    next_at += interval
-                start = time.perf_counter()
-                body = json.dumps(
-                    {"customer": f"c{rng.randrange(1000)}", "sku": rng.choice(SKUS), "qty": rng.randint(1, 5)}
-                ).encode()
-                try:
-                    if tracer is not None and traces is not None and rng.random() < 0.05:
-                        with tracer.start_as_current_span("demo: place an order") as span:
-                            traced = dict(headers)
-                            inject(traced)
-                            status, answer = await http.request("POST", "/api/orders", body, traced)
-                        traces.last = format(span.get_span_context().trace_id, "032x")
-                    else:
-                        status, answer = await http.request("POST", "/api/orders", body, headers)
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    stats.record(time.monotonic(), time.perf_counter() - start, "UNAVAILABLE")
-                    await asyncio.sleep(0.05)
-                    continue
-                error = None
-                if status == 201:
-                    spread.record(time.monotonic(), json.loads(answer).get("inventory", "?"))
-                else:
-                    try:
-                        error = str(json.loads(answer).get("code", status))
-                    except ValueError:
-                        error = f"HTTP {status}"
-                stats.record(time.monotonic(), time.perf_counter() - start, error)
-        finally:
-            await http.close()
-
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-
-
 async def _chaos(target: str, mode: str) -> None:
     async with Client(target=target, timeout=2.0, middleware=[]) as client:
         await client.call("inventory", "chaos", {"mode": mode})
@@ -277,8 +222,9 @@ async def _main(
     fault_after: float = 5.0,
     fault_for: float = 10.0,
     otlp: str | None = None,
-    gateway_port: int = DEFAULT_GATEWAY_PORT,
+    requested_port: int | None = None,
 ) -> int:
+    port = pick_gateway_port(requested_port, console)  # before any process starts: a bad port fails fast
     children: list[Child] = []
     workdir = tempfile.mkdtemp(prefix="meshkit-demo-")
     traces: Traces | None = None
@@ -317,7 +263,7 @@ async def _main(
             env={**otel, "INVENTORY_REGISTRY": url, "OTEL_SERVICE_NAME": "order"},
         )
         children.append(order)
-        gateway = _start_gateway(url, gateway_port, {**otel, "OTEL_SERVICE_NAME": "gateway"}, workdir)
+        gateway = _start_gateway(url, port, {**otel, "OTEL_SERVICE_NAME": "gateway"}, workdir)
         children.append(gateway)
         api = f"http://{gateway.address}"
         console.print(
@@ -337,7 +283,7 @@ async def _main(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        driver = asyncio.create_task(_drive(gateway.address, stats, spread, concurrency, rate, stop, traces))
+        driver = asyncio.create_task(drive(gateway.address, stats, spread, concurrency, rate, stop, traces))
         if traces is not None:
             console.print(f"traces: every process exports to {otlp} (one call in twenty traced)", soft_wrap=True)
         breakers = Breakers()
@@ -369,10 +315,13 @@ async def _main(
             loop.call_later(kill_after, kill_one)
         interactive = console.is_terminal and duration is None
         if interactive:
+            # transient: the live view is erased when it ends, so the final panel below is the one
+            # left on the screen (a kept last frame and the final panel would show it twice).
             with Live(
                 _view(stats, spread, children, started, concurrency, breakers, note),
                 console=console,
                 refresh_per_second=4,
+                transient=True,
             ) as live:
                 while not stop.is_set():
                     await asyncio.sleep(0.25)
@@ -388,7 +337,8 @@ async def _main(
                     f"t={now - started:5.1f}s calls/s={stats.rate(now):7.0f} "
                     f"p50={'-' if p50 is None else f'{p50 * 1000:.2f}ms'} "
                     f"p99={'-' if p99 is None else f'{p99 * 1000:.2f}ms'} "
-                    f"ok={stats.total_ok} errors={dict(stats.total_errors)} served_by: {served}"
+                    f"ok={stats.total_ok} out_of_stock={stats.total_expected[OUT_OF_STOCK]} "
+                    f"errors={dict(stats.total_errors)} served_by: {served}"
                     f" breakers: {breakers.line()}"
                     + (f" trace: {traces.last}" if traces is not None and traces.last else ""),
                     soft_wrap=True,
@@ -396,7 +346,7 @@ async def _main(
             stop.set()
         await driver
         await poller
-        console.print(_view(stats, spread, children, started, concurrency, breakers))
+        _print_whole(console, _view(stats, spread, children, started, concurrency, breakers))
         return 0 if stats.total_ok > 0 else 1
     finally:
         _stop(children)
@@ -405,8 +355,18 @@ async def _main(
             provider.shutdown()
 
 
+def _print_whole(console: Console, renderable: RenderableType) -> None:
+    """Print ``renderable`` uncut when the output is not a terminal: rich would otherwise lay it
+    out in 80 columns and cut every wider cell. $COLUMNS, when set, is the width asked for.
+    (The console keeps the wider width: this is the demo's last output.)"""
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        needed = Measurement.get(console, console.options.update_width(10_000), renderable).maximum
+        console.width = max(console.width, needed)
+    console.print(renderable)
+
+
 def run_demo(
-    gateway_port: int = DEFAULT_GATEWAY_PORT,
+    gateway_port: int | None = None,
     duration: float | None = None,
     concurrency: int = 8,
     rate: float = 200.0,
@@ -416,11 +376,17 @@ def run_demo(
     fault_for: float = 10.0,
     otlp: str | None = None,
 ) -> int:
+    """Run the demo; ``gateway_port`` None is DEFAULT_GATEWAY_PORT or, if that is taken, any free
+    port; a port given is that port (0: any free one) or an error."""
+    errors = Console(stderr=True)
+    if gateway_port is not None and not 0 <= gateway_port <= 65535:
+        errors.print(f"demo: --gateway-port must be 0-65535 (0: any free port), got {gateway_port}", markup=False)
+        return 2
     console = Console()
     try:
         return run_loop(
             _main(duration, concurrency, rate, kill_after, console, fault, fault_after, fault_for, otlp, gateway_port)
         )
-    except RuntimeError as exc:
-        console.print(f"[red]{exc}[/]")
+    except RuntimeError as exc:  # DemoError, or a process that did not start
+        errors.print(str(exc), style="red", markup=False, soft_wrap=True)
         return 1

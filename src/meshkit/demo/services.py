@@ -36,6 +36,9 @@ class OrderResult(msgspec.Struct):
 
 
 SKUS = ("apple", "pear", "plum", "fig", "kiwi")
+#: How ``Inventory.reserve`` says it has too little stock (FAILED_PRECONDITION): the demo's
+#: driver counts these answers as an expected outcome of their own, not as errors.
+OUT_OF_STOCK = "out of stock"
 KEEP_ORDERS = 10_000
 #: The demo gateway's API key for placing orders (printed by ``meshkit demo``; a demo, not a secret).
 DEMO_API_KEY = "demo-key-0123456789abcdef"
@@ -106,10 +109,16 @@ DEMO_POLICY = PolicyConfig(
 
 
 class Inventory(Service, name="inventory"):
-    """Keeps stock per SKU and restocks when it runs low, so the demo keeps flowing."""
+    """Keeps stock per SKU and restocks when it runs out, so the demo keeps flowing: an order
+    for more than is left is refused as out of stock, and half the starting stock arrives.
+    $MESHKIT_DEMO_STOCK sets the starting stock (default 1000)."""
 
     def __init__(self) -> None:
-        self.stock = dict.fromkeys(SKUS, 1000)
+        initial = int(os.environ.get("MESHKIT_DEMO_STOCK", "1000"))
+        if initial < 1:
+            raise ValueError(f"MESHKIT_DEMO_STOCK must be at least 1, got {initial}")
+        self.stock = dict.fromkeys(SKUS, initial)
+        self.restock = max(1, initial // 2)
         self.name = f"inventory-{os.getpid()}"
         self.latency = float(os.environ.get("MESHKIT_DEMO_INVENTORY_LATENCY", "0.0005"))
         self.mode = "ok"
@@ -135,8 +144,8 @@ class Inventory(Service, name="inventory"):
         if self.latency:
             await asyncio.sleep(random.expovariate(1 / self.latency))
         if self.stock[sku] < qty:
-            self.stock[sku] += 500  # the truck arrives
-            raise RpcError(StatusCode.FAILED_PRECONDITION, f"{sku} is out of stock")
+            self.stock[sku] += self.restock  # the truck arrives
+            raise RpcError(StatusCode.FAILED_PRECONDITION, f"{sku} is {OUT_OF_STOCK}")
         self.stock[sku] -= qty
         return Reservation(sku, qty, self.stock[sku], self.name)
 
