@@ -22,7 +22,6 @@ One request, in order (each step can answer on its own, and nothing after it run
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import math
@@ -38,14 +37,15 @@ import msgspec
 
 from meshkit.errors import RpcError, StatusCode
 from meshkit.gateway.auth import Authenticator, AuthError, Identity, allowed
-from meshkit.gateway.config import MAX_FORWARDED_VALUE, GatewayConfig, Route
+from meshkit.gateway.config import MAX_FORWARDED_VALUE, GatewayConfig, GatewayConfigError, Route
 from meshkit.gateway.limits import RateLimits
 from meshkit.gateway.mapping import HTTP_STATUS, ArgumentMapper, BadRequest, query_params
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.routing import BadPath, NoRoute, Router, Template, split_path
 from meshkit.policy import Breaker, ClientRule, Policy, PolicyConfig, PolicyError, Retry, Shedding
 from meshkit.rpc.client import Client
-from meshkit.rpc.service import MethodSpec, Service, method_specs
+from meshkit.rpc.loading import ServiceImportError, import_service
+from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
 
 log = logging.getLogger("meshkit.gateway")
 access = logging.getLogger("meshkit.gateway.access")
@@ -79,21 +79,16 @@ class Bound:
 
 
 def load_services(names: list[str]) -> dict[str, type[Service]]:
-    """Service classes by service name, from ``module:Class`` names."""
+    """Service classes by service name, from ``module:Class`` names, found as ``meshkit run``
+    finds them: the working directory first, then ``sys.path`` (rpc.loading)."""
     found: dict[str, type[Service]] = {}
-    for name in names:
-        module_name, _, attr = name.partition(":")
-        if not attr:
-            raise ValueError(f"gateway.services: {name!r} must be 'module:Class'")
+    for index, name in enumerate(names):
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"gateway.services: cannot import {name!r}: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Service)):
-            raise ValueError(f"gateway.services: {name!r} is not a meshkit Service class")
-        specs = method_specs(cls)
-        service = next(iter(specs.values())).service if specs else attr.lower()
-        found[service] = cls
+            obj = import_service(name)
+        except ServiceImportError as exc:
+            raise GatewayConfigError(f"gateway.services[{index}]: {exc}") from None
+        cls = obj if isinstance(obj, type) else type(obj)
+        found[service_name(cls)] = cls
     return found
 
 

@@ -16,7 +16,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from meshkit.gateway.app import GatewayApp
-from meshkit.gateway.config import GatewayConfig
+from meshkit.gateway.config import GatewayConfig, GatewayConfigError, load
 
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
@@ -228,7 +228,8 @@ class GatewayServer:
 
 def app_from_file(path: str | Path, **kwargs: Any) -> GatewayApp:
     """A gateway app from a TOML config file (paths in it are relative to the file)."""
-    from meshkit.gateway.config import load
-
     config: GatewayConfig = load(path)
-    return GatewayApp(config, base=Path(path).resolve().parent, **kwargs)
+    try:
+        return GatewayApp(config, base=Path(path).resolve().parent, **kwargs)
+    except GatewayConfigError as exc:  # what the file names but cannot be had (a service class, a key)
+        raise GatewayConfigError(f"{path}: {exc}") from None
