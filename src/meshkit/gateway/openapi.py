@@ -1,6 +1,6 @@
 """OpenAPI 3.1 of the gateway's routes, made from the services' type hints (msgspec's JSON
 Schema of each method's arguments and result), served at ``/openapi.json``; ``/docs`` is a page
-that renders it (Swagger UI, loaded by the reader's browser).
+that renders it (Swagger UI, served by the gateway itself: docs.py).
 
 Where an argument goes follows the mapping (mapping.py): a path parameter in the path; for GET
 and DELETE routes the others in the query; for POST, PUT and PATCH the others in a JSON body.
@@ -156,19 +156,3 @@ def _scalar(schema: dict[str, Any]) -> dict[str, Any]:
 def _openapi_path(template: str) -> str:
     """``/files/{path:rest}`` is ``/files/{path}`` in OpenAPI."""
     return template.replace(":rest}", "}")
-
-
-DOCS_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>{title}</title>
-  <link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="docs"></div>
-  <script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
-  <script>window.ui = SwaggerUIBundle({{url: "/openapi.json", dom_id: "#docs"}});</script>
-</body>
-</html>
-"""
