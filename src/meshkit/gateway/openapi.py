@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from meshkit.gateway.config import GatewayConfig
+from meshkit.gateway.config import GatewayConfig, Route
 from meshkit.gateway.routing import compile_template
 from meshkit.rpc.service import MethodSpec
 
@@ -113,6 +113,8 @@ def build(config: GatewayConfig, specs: dict[tuple[str, str], MethodSpec | None]
             "content": {"application/json": {"schema": result_schema}},
         }
         for status, description in _ERROR_STATUSES.items():
+            if status not in _answered_by(route):
+                continue
             operation["responses"][status] = {
                 "description": description,
                 "content": {"application/json": {"schema": {"$ref": _REF.format(name="Error")}}},
@@ -132,6 +134,17 @@ def build(config: GatewayConfig, specs: dict[tuple[str, str], MethodSpec | None]
             },
         },
     }
+
+
+def _answered_by(route: Route) -> frozenset[str]:
+    """The error statuses a route can answer: 401 only when it needs credentials, 403 only when
+    it also asks for scopes (credentials without them are refused with 403, no others are)."""
+    statuses = set(_ERROR_STATUSES)
+    if route.public:
+        statuses -= {"401", "403"}
+    elif not route.scopes:
+        statuses.discard("403")
+    return frozenset(statuses)
 
 
 def _resolve(ref: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
