@@ -94,3 +94,7 @@ CFG
         >/tmp/meshkit-prometheus/prometheus.log 2>&1 &
 fi
 wait_for prometheus 30 prom_up
+
+# Chromium (the gateway's /docs is rendered in a real browser by Playwright): Debian's, never a
+# browser build Playwright would download.
+apt_install chromium chromium

@@ -2,6 +2,15 @@
 
 from meshkit.gateway.app import GatewayApp
 from meshkit.gateway.config import GatewayConfig, GatewayConfigError, load, parse
-from meshkit.gateway.server import GatewayServer, app_from_file
+from meshkit.gateway.server import GatewayBindError, GatewayServer, app_from_file
 
-__all__ = ["GatewayApp", "GatewayConfig", "GatewayConfigError", "GatewayServer", "app_from_file", "load", "parse"]
+__all__ = [
+    "GatewayApp",
+    "GatewayBindError",
+    "GatewayConfig",
+    "GatewayConfigError",
+    "GatewayServer",
+    "app_from_file",
+    "load",
+    "parse",
+]

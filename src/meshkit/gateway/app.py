@@ -22,7 +22,6 @@ One request, in order (each step can answer on its own, and nothing after it run
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import math
@@ -38,14 +37,22 @@ import msgspec
 
 from meshkit.errors import RpcError, StatusCode
 from meshkit.gateway.auth import Authenticator, AuthError, Identity, allowed
-from meshkit.gateway.config import MAX_FORWARDED_VALUE, GatewayConfig, Route
+from meshkit.gateway.config import MAX_FORWARDED_VALUE, GatewayConfig, GatewayConfigError, Route
+from meshkit.gateway.docs import (
+    ASSET_CACHE_CONTROL,
+    ASSETS_PREFIX,
+    PAGE_CACHE_CONTROL,
+    SwaggerUi,
+    SwaggerUiMissing,
+)
 from meshkit.gateway.limits import RateLimits
 from meshkit.gateway.mapping import HTTP_STATUS, ArgumentMapper, BadRequest, query_params
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.routing import BadPath, NoRoute, Router, Template, split_path
 from meshkit.policy import Breaker, ClientRule, Policy, PolicyConfig, PolicyError, Retry, Shedding
 from meshkit.rpc.client import Client
-from meshkit.rpc.service import MethodSpec, Service, method_specs
+from meshkit.rpc.loading import ServiceImportError, import_service
+from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
 
 log = logging.getLogger("meshkit.gateway")
 access = logging.getLogger("meshkit.gateway.access")
@@ -59,6 +66,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
+_ASSETS_PREFIX = ASSETS_PREFIX.encode()
 
 
 #: The gateway's calls by default: a breaker per instance (a failing one leaves the rotation and
@@ -79,21 +87,16 @@ class Bound:
 
 
 def load_services(names: list[str]) -> dict[str, type[Service]]:
-    """Service classes by service name, from ``module:Class`` names."""
+    """Service classes by service name, from ``module:Class`` names, found as ``meshkit run``
+    finds them: the working directory first, then ``sys.path`` (rpc.loading)."""
     found: dict[str, type[Service]] = {}
-    for name in names:
-        module_name, _, attr = name.partition(":")
-        if not attr:
-            raise ValueError(f"gateway.services: {name!r} must be 'module:Class'")
+    for index, name in enumerate(names):
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"gateway.services: cannot import {name!r}: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Service)):
-            raise ValueError(f"gateway.services: {name!r} is not a meshkit Service class")
-        specs = method_specs(cls)
-        service = next(iter(specs.values())).service if specs else attr.lower()
-        found[service] = cls
+            obj = import_service(name)
+        except ServiceImportError as exc:
+            raise GatewayConfigError(f"gateway.services[{index}]: {exc}") from None
+        cls = obj if isinstance(obj, type) else type(obj)
+        found[service_name(cls)] = cls
     return found
 
 
@@ -151,6 +154,7 @@ class GatewayApp:
         self._max_body = config.gateway.max_body_bytes
         self._forward = {h.encode("latin-1"): h for h in config.gateway.forward_headers}
         self._openapi: bytes | None = None
+        self._swagger_ui = SwaggerUi()
         #: With a tracer provider, every request is a SERVER span (or continues the caller's
         #: ``traceparent``); give the clients ``tracing.middleware("client", provider)`` so the
         #: calls it makes are its children.
@@ -309,10 +313,11 @@ class GatewayApp:
                 self._done(scope, "preflight", 403, start, request_id)
                 return
         raw_path = _relative_raw_path(scope)
-        if self.config.gateway.openapi and method in ("GET", "HEAD") and raw_path in (b"/openapi.json", b"/docs"):
+        if self.config.gateway.openapi and method in ("GET", "HEAD") and _is_docs(raw_path):
             path = raw_path.decode("latin-1")
-            await self._docs(path, send, out_headers, method == "HEAD")
-            self._done(scope, f"GET {path}", 200, start, request_id)
+            status = await self._docs(path, send, out_headers, method == "HEAD", request_id)
+            label = "GET /docs/assets" if path.startswith(ASSETS_PREFIX) else f"GET {path}"
+            self._done(scope, label, status, start, request_id)
             return
         template_text = "unmatched"
         status = 500
@@ -405,18 +410,36 @@ class GatewayApp:
             await _answer(send, route.status, payload, out_headers, json_body=True, head=method == "HEAD")
         return route.status, label
 
-    async def _docs(self, path: str, send: Send, headers: list[tuple[bytes, bytes]], head: bool) -> None:
+    async def _docs(
+        self, path: str, send: Send, headers: list[tuple[bytes, bytes]], head: bool, request_id: str
+    ) -> int:
+        """``/openapi.json``, the ``/docs`` page, and the page's assets; the status answered."""
         if path == "/openapi.json":
             if self._openapi is None:
                 self._openapi = json.dumps(self.openapi(), indent=1).encode()
             await _answer(send, 200, self._openapi, headers, json_body=True, head=head)
-            return
-        from html import escape
-
-        from meshkit.gateway.openapi import DOCS_PAGE
-
-        page = DOCS_PAGE.format(title=escape(self.config.gateway.title)).encode()
-        await _answer(send, 200, page, [*headers, (b"content-type", b"text/html; charset=utf-8")], head=head)
+            return 200
+        try:
+            if path == "/docs":
+                page = self._swagger_ui.page(self.config.gateway.title)
+                extra = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", PAGE_CACHE_CONTROL)]
+                await _answer(send, 200, page, [*headers, *extra], head=head)
+                return 200
+            asset = self._swagger_ui.asset(path.removeprefix(ASSETS_PREFIX))
+        except SwaggerUiMissing as exc:
+            log.error("/docs: %s", exc)
+            await _error(send, 503, "UNAVAILABLE", str(exc), request_id, headers)
+            return 503
+        if asset is None:
+            await _error(send, 404, "NOT_FOUND", f"no asset {path}", request_id, headers)
+            return 404
+        extra = [
+            (b"content-type", asset.content_type),
+            (b"cache-control", ASSET_CACHE_CONTROL),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        await _answer(send, 200, asset.body, [*headers, *extra], head=head)
+        return 200
 
     def _authenticate(self, headers: list[tuple[bytes, bytes]], route: Route) -> Identity | None:
         try:
@@ -659,6 +682,10 @@ _SERVER_SIDE = {
     503: "the service is unavailable; try again later",
     504: "the service did not answer in time",
 }
+
+
+def _is_docs(raw_path: bytes) -> bool:
+    return raw_path in (b"/openapi.json", b"/docs") or raw_path.startswith(_ASSETS_PREFIX)
 
 
 def _relative_raw_path(scope: Scope) -> bytes:

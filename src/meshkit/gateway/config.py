@@ -321,7 +321,9 @@ class GatewayConfig(_Strict):
             )
         grantable = bool(self.auth.api_keys) or self.auth.jwt is not None
         for route in self.routes:
-            if self.gateway.openapi and route.path.rstrip("/") in ("/openapi.json", "/docs"):
+            if self.gateway.openapi and (
+                route.path.rstrip("/") in ("/openapi.json", "/docs") or route.path.startswith("/docs/assets/")
+            ):
                 raise GatewayConfigError(
                     f"route {route.method} {route.path}: that path serves the OpenAPI (gateway.openapi)"
                 )

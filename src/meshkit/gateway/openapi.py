@@ -1,6 +1,6 @@
 """OpenAPI 3.1 of the gateway's routes, made from the services' type hints (msgspec's JSON
 Schema of each method's arguments and result), served at ``/openapi.json``; ``/docs`` is a page
-that renders it (Swagger UI, loaded by the reader's browser).
+that renders it (Swagger UI, served by the gateway itself: docs.py).
 
 Where an argument goes follows the mapping (mapping.py): a path parameter in the path; for GET
 and DELETE routes the others in the query; for POST, PUT and PATCH the others in a JSON body.
@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from meshkit.gateway.config import GatewayConfig
+from meshkit.gateway.config import GatewayConfig, Route
 from meshkit.gateway.routing import compile_template
 from meshkit.rpc.service import MethodSpec
 
@@ -113,6 +113,8 @@ def build(config: GatewayConfig, specs: dict[tuple[str, str], MethodSpec | None]
             "content": {"application/json": {"schema": result_schema}},
         }
         for status, description in _ERROR_STATUSES.items():
+            if status not in _answered_by(route):
+                continue
             operation["responses"][status] = {
                 "description": description,
                 "content": {"application/json": {"schema": {"$ref": _REF.format(name="Error")}}},
@@ -132,6 +134,17 @@ def build(config: GatewayConfig, specs: dict[tuple[str, str], MethodSpec | None]
             },
         },
     }
+
+
+def _answered_by(route: Route) -> frozenset[str]:
+    """The error statuses a route can answer: 401 only when it needs credentials, 403 only when
+    it also asks for scopes (credentials without them are refused with 403, no others are)."""
+    statuses = set(_ERROR_STATUSES)
+    if route.public:
+        statuses -= {"401", "403"}
+    elif not route.scopes:
+        statuses.discard("403")
+    return frozenset(statuses)
 
 
 def _resolve(ref: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
@@ -156,19 +169,3 @@ def _scalar(schema: dict[str, Any]) -> dict[str, Any]:
 def _openapi_path(template: str) -> str:
     """``/files/{path:rest}`` is ``/files/{path}`` in OpenAPI."""
     return template.replace(":rest}", "}")
-
-
-DOCS_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>{title}</title>
-  <link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="docs"></div>
-  <script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
-  <script>window.ui = SwaggerUIBundle({{url: "/openapi.json", dom_id: "#docs"}});</script>
-</body>
-</html>
-"""

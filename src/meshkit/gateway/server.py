@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,38 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from meshkit.errors import MeshkitError
 from meshkit.gateway.app import GatewayApp
-from meshkit.gateway.config import GatewayConfig
+from meshkit.gateway.config import GatewayConfig, GatewayConfigError, load
+
+
+class GatewayBindError(MeshkitError, OSError):
+    """The gateway cannot listen on ``host:port`` (the port is taken, the address is not this
+    machine's, the port needs privileges, the host does not resolve). An ``OSError`` too, with
+    the original ``errno``; the message says which address and what to do, in one line."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        self.host = host
+        self.port = port
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if isinstance(cause, socket.gaierror):
+            why = f"cannot resolve host {host!r} ({cause.strerror}); give an IP address or a resolvable name"
+        elif cause.errno == errno.EADDRINUSE:
+            why = "the port is already in use; choose another with --port (gateway.port), or 0 for any free port"
+        elif cause.errno == errno.EADDRNOTAVAIL:
+            why = f"{host} is not an address of this machine; use one of its addresses, 127.0.0.1 or 0.0.0.0"
+        elif cause.errno == errno.EACCES:
+            why = "permission denied (ports below 1024 need privileges); choose another with --port, or 0"
+        else:
+            why = f"{cause.strerror or cause}"
+        self.message = f"gateway cannot listen on {address}: {why}"
+        super().__init__(self.message)
+        self.errno = cause.errno  # what OSError callers look at (super().__init__ got one argument)
+        self.strerror = cause.strerror
+
+    def __str__(self) -> str:  # OSError's would be "[Errno 98] Address already in use"
+        return self.message
+
 
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
@@ -188,11 +219,16 @@ class GatewayServer:
         )
 
     async def start(self) -> None:
+        """Listen and serve; raises :class:`GatewayBindError` when ``host:port`` cannot be had."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.requested_port))
-        sock.listen(1024)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.requested_port))
+            sock.listen(1024)
+        except OSError as exc:
+            sock.close()
+            raise GatewayBindError(self.host, self.requested_port, exc) from exc
         sock.setblocking(False)
         self._socket = sock
         self.port = sock.getsockname()[1]
@@ -228,7 +264,8 @@ class GatewayServer:
 
 def app_from_file(path: str | Path, **kwargs: Any) -> GatewayApp:
     """A gateway app from a TOML config file (paths in it are relative to the file)."""
-    from meshkit.gateway.config import load
-
     config: GatewayConfig = load(path)
-    return GatewayApp(config, base=Path(path).resolve().parent, **kwargs)
+    try:
+        return GatewayApp(config, base=Path(path).resolve().parent, **kwargs)
+    except GatewayConfigError as exc:  # what the file names but cannot be had (a service class, a key)
+        raise GatewayConfigError(f"{path}: {exc}") from None
