@@ -19,14 +19,11 @@ from collections.abc import Generator
 import pytest
 from hypothesis import settings
 
+from tests.helpers import in_ci
+
 settings.register_profile("ci", deadline=None, print_blob=True)
-if os.environ.get("CI", "").lower() == "true":
+if in_ci():
     settings.load_profile("ci")
-
-
-def in_ci() -> bool:
-    """True when the suite runs in CI (``CI=true``, as CI services and ``.ci/run`` set it)."""
-    return os.environ.get("CI", "").lower() == "true"
 
 
 def skips_allowed() -> bool:
