@@ -54,7 +54,12 @@ def test_panic_threshold_keeps_everyone_in_rotation() -> None:
 def test_membership_changes_keep_known_health() -> None:
     d = OutlierDetector()
     d.update(["a", "b"])
-    fail(d, "a", 5, 0)
+    assert fail(d, "a", 5, 0)
+    assert not fail(d, "b", 3, 0)  # a run of failures in progress
     d.update(["a", "b", "c"])
-    assert d.is_ejected("a", 1) is False or d.health["a"].times_ejected == 1
-    assert "c" in d.health and not d.record("gone", False, 0)
+    assert d.is_ejected("a", 1) and d.health["a"].times_ejected == 1  # still out, its count kept
+    assert d.health["b"].failures == 3
+    assert d.health["c"].failures == 0 and d.health["c"].times_ejected == 0
+    assert not d.record("gone", False, 0)  # an unknown key counts nothing
+    d.update(["b", "c"])
+    assert "a" not in d.health  # a member that left is forgotten

@@ -197,11 +197,19 @@ async def test_the_watch_holds_known_instances_through_an_empty_restart() -> Non
 
 
 async def test_held_instances_are_let_go_when_the_grace_period_ends_without_a_snapshot() -> None:
-    registry, eps, task = await _watching(grace=0.05)
+    grace = 0.3
+    registry, eps, task = await _watching(grace=grace)
     try:
+        loop = asyncio.get_running_loop()
+        held = WATCH_EVENTS["svc", "held"]
+        reconnected = loop.time()
         registry.queue.put_nowait(RpcError(StatusCode.UNAVAILABLE, "registry down"))
         registry.queue.put_nowait([B])
-        await _until(lambda: [n.key for n in eps.nodes] == ["i2"])  # the timer applied [B]
+        await _until(lambda: WATCH_EVENTS["svc", "held"] == held + 1)
+        assert sorted(n.key for n in eps.nodes) == ["i1", "i2"], "A was not held after the reconnect"
+        await _until(lambda: [n.key for n in eps.nodes] == ["i2"])  # the timer applied [B]...
+        assert registry.queue.empty()  # ...with no snapshot since: the grace period's end let A go
+        assert loop.time() - reconnected >= grace  # and not before it ended
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -26,6 +26,7 @@ import pytest
 from meshkit import Client, RpcError, Server
 from meshkit.discovery import open_registry
 from meshkit.registry import RegistryService
+from tests.helpers import LoopLag
 from tests.rpc.services import Greeter
 
 pytestmark = pytest.mark.slow
@@ -105,6 +106,7 @@ async def test_dead_or_frozen_instance_leaves_within_its_ttl(registry_url: str, 
                 await greeter.hello("x")
 
     loader: asyncio.Task[None] | None = None
+    lag = LoopLag().start()  # the built-in registry's eviction timer runs on this loop: as late as it is
     try:
         for _ in range(100):
             if len(await registry.resolve("greeter")) == 2:
@@ -131,19 +133,21 @@ async def test_dead_or_frozen_instance_leaves_within_its_ttl(registry_url: str, 
             assert alive_port in ports, "a live instance was removed"
             if frozen_port not in ports:
                 break
-            assert elapsed < TTL + 3.0, f"frozen instance still listed after {elapsed:.1f}s"
+            assert elapsed - lag.worst < TTL + 3.0, f"still listed after {elapsed:.1f}s (loop lag {lag.worst:.2f}s)"
             await asyncio.sleep(0.05)
         last_send = max((t for t, port in sent if port == frozen_port), default=stopped) - stopped
         print(
             f"\n{registry_url.split(':')[0]}: instance removed {elapsed:.2f}s after {sig.name} (TTL {TTL}s); "
             f"the client's last call to it was sent {last_send:.2f}s after"
         )
-        assert last_send <= elapsed + 1.0  # never past the registry's removal (plus the watch's delivery)
+        # Never past the registry's removal (plus the watch's delivery, which the loop's lag delays).
+        assert last_send <= elapsed + 1.0 + lag.worst, (last_send, elapsed, lag.worst)
         assert elapsed >= TTL * 0.6, f"removed after only {elapsed:.2f}s: before its TTL could have run out"
         # The live one stays for several more TTLs.
         await asyncio.sleep(TTL * 1.5)
         assert {i.port for i in await registry.resolve("greeter")} == {alive_port}
     finally:
+        lag.stop()
         stop_load.set()
         if loader is not None:
             await loader

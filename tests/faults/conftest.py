@@ -16,6 +16,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import LoopLag
+
+__all__ = ["ROOT", "LoopLag", "Reliability", "until"]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,32 +44,6 @@ async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         if loop.time() > end:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
-
-
-class LoopLag:
-    """The event loop's worst lateness while a scenario ran: a timer (a deadline's, too) cannot
-    fire sooner than the loop gets round to it, so a bound on how late a call may end must allow
-    for it. A task asks to wake every ``period`` and records how late it woke."""
-
-    def __init__(self, period: float = 0.01) -> None:
-        self.period = period
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() + self.period
-            await asyncio.sleep(self.period)  # the measurement itself: how late this wakes
-            self.worst = max(self.worst, loop.time() - due)
-
-    def start(self) -> LoopLag:
-        self._task = asyncio.get_running_loop().create_task(self._watch())
-        return self
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
 
 
 class Reliability:

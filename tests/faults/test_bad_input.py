@@ -1,6 +1,9 @@
 """Hostile bytes against a server process: malformed and oversized frames, a length prefix of
 2^31, truncated frames, msgpack maps claiming 10^9 entries, slowloris connections and clients
-that never read. The server's memory stays bounded and a well-behaved client is unaffected."""
+that never read. The server's memory stays bounded, a well-behaved client is unaffected, and the
+server itself closes a connection that sends an oversized frame at once, and one that sends part of
+a frame and falls silent or trickles a frame it never finishes (slowloris) within its keepalive's
+interval + timeout."""
 
 from __future__ import annotations
 
@@ -8,12 +11,15 @@ import asyncio
 import socket
 import struct
 
-from meshkit import Client
+import pytest
+
+from meshkit import Client, Server
 from meshkit.protocol.frames import HEADER, FrameType, encode_frame
+from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.metadata import encode_metadata
 from meshkit.serde import msgpack_encode
 from meshkit.testing import service_process
-from tests.faults.conftest import ROOT, Reliability
+from tests.faults.conftest import ROOT, LoopLag, Reliability
 from tests.rpc.services import Greeter
 
 GREETER = "tests.rpc.services:Greeter"
@@ -142,3 +148,64 @@ async def test_hostile_bytes_leave_memory_bounded_and_other_clients_served(relia
     assert after == "hello after"
     assert failed == 0 and ok > 0
     assert growth < 64
+
+
+KEEPALIVE = KeepaliveConfig(interval=0.5, timeout=0.5)
+#: A connection that never sent a whole frame is closed interval + timeout after it opened (a
+#: PING unanswered), plus the event loop's lag and 0.1 s for the close to reach the client.
+PARTIAL_BOUND = KEEPALIVE.interval + KEEPALIVE.timeout + 0.1
+#: An oversized frame is refused on its header: the connection closes at once.
+OVERSIZED_BOUND = 0.2
+
+
+async def _closed_by_server(port: int, send: bytes, trickle: bool) -> float:
+    """Seconds until the server closes a connection that sent ``send`` (at once, or one byte
+    every 50 ms, never finishing) and never closed its side."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    opened = loop.time()
+
+    async def dribble() -> None:
+        for byte in send:
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.05)  # pacing: the attack's rate, not a wait for an outcome
+        await asyncio.Event().wait()  # ...and then hold the connection open
+
+    sender = asyncio.create_task(dribble()) if trickle else None
+    if sender is None:
+        writer.write(send)
+    try:
+        async with asyncio.timeout(10):
+            while await reader.read(65536):  # answers (an error frame) until the server closes
+                pass
+    except ConnectionResetError:
+        pass  # an abort: closed too
+    finally:
+        closed = loop.time()
+        if sender is not None:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        writer.close()
+    return closed - opened
+
+
+@pytest.mark.parametrize(
+    ("send", "trickle", "bound"),
+    [
+        (HEADER.pack(b"MK", 1, 1, 0, 0, 1, 2**31), False, OVERSIZED_BOUND),
+        (_request("hello", {"name": "x" * 1000})[:40], False, PARTIAL_BOUND),
+        (_request("hello", {"name": "x" * 1000}), True, PARTIAL_BOUND),
+    ],
+    ids=["oversized frame", "truncated frame, then silent", "slowloris"],
+)
+async def test_the_server_closes_a_hostile_connection_within_its_timeouts(
+    send: bytes, trickle: bool, bound: float
+) -> None:
+    async with Server([Greeter()], middleware=[], keepalive=KEEPALIVE) as srv:
+        with LoopLag() as lag:
+            took = await _closed_by_server(srv.port, send, trickle)
+        assert took <= bound + lag.worst, (took, lag.worst)
+        if bound is PARTIAL_BOUND:  # and not before the peer had its keepalive's worth of time
+            assert took >= KEEPALIVE.interval + KEEPALIVE.timeout, took
+        async with Client(target=srv.address, middleware=[]) as good:  # the server still serves
+            assert await good.proxy(Greeter).hello("ann") == "hello ann"

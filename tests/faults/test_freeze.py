@@ -42,8 +42,14 @@ async def test_a_frozen_instance_gets_no_requests_until_it_thaws(reliability: Re
             await asyncio.sleep(FROZEN)  # it stays frozen this long (the scenario's input)
             thawed_at = loop.time()
             frozen.resume()
-            await until(lambda: any(r.start > thawed_at and r.peer == frozen.address for r in log.records), 30)
-            back = min(r.end for r in log.records if r.start > thawed_at and r.peer == frozen.address) - thawed_at
+
+            def served_after_thaw() -> list[float]:
+                return [
+                    r.end for r in log.records if r.start > thawed_at and r.peer == frozen.address and r.outcome == "OK"
+                ]
+
+            await until(lambda: bool(served_after_thaw()), 30)  # an answer from it, not just an attempt
+            back = min(served_after_thaw()) - thawed_at
             await callers.stop()
     lost = [r for r in log.records if r.peer == frozen.address and r.outcome != "OK"]
     sent_while_frozen = [r for r in log.records if r.peer == frozen.address and detected_at <= r.start < thawed_at]

@@ -1,7 +1,7 @@
 """A real partition: an instance in its own network namespace, cut off by taking its veth link
 down (packets vanish; nothing is refused or reset), then healed. Where the runner cannot create
-namespaces (not root), the same scenario runs through the FaultProxy's partition instead: never
-skipped."""
+namespaces (not root), a local run goes through the FaultProxy's partition instead; with CI=true
+(CI runs as root) the namespace path is required and its absence fails the test: never skipped."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 from meshkit import Server
 from meshkit.testing import FaultProxy, NetnsLink, service_process
 from meshkit.testing.netns import available
 from tests.faults.conftest import ROOT, Reliability
 from tests.faults.test_partitions import check_partition, partition_one_instance
+from tests.helpers import in_ci
 from tests.rpc.services import Greeter
 
 CUT = 2.0
@@ -23,6 +26,11 @@ CUT = 2.0
 @asynccontextmanager
 async def _cut_off_instance() -> AsyncIterator[tuple[str, Any, str]]:
     """(address of an instance that can be cut off, an object with cut()/heal(), how)."""
+    if in_ci() and not available():
+        pytest.fail(
+            "CI=true but network namespaces are not available here (they need root and iproute2's `ip`): "
+            "the real partition must run in CI, not the proxy fallback"
+        )
     if available():
         with NetnsLink(f"mkf{os.getpid()}") as link:
             env = {"PYTHONPATH": str(ROOT)}

@@ -1,7 +1,9 @@
 """The registry is down for longer than the lease TTL, then back (empty: it keeps nothing): calls
 keep working on the endpoints clients know, none is dropped, and instances register again. While
 the empty registry re-learns, the client holds the instances it knew (registry amnesia guard):
-the instances' heartbeats are held back until the client's watch has seen the empty registry."""
+the instances' heartbeats are held back until the client's watch has seen the empty registry.
+After the heal the client follows the registry again: a new instance is added, a deregistered one
+dropped."""
 
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ async def test_a_registry_outage_longer_than_the_ttl_drops_no_endpoint(reliabili
         f"registry outage longer than the TTL ({OUTAGE:g} s down, TTL {TTL:g} s)",
         "the built-in registry SIGKILLed, restarted empty on the same port after 4 s (the instances' heartbeats "
         "held until the client's watch has seen it empty); 2 instances; 4 callers",
-        "calls keep working; endpoints dropped = 0, also while the empty registry re-learns; instances register again",
+        "calls keep working; endpoints dropped = 0, also while the empty registry re-learns; instances register "
+        "again; after the heal the client sees a new instance and a deregistration",
         f"success during the outage {during['ok']}/{total} ({100 * during['ok'] / max(total, 1):.1f} %); endpoints "
         f"dropped during it {dropped_during}; dropped while the empty registry re-learned {transient} (held against "
         f"registry amnesia); both registered again {reregistered:.2f} s after their heartbeats could get through",
@@ -107,5 +110,27 @@ async def _outage(
                 reregistered = loop.time() - healed
             finally:
                 await registry.close()
+            await _watch_follows_the_registry(client, url)
             await callers.stop()
     return during, dropped_during, 2 - smallest, reregistered
+
+
+async def _watch_follows_the_registry(client: Client, url: str) -> None:
+    """After the heal the client's watch is live again, not frozen on the endpoints it held: an
+    instance that registers now is added, and one that deregisters is dropped."""
+    env = {"PYTHONPATH": str(ROOT)}
+
+    def addresses() -> set[str]:
+        eps = client.endpoints().get("greeter")
+        return {n.peer.address for n in eps.nodes} if eps is not None else set()
+
+    before = addresses()
+    late = service_process("tests.rpc.services:Greeter", registry=url, env=env, cwd=str(ROOT))
+    newcomer = await asyncio.to_thread(late.__enter__)
+    try:
+        await until(lambda: addresses() == before | {newcomer.address}, 30)  # the new instance is seen
+        newcomer.terminate()  # graceful: it deregisters before it exits
+        assert await asyncio.to_thread(newcomer.wait, 15) == 0
+        await until(lambda: addresses() == before, 30)  # ...and its deregistration too
+    finally:
+        await asyncio.to_thread(late.__exit__, None, None, None)

@@ -71,16 +71,16 @@ def bomb() -> bytes:
 
 def test_zip_bomb_stops_at_the_limit(bomb: bytes) -> None:
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.thread_time()  # this thread's CPU time: a busy machine does not inflate it
     try:
         with pytest.raises(FrameTooLarge, match=str(MB)):
             decompress(bomb, max_size=MB)
-        elapsed = time.perf_counter() - started
+        elapsed = time.thread_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 4 * MB, f"inflating allocated {peak} bytes; the cap is 1 MB"
-    assert elapsed < 2.0
+    assert elapsed < 2.0, f"{elapsed:.2f} s of CPU"
 
 
 def test_zip_bomb_under_a_big_enough_limit_inflates(bomb: bytes) -> None:

@@ -144,17 +144,17 @@ def test_arbitrary_bytes_decode_or_raise_malformed_frame(raw: bytes) -> None:
 )
 def test_huge_map_header_is_refused_quickly_without_allocating(raw: bytes) -> None:
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.thread_time()  # this thread's CPU time: a busy machine does not inflate it
     try:
         with pytest.raises(MalformedFrame):
             decode_metadata(raw)
-        elapsed = time.perf_counter() - started
+        elapsed = time.thread_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     # 10^9 preallocated dict slots would be gigabytes and seconds; a streaming decoder needs ~nothing.
     assert peak < 1_000_000, f"peak {peak} bytes"
-    assert elapsed < 1.0
+    assert elapsed < 1.0, f"{elapsed:.2f} s of CPU"
 
 
 # -- MetadataTemplate ------------------------------------------------------------------------

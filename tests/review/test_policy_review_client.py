@@ -25,6 +25,14 @@ def client_policy(clock: Any = None, **rules: ClientRule) -> Policy:
     return Policy(config, clock=clock or FakeClock(), sleep=no_sleep, switches=Switches())
 
 
+async def _until(condition: Any, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.001)
+
+
 async def _open_breaker(proxy: Any, stock: Stock, n: int) -> None:
     stock.error = StatusCode.INTERNAL
     for _ in range(n):
@@ -101,10 +109,17 @@ async def test_a_hedge_refused_by_the_breaker_does_not_abort_the_copy_in_flight(
         assert p.events.states["stock.flaky"] == "open"
         clock.advance(5)
         stock.hang = asyncio.Event()
+        hedges = p.hedges
         call = asyncio.create_task(proxy.flaky("y"))  # the half-open probe; it is slow
-        await asyncio.sleep(0.1)  # the hedge fires and is refused by the (half-open) breaker
+        await _until(lambda: p.hedges == hedges + 1)  # the hedge fired...
+        calls = stock.calls
+        # ...and the (half-open) breaker refused it: a call on the same connection, sent after the
+        # hedge would have been, reaches the server alone (peek counts itself in stock.calls).
+        assert await proxy.peek("sync") == "sync"
+        assert stock.calls == calls + 1, "the hedge reached the server: the breaker did not refuse it"
         stock.hang.set()
-        assert await call == "y"
+        assert await call == "y"  # the refused hedge did not abort the probe in flight
+        assert p.hedges == hedges + 1
 
 
 async def test_refused_calls_are_sent_at_most_max_attempts_times() -> None:

@@ -33,6 +33,7 @@ class Probe:
         self.release = asyncio.Event()
         self.seen_deadline: float | None = None
         self.produced = 0
+        self.stream_closed = asyncio.Event()  # a stream handler was stopped before its end
 
 
 class Greeter(Service, name="greeter"):
@@ -89,9 +90,15 @@ class Greeter(Service, name="greeter"):
 
     @rpc
     async def count(self, n: int) -> AsyncIterator[int]:
-        for i in range(n):
-            self.probe.produced = i + 1
-            yield i
+        finished = False
+        try:
+            for i in range(n):
+                self.probe.produced = i + 1
+                yield i
+            finished = True
+        finally:
+            if not finished:  # closed or cancelled by the server before the last item
+                self.probe.stream_closed.set()
 
     @rpc
     async def count_then_fail(self, n: int) -> AsyncIterator[int]:

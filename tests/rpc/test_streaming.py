@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from meshkit import Client, RpcError, Server, StatusCode
@@ -50,6 +52,10 @@ async def test_breaking_out_of_a_stream_cancels_it(client: Client, probe: Probe)
     async for x in client.proxy(Greeter).count(1_000_000):
         if x == 10:
             break
+    # The server stops the handler: its generator is closed long before the end (without a
+    # CANCEL it would sit waiting for credit that never comes, and never be closed).
+    await asyncio.wait_for(probe.stream_closed.wait(), timeout=5)
+    assert probe.produced < 1_000_000
     # The connection is still fine for other calls.
     assert await client.proxy(Greeter).hello("x") == "hello x"
 

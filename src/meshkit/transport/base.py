@@ -35,6 +35,11 @@ MAX_BATCH_FRAMES = 16
 class FrameProtocol(asyncio.Protocol):
     #: Whether frames read while writing is paused wait in a backlog (the server's side does).
     _holds_backlog = False
+    #: Whether only whole frames count as a sign of life for keepalive (the server's side does:
+    #: a peer trickling the bytes of a frame it never finishes, slowloris, is then closed after
+    #: keepalive's interval + timeout). Otherwise any bytes do (a client reading a large answer
+    #: over a slow link is not declared dead mid-frame).
+    _whole_frames_are_life = False
 
     __slots__ = (
         "_backlog",
@@ -93,7 +98,8 @@ class FrameProtocol(asyncio.Protocol):
             self._arm_keepalive()
 
     def data_received(self, data: bytes) -> None:
-        self._heard = True
+        if not self._whole_frames_are_life:
+            self._heard = True
         self.heard_any = True
         # A read starts a new burst: the first frame written in answer goes out at once, the rest
         # are joined and written when this read is handled (or at the end of the loop iteration).
@@ -104,6 +110,8 @@ class FrameProtocol(asyncio.Protocol):
         except ProtocolError as exc:
             self.protocol_error(exc)
             return
+        if frames or decoder.rejected:
+            self._heard = True
         items: list[Any] = frames
         handle: Any = self.frame_received
         if decoder.rejected:  # rare: frames skipped for oversized metadata, handled in wire order

@@ -39,6 +39,7 @@ class Dispatcher(Protocol):
 
 class ServerConnection(FrameProtocol):
     _holds_backlog = True
+    _whole_frames_are_life = True
     __slots__ = ("_dispatch", "_on_close", "_on_open", "active", "draining", "last_stream_id")
 
     def __init__(
