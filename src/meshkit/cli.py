@@ -353,7 +353,7 @@ async def _registry(args: argparse.Namespace) -> int:
 
 
 async def _gateway(args: argparse.Namespace) -> int:
-    from meshkit.gateway import GatewayConfigError, GatewayServer, app_from_file
+    from meshkit.gateway import GatewayBindError, GatewayConfigError, GatewayServer, app_from_file
     from meshkit.gateway.metrics import GatewayMetrics
     from meshkit.observe import default_metrics, tracing
 
@@ -373,7 +373,11 @@ async def _gateway(args: argparse.Namespace) -> int:
         print(f"meshkit gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
     server = GatewayServer(app, host=args.host, port=args.port)
-    await server.start()
+    try:
+        await server.start()
+    except GatewayBindError as exc:
+        print(f"meshkit gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"meshkit: gateway on http://{server.address} ({len(app.config.routes)} routes)", flush=True)
     admin = None
     if args.admin_port is not None:
