@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from typing import Any
 
 from meshkit import __version__
 from meshkit.errors import RpcError, StatusCode
+from meshkit.registry.preservation import DEFAULT_HOLD_FOR
 from meshkit.rpc.client import Client, parse_target
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
@@ -36,6 +36,17 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _seconds_or_zero(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more (0 turns the feature off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or more seconds, got {text}")
     return value
 
 
@@ -77,24 +88,14 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 
 def _load_service(spec: str) -> Service:
-    """``package.module:Class`` -> an instance of that Service class."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise SystemExit(f"meshkit: expected MODULE:Class, got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    """``package.module:Class`` -> an instance of that Service class (a bad name is one line)."""
+    from meshkit.rpc.loading import ServiceImportError, import_service
+
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SystemExit(f"meshkit: cannot import {module_name!r}: {exc}") from None
-    obj = getattr(module, attr, None)
-    if obj is None:
-        raise SystemExit(f"meshkit: module {module_name!r} has no attribute {attr!r}")
-    if isinstance(obj, type) and issubclass(obj, Service):
-        return obj()
-    if isinstance(obj, Service):
-        return obj
-    raise SystemExit(f"meshkit: {spec} is not a meshkit Service class")
+        obj = import_service(spec)
+    except ServiceImportError as exc:
+        raise SystemExit(f"meshkit: {exc}") from None
+    return obj() if isinstance(obj, type) else obj
 
 
 def _setup_logging(level: str, access_log: bool, fmt: str = "text") -> None:
@@ -317,9 +318,12 @@ async def _call(args: argparse.Namespace) -> int:
 
 
 async def _registry(args: argparse.Namespace) -> int:
+    from meshkit.registry.preservation import PreservationConfig, SelfPreservation
     from meshkit.registry.service import RegistryService
+    from meshkit.registry.state import RegistryState
 
-    service = RegistryService()
+    preservation = SelfPreservation(PreservationConfig(hold_for=args.self_preservation))
+    service = RegistryService(RegistryState(preservation=preservation))
     from meshkit.observe import default_metrics
 
     server = Server([service], host=args.host, port=args.port, middleware=[default_metrics().middleware("server")])
@@ -461,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7070, help="port to bind (default 7070)")
     p.add_argument("--http-port", type=int, default=None, help="also serve the HTTP/JSON API on this port")
+    p.add_argument(
+        "--self-preservation",
+        type=_seconds_or_zero,
+        default=DEFAULT_HOLD_FOR,
+        metavar="SECONDS",
+        help=f"hold expired leases this long when many go silent at once (default {DEFAULT_HOLD_FOR:g}; 0: off)",
+    )
     p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 

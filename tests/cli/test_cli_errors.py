@@ -75,6 +75,31 @@ def test_call_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> No
     assert "--timeout" in err and "more than 0 seconds" in err and "None" not in err
 
 
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("nosuch:Adder", "no module named 'nosuch' in the working directory"),
+        ("tests.policy.services:Nope", "has no 'Nope'"),
+        ("tests.policy.services", "expected MODULE:Class"),
+    ],
+)
+def test_run_with_a_bad_service_name_says_what_is_wrong(spec: str, says: str) -> None:
+    """``meshkit run`` resolves names as the gateway does (meshkit.rpc.loading), with its words."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", spec, "--port", "0"])
+    message = str(exit_.value.code)
+    assert message.startswith("meshkit: ") and says in message, message
+
+
+@pytest.mark.parametrize("value", ["-1", "soon"])
+def test_registry_self_preservation_is_zero_or_more_seconds(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["registry", "--self-preservation", value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--self-preservation" in err and ("0 (off) or more seconds" in err or "a number of seconds" in err)
+
+
 def test_switch_needs_a_target(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["switch", "stock.reserve", "on"])

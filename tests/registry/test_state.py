@@ -1,4 +1,4 @@
-"""The registry's leases and self-preservation, driven by a number clock."""
+"""The registry's leases, driven by a number clock (self-preservation: test_preservation.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,6 @@ from meshkit.registry.state import RegistryState
 
 def inst(n: int, service: str = "s") -> Instance:
     return Instance(service=service, host="127.0.0.1", port=7000 + n, id=f"i{n}")
-
-
-def run(
-    state: RegistryState, leases: dict[int, int], alive: set[int], start: float, end: float, ttl: float
-) -> list[str]:
-    """Advance time in steps of ttl/3, renewing the alive instances; returns evicted ids in order."""
-    evicted: list[str] = []
-    t = start
-    while t <= end:
-        for n in alive:
-            assert state.renew(leases[n], t)
-        evicted += [i.id for i in state.evict(t)]
-        t += ttl / 3
-    return evicted
 
 
 def test_lease_expires_after_ttl_not_before() -> None:
@@ -54,34 +40,6 @@ def test_reregistering_replaces_and_deregister_removes() -> None:
     assert s.deregister("i1") is None
     with pytest.raises(ValueError):
         s.register(inst(2), ttl=0, now=0)
-
-
-def test_one_death_among_many_is_evicted() -> None:
-    s = RegistryState()
-    leases = {n: s.register(inst(n), ttl=10, now=0) for n in range(10)}
-    run(s, leases, set(range(10)), 1, 60, 10)
-    evicted = run(s, leases, set(range(1, 10)), 61, 90, 10)
-    assert evicted == ["i0"]
-    assert not s.preserving
-
-
-def test_mass_silence_triggers_self_preservation_and_recovery_ends_it() -> None:
-    s = RegistryState()
-    leases = {n: s.register(inst(n), ttl=10, now=0) for n in range(10)}
-    run(s, leases, set(range(10)), 1, 60, 10)
-    # A partition: nobody renews. Leases expire, yet nothing is evicted.
-    assert run(s, leases, set(), 61, 100, 10) == []
-    assert s.preserving and len(s.snapshot("s")) == 10
-    # Renewals come back (instances re-register after their renew was refused? no: still known).
-    run(s, leases, set(range(10)), 101, 200, 10)
-    assert not s.preserving and len(s.snapshot("s")) == 10
-
-
-def test_small_registries_do_not_preserve() -> None:
-    s = RegistryState(min_leases=4)
-    leases = {n: s.register(inst(n), ttl=10, now=0) for n in range(3)}
-    run(s, leases, set(range(3)), 1, 60, 10)
-    assert run(s, leases, {1, 2}, 61, 90, 10) == ["i0"]
 
 
 def test_snapshot_is_per_service_and_sorted() -> None:

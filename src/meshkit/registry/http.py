@@ -207,6 +207,13 @@ class RegistryHttp:
             ("meshkit_registry_renewals_total", "counter", s.renewals, "Lease renewals accepted."),
             ("meshkit_registry_evictions_total", "counter", s.evictions, "Instances evicted at lease expiry."),
             ("meshkit_registry_self_preservation", "gauge", int(s.preserving), "1 while eviction is suspended."),
+            (
+                "meshkit_registry_self_preservation_episodes_total",
+                "counter",
+                s.preservation.episodes,
+                "Times self-preservation began holding expired leases.",
+            ),
+            ("meshkit_registry_held_leases", "gauge", s.held, "Expired leases self-preservation is holding."),
         ):
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
         return "\n".join(lines) + "\n"

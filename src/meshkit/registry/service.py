@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 from meshkit.discovery.instance import Instance
 from meshkit.errors import RpcError, StatusCode
+from meshkit.registry.preservation import Change
 from meshkit.registry.state import RegistryState
 from meshkit.rpc.service import Service, rpc
 
@@ -20,6 +21,22 @@ log = logging.getLogger("meshkit.registry")
 
 DEFAULT_TTL = 10.0
 MAX_TTL = 3600.0
+
+
+def _log_change(change: Change, state: RegistryState) -> None:
+    """One line when self-preservation starts and one when it ends, never one per round."""
+    silent = f"{change.silent} of {change.leases} leases sent no renewal for over 2/3 of their TTL"
+    if change.started:
+        hold_for = state.preservation.config.hold_for
+        log.warning(
+            "self-preservation on: %s; holding expired leases for up to %g s instead of evicting them",
+            silent,
+            hold_for,
+        )
+    elif change.reason == "recovered":
+        log.warning("self-preservation off after %.0f s: renewals recovered (%s)", change.lasted, silent)
+    else:
+        log.warning("self-preservation off after %.0f s: still %s; evicting the expired ones", change.lasted, silent)
 
 
 class RegistryService(Service, name="registry"):
@@ -57,10 +74,10 @@ class RegistryService(Service, name="registry"):
         evicted = self.state.evict(self._clock())
         for service in {i.service for i in evicted}:
             self._notify(service)
+        for change in self.state.preservation.take_changes():
+            _log_change(change, self.state)
         if evicted:
             log.info("evicted %s", ", ".join(f"{i.service}/{i.id}" for i in evicted))
-        elif self.state.preserving:
-            log.warning("self-preservation: renewals are below 85%% of expected; not evicting")
         return evicted
 
     def service_revision(self, service: str) -> int:
@@ -134,4 +151,6 @@ class RegistryService(Service, name="registry"):
             "evictions": s.evictions,
             "revision": s.revision,
             "self_preservation": s.preserving,
+            "self_preservation_episodes": s.preservation.episodes,
+            "held": s.held,
         }
