@@ -13,8 +13,7 @@ on. The tree::
         ├── FrameTooLarge
         ├── MetadataTooLarge
         ├── MalformedFrame
-        ├── InternalError             this side failed handling a frame (a bug), not the peer
-        └── TooManyStreams
+        └── InternalError             this side failed handling a frame (a bug), not the peer
 
 Driver and socket exceptions are translated at the layer that sees them (a lost connection becomes
 ``RpcError(UNAVAILABLE)``), so user code catches one type.
@@ -36,7 +35,6 @@ __all__ = [
     "ProtocolError",
     "RpcError",
     "StatusCode",
-    "TooManyStreams",
     "UnknownFrameType",
     "UnsupportedVersion",
 ]
@@ -157,9 +155,3 @@ class MalformedFrame(ProtocolError):
 
 class InternalError(ProtocolError):
     """This side failed while handling a frame (a bug); the connection is closed with this code."""
-
-
-class TooManyStreams(ProtocolError):
-    """More concurrent streams than the connection allows (used by the client-side tracker)."""
-
-    code = StatusCode.RESOURCE_EXHAUSTED

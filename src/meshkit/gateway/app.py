@@ -50,6 +50,7 @@ from meshkit.gateway.mapping import HTTP_STATUS, ArgumentMapper, BadRequest, que
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.gateway.routing import BadPath, NoRoute, Router, Template, split_path
 from meshkit.policy import Breaker, ClientRule, Policy, PolicyConfig, PolicyError, Retry, Shedding
+from meshkit.protocol.metadata import REQUEST_ID
 from meshkit.rpc.client import Client
 from meshkit.rpc.loading import ServiceImportError, import_service
 from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
@@ -503,7 +504,7 @@ class GatewayApp:
     def _metadata(
         self, headers: list[tuple[bytes, bytes]], identity: Identity | None, request_id: str
     ) -> dict[str, str | int | float | bool | None]:
-        metadata: dict[str, str | int | float | bool | None] = {"request-id": request_id}
+        metadata: dict[str, str | int | float | bool | None] = {REQUEST_ID: request_id}
         forward = self._forward
         if forward:
             for name, value in headers:

@@ -65,7 +65,6 @@ KNOWN_FLAGS: Final = int(Flags.COMPRESSED | Flags.JSON | Flags.STREAM | Flags.NO
 #: a traced service carries a unique one, and outside the map the map's bytes stay cacheable.
 TRACE_CONTEXT_SIZE: Final = 25
 FRAME_TYPE_LIMIT: Final = max(FrameType) + 1
-CONNECTION_FRAMES: Final = frozenset({FrameType.PING, FrameType.PONG, FrameType.GOAWAY})
 
 _pack = HEADER.pack
 

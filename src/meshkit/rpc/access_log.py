@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from meshkit.errors import DEADLINE_CANCEL_MESSAGE, RpcError, StatusCode
+from meshkit.protocol.metadata import REQUEST_ID
 from meshkit.rpc.middleware import Call, Handler, Middleware
 
 _INFO = logging.INFO
@@ -58,7 +59,7 @@ def access_log(logger_name: str = "meshkit.access") -> Middleware:
                     "status": status.name,
                     "duration_ms": round(duration_ms, 3),
                 }
-                request_id = call.metadata.get("request-id")
+                request_id = call.metadata.get(REQUEST_ID)
                 if request_id is None:
                     logger.info(
                         "%s.%s peer=%s status=%s duration_ms=%.3f",

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from meshkit.protocol.metadata import Metadata
+from meshkit.protocol.metadata import REQUEST_ID, Metadata
 
 
 class Context(msgspec.Struct):
@@ -38,7 +38,7 @@ class Context(msgspec.Struct):
 
     @property
     def request_id(self) -> str | None:
-        value = self.metadata.get("request-id")
+        value = self.metadata.get(REQUEST_ID)
         return value if isinstance(value, str) else None
 
     def __repr__(self) -> str:
@@ -51,11 +51,3 @@ _current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("meshk
 def current_context() -> Context | None:
     """The context of the call the running code is handling, or None outside a handler."""
     return _current.get()
-
-
-def set_current(ctx: Context | None) -> contextvars.Token[Context | None]:
-    return _current.set(ctx)
-
-
-def reset_current(token: contextvars.Token[Context | None]) -> None:
-    _current.reset(token)
