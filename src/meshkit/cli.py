@@ -28,12 +28,16 @@ EXIT_RPC_ERROR = 1
 REGISTRY_SCHEMES = "memory://, meshkit://HOST:PORT, etcd://HOST:PORT, zk://HOST:PORT"
 
 
-def _seconds(text: str) -> float:
-    """An argparse type: a number of seconds above zero."""
+def _number_of_seconds(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero."""
+    value = _number_of_seconds(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
     return value
@@ -41,10 +45,7 @@ def _seconds(text: str) -> float:
 
 def _seconds_or_zero(text: str) -> float:
     """An argparse type: a number of seconds, 0 or more (0 turns the feature off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    value = _number_of_seconds(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 (off) or more seconds, got {text}")
     return value
