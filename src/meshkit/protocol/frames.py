@@ -97,6 +97,8 @@ class Frame(msgspec.Struct, gc=False):
     stream_id: int
     metadata: bytes
     body: bytes
+    #: REQUEST: the binary trace context split off the metadata by the connection, else None.
+    trace: bytes | None = None
 
     def encode(self) -> bytes:
         return encode_frame(self.type, self.stream_id, self.body, self.metadata, self.flags)

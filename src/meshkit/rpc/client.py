@@ -18,10 +18,10 @@ from meshkit.balance import NAMES as BALANCERS
 from meshkit.balance import NOOP_DONE
 from meshkit.discovery import open_registry
 from meshkit.discovery.registry import Registry
-from meshkit.errors import ProtocolError, RpcError, StatusCode
+from meshkit.errors import RpcError, StatusCode
 from meshkit.policy import Policy, Switches, process_switches
 from meshkit.policy.runtime import members
-from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
+from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress
 from meshkit.protocol.frames import TRACE_CONTEXT_SIZE, Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
@@ -448,8 +448,8 @@ class Client:
             avoid = call.avoid
             trace = call.trace
             if trace is not None:
-                _check_trace(trace)
-                flags |= _TRACE  # the binary trace context trails the metadata (protocol.md)
+                _check_trace(trace)  # the connection sends it after the metadata (protocol.md)
+        trailer = 0 if trace is None else TRACE_CONTEXT_SIZE
         while True:
             eps = self._static or self._services.get(spec.service)
             if eps is None or not eps.resolved:
@@ -465,7 +465,7 @@ class Client:
                 peer, done = eps.pick(opts.hash_key, tried, opts.balancer)
             try:
                 conn = peer.ready
-                if conn is None or conn._closing or conn.draining:
+                if conn is None or not conn.usable:
                     conn = peer.pick() or await _acquire(peer, deadline, spec)
                     now = loop.time()  # connecting took time: the budget sent must be what is left
                 deadline_ms = None
@@ -480,11 +480,9 @@ class Client:
                     call.peer = peer.address  # as configured or registered: what a retry avoids
                 last = template.last  # the common case, inline: same budget, no extra keys
                 metadata = last[1] if extra is None and last[0] == deadline_ms else template.render(deadline_ms, extra)
-                if trace is not None:
-                    metadata += trace
-                if len(metadata) > self._max_metadata:
-                    raise _metadata_too_large(spec, len(metadata), self.limits)
-                sid, fut = conn.request(metadata, body, flags, deadline)
+                if len(metadata) + trailer > self._max_metadata:
+                    raise _metadata_too_large(spec, len(metadata) + trailer, self.limits)
+                sid, fut = conn.request(metadata, body, flags, deadline, trace)
                 try:
                     frame: Frame = await fut
                 except asyncio.CancelledError:
@@ -573,13 +571,8 @@ def _resend(exc: RpcError, eps: Endpoints, policy: Policy | None) -> bool:
 
 
 def _decode(spec: MethodSpec, frame: Frame, limits: Limits) -> Any:
-    body = frame.body
-    if frame.flags & _COMPRESSED:
-        try:
-            body = decompress(body, limits.max_decompressed_size)
-        except ProtocolError as exc:
-            raise RpcError(StatusCode.INTERNAL, f"result of {spec.qualname} could not be decompressed: {exc}") from None
-    return spec.signature.decode_result(spec.qualname, body, bool(frame.flags & _JSON))
+    """The result a RESPONSE or STREAM_DATA frame carries (the connection inflated its body)."""
+    return spec.signature.decode_result(spec.qualname, frame.body, bool(frame.flags & _JSON))
 
 
 _dynamic_specs: dict[tuple[str, str, bool], MethodSpec] = {}
@@ -666,7 +659,7 @@ class StreamCall:
         trace = None if call is None else call.trace
         if trace is not None:
             _check_trace(trace)
-            flags |= _TRACE
+        trailer = 0 if trace is None else TRACE_CONTEXT_SIZE
         attempt = 0
         tried: Peer | None = None
         while True:
@@ -682,11 +675,9 @@ class StreamCall:
                 # The budget left after connecting: what the server may spend.
                 deadline_ms = None if deadline is None else max(1, int((deadline - loop.time()) * 1000))
                 metadata = spec.template.render(deadline_ms, extra)
-                if trace is not None:
-                    metadata += trace
-                if len(metadata) > client._max_metadata:
-                    raise _metadata_too_large(spec, len(metadata), client.limits)
-                return conn.open_stream(metadata, body, flags, deadline, client._stream_window)
+                if len(metadata) + trailer > client._max_metadata:
+                    raise _metadata_too_large(spec, len(metadata) + trailer, client.limits)
+                return conn.open_stream(metadata, body, flags, deadline, client._stream_window, trace)
             except RpcError as exc:
                 if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps, client.policy):
                     attempt += 1

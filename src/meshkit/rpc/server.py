@@ -19,8 +19,7 @@ from meshkit.discovery.registry import Registry
 from meshkit.errors import DEADLINE_CANCEL_MESSAGE, FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
 from meshkit.policy import Policy, Switches, process_switches
 from meshkit.policy.server import AdmissionRefused
-from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress, decompress
-from meshkit.protocol.frames import HEADER, MAGIC, TRACE_CONTEXT_SIZE, VERSION, Flags, Frame, FrameType, encode_frame
+from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, decode_metadata
@@ -118,22 +117,22 @@ def _fallback_of(service: Service, spec: MethodSpec) -> Any:
 
 
 class _StreamSink:
-    """Server side of one server stream: waits for credit (and socket drain) before each message."""
+    """Server side of one server stream: waits for credit (and socket drain) before each message.
+    The credit itself is the connection's (it counts CREDIT frames); this only waits for it."""
 
-    __slots__ = ("_conn", "_credit", "_json", "_spec", "_waiter", "cancel_requested", "stream_id", "task")
+    __slots__ = ("_conn", "_json", "_spec", "_waiter", "cancel_requested", "stream_id", "task")
 
-    def __init__(self, conn: ServerConnection, stream_id: int, credit: int, json: bool, spec: MethodSpec) -> None:
+    def __init__(self, conn: ServerConnection, stream_id: int, json: bool, spec: MethodSpec) -> None:
         self._conn = conn
         self._spec = spec
         self.stream_id = stream_id
-        self._credit = credit
         self._json = json
         self._waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.cancel_requested: str | None = None
 
-    def add_credit(self, n: int) -> None:
-        self._credit += n
+    def add_credit(self) -> None:
+        """The caller granted more messages (the connection counted them): wake the sender."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -143,20 +142,20 @@ class _StreamSink:
             self.task.cancel(msg)
 
     async def send(self, item: Any) -> None:
-        while self._credit <= 0:
+        proto = self._conn.proto
+        while proto.credit(self.stream_id) <= 0:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        self._credit -= 1
         body = encode_result(item, self._json)
         spec = self._spec
         wrong = spec.signature.check_result(spec.qualname, item, body, self._json)
         if wrong is not None:
             log.error("%s", wrong.message)
             raise wrong  # ends the stream with this error (see Server._fail)
-        self._conn.send(encode_frame(FrameType.STREAM_DATA, self.stream_id, body, b"", _JSON if self._json else 0))
+        self._conn.send(proto.send_stream_data(self.stream_id, body, self._json))
         await self._conn.drain()
 
 
@@ -408,17 +407,7 @@ class Server:
         sid = frame.stream_id
         raw = frame.metadata
         flags = frame.flags
-        trace = None
-        if flags & _TRACE:
-            # The binary trace context trails the metadata map (protocol.md, "Flags").
-            if len(raw) < TRACE_CONTEXT_SIZE:
-                conn.protocol_error(
-                    MalformedFrame(f"TRACE flag on a REQUEST whose metadata is under {TRACE_CONTEXT_SIZE} bytes")
-                )
-                return
-            trace = raw[-TRACE_CONTEXT_SIZE:]
-            raw = raw[:-TRACE_CONTEXT_SIZE]
-            flags ^= _TRACE
+        trace = frame.trace  # split off the metadata by the connection (protocol.md, "Flags")
         cached = self._md_cache.get(raw)
         if cached is not None:
             md = cached.copy()  # a handler or middleware may change its own copy
@@ -459,15 +448,14 @@ class Server:
             # Overloaded: refuse before decoding anything, with a pre-encoded answer. Under 10x
             # load most requests end here, so this path is what keeps goodput up.
             shedder.refuse()
-            conn.send(encode_frame(_ERROR, sid, self.policy.shed_refusal(route.spec.qualname), b"", _NOT_PROCESSED))  # type: ignore[union-attr]
+            refusal = self.policy.shed_refusal(route.spec.qualname)  # type: ignore[union-attr]
+            conn.send(conn.proto.send_error_body(sid, refusal, not_processed=True))
             return
         json = bool(flags & _JSON)
         spec = route.spec
         try:
-            body = frame.body
+            body = frame.body  # inflated by the connection if it came compressed
             if flags:
-                if flags & _COMPRESSED:
-                    body = decompress(body, self.limits.max_decompressed_size)
                 args = spec.signature.decode_args(spec.qualname, body, json)
             else:
                 try:
@@ -543,7 +531,7 @@ class Server:
                 if wrong is not None:
                     _answer_wrong_result(conn, sid, wrong)
                     return
-            conn.send(_pack(_MAGIC, _VERSION, _RESPONSE, 0, 0, sid, len(out)) + out)
+            conn.send(conn.proto.send_response(sid, out))
             return
         except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
             made = stepping[0]
@@ -563,7 +551,7 @@ class Server:
             call = self._make_eager(loop, coro, context, conn, sid, spec, json, flags)
             call.materialize()
         call.yielded = yielded
-        conn.active[sid] = call
+        conn.attach(sid, call)
         if deadline is not None:
             self._wheel.add(call, deadline)  # type: ignore[union-attr]
 
@@ -609,11 +597,7 @@ class Server:
         if wrong is not None:
             _answer_wrong_result(conn, sid, wrong)
             return
-        flags = _JSON if json else 0
-        if req_flags & _COMPRESSED and len(body) >= MIN_COMPRESS_SIZE:
-            body = compress(body)
-            flags |= _COMPRESSED
-        conn.send(encode_frame(_RESPONSE, sid, body, b"", flags))
+        conn.send(conn.proto.send_response(sid, body, json, bool(req_flags & _COMPRESSED)))
 
     def _fail(
         self, conn: ServerConnection, sid: int, spec: MethodSpec, exc: BaseException, requested: str | None
@@ -646,7 +630,7 @@ class Server:
         credit = md.get("credit", 16)
         if type(credit) is not int or credit < 1:
             credit = 16
-        sink = _StreamSink(conn, sid, credit, json, route.spec)
+        sink = _StreamSink(conn, sid, json, route.spec)
         call = Call(route.spec, args, md, conn.peer, ctx.time_remaining())
         call.trace = ctx.trace
         call.stream = sink
@@ -657,7 +641,8 @@ class Server:
             self._run_stream(conn, sid, route, call, sink, ctx), context=context
         )
         sink.task = task
-        conn.active[sid] = sink
+        conn.proto.open_credit(sid, credit)
+        conn.attach(sid, sink)
         if ctx.deadline is not None:
             self._wheel.add(sink, ctx.deadline)  # type: ignore[union-attr]
 
@@ -673,7 +658,7 @@ class Server:
         except BaseException as exc:  # noqa: BLE001
             self._fail(conn, sid, route.spec, exc, sink.cancel_requested)
         else:
-            conn.send(encode_frame(FrameType.STREAM_END, sid))
+            conn.send(conn.proto.send_stream_end(sid))
         finally:
             conn.call_finished(sid)
             if self._wheel is not None:

@@ -1,11 +1,13 @@
-"""The thin asyncio shell around the sans-IO decoder, shared by both ends of a connection.
+"""The thin asyncio shell around the sans-IO :class:`~meshkit.protocol.connection.Connection`,
+shared by both ends of a connection.
 
-It does three things: feeds received bytes to the decoder, writes frames with *hybrid coalescing*,
-and runs keepalive. Hybrid writes: the first frame of a burst (a read, or an event-loop iteration)
-goes to the socket at once, so a lone call pays no extra latency and no extra loop iteration; later
-frames of the burst are joined and written in one syscall when the read has been handled, at the
-end of the iteration, or as soon as 16 of them wait. Joining whole bursts was measured to put
-client and server into lock-step; writing early and in small batches keeps both sides busy.
+It does three things: hands received bytes to the connection and its events to a subclass,
+writes bytes with *hybrid coalescing*, and runs the keepalive timer. Hybrid writes: the first frame
+of a burst (a read, or an event-loop iteration) goes to the socket at once, so a lone call pays no
+extra latency and no extra loop iteration; later frames of the burst are joined and written in one
+syscall when the read has been handled, at the end of the iteration, or as soon as 16 of them
+wait. Joining whole bursts was measured to put client and server into lock-step; writing early and
+in small batches keeps both sides busy.
 """
 
 from __future__ import annotations
@@ -15,12 +17,10 @@ import collections
 import logging
 from typing import Any
 
-from meshkit.errors import InternalError, MetadataTooLarge, ProtocolError
-from meshkit.protocol.decoder import FrameDecoder, Rejected
-from meshkit.protocol.frames import Frame, FrameType, encode_frame
-from meshkit.protocol.keepalive import Keepalive, KeepaliveAction, KeepaliveConfig
+from meshkit.errors import InternalError, ProtocolError
+from meshkit.protocol.connection import Connection, ConnectionBroken, Role
+from meshkit.protocol.keepalive import KeepaliveAction, KeepaliveConfig
 from meshkit.protocol.limits import Limits
-from meshkit.protocol.messages import encode_goaway
 
 log = logging.getLogger("meshkit.transport")
 
@@ -33,7 +33,11 @@ MAX_BATCH_FRAMES = 16
 
 
 class FrameProtocol(asyncio.Protocol):
-    #: Whether frames read while writing is paused wait in a backlog (the server's side does).
+    """An ``asyncio.Protocol`` over one :class:`Connection` (``self.proto``)."""
+
+    #: Which side of the protocol this end speaks.
+    role = Role.CLIENT
+    #: Whether events read while writing is paused wait in a backlog (the server's side does).
     _holds_backlog = False
     #: Whether only whole frames count as a sign of life for keepalive (the server's side does:
     #: a peer trickling the bytes of a frame it never finishes, slowloris, is then closed after
@@ -44,11 +48,8 @@ class FrameProtocol(asyncio.Protocol):
     __slots__ = (
         "_backlog",
         "_closing",
-        "_decoder",
         "_drain_waiters",
         "_flush_scheduled",
-        "_heard",
-        "_keepalive",
         "_keepalive_timer",
         "_loop",
         "_paused",
@@ -61,12 +62,13 @@ class FrameProtocol(asyncio.Protocol):
         "limits",
         "opened_at",
         "peer",
+        "proto",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: Limits, keepalive: KeepaliveConfig | None) -> None:
         self._loop = loop
         self.limits = limits
-        self._decoder = FrameDecoder(limits)
+        self.proto = Connection(self.role, limits, keepalive, loop.time())
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -75,14 +77,12 @@ class FrameProtocol(asyncio.Protocol):
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._closing = True  # until connection_made: nothing to write to yet
-        self._heard = False
-        self._keepalive = Keepalive(keepalive, loop.time()) if keepalive else None
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
         self.peer = "?"
         self.opened_at = 0.0
         self.heard_any = False  # the peer has sent at least one byte: it speaks to us
-        self._backlog: collections.deque[Frame | Rejected] = collections.deque()
+        self._backlog: collections.deque[Any] = collections.deque()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -93,48 +93,36 @@ class FrameProtocol(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple) and len(peername) >= 2:
             self.peer = f"{peername[0]}:{peername[1]}"
-        if self._keepalive is not None:
-            self._keepalive.heard(self._loop.time())
+        keepalive = self.proto.keepalive
+        if keepalive is not None:
+            keepalive.heard(self._loop.time())
             self._arm_keepalive()
 
     def data_received(self, data: bytes) -> None:
+        proto = self.proto
         if not self._whole_frames_are_life:
-            self._heard = True
+            proto.heard = True
         self.heard_any = True
         # A read starts a new burst: the first frame written in answer goes out at once, the rest
         # are joined and written when this read is handled (or at the end of the loop iteration).
         self._wrote_this_tick = False
-        decoder = self._decoder
+        events = proto.receive(data)
         try:
-            frames = decoder.feed(data)
-        except ProtocolError as exc:
-            self.protocol_error(exc)
-            return
-        if frames or decoder.rejected:
-            self._heard = True
-        items: list[Any] = frames
-        handle: Any = self.frame_received
-        if decoder.rejected:  # rare: frames skipped for oversized metadata, handled in wire order
-            items = _in_wire_order(frames, decoder.rejected)
-            decoder.rejected = []
-            handle = self.handle_item
-        try:
-            for index, frame in enumerate(items):
-                handle(frame)
-                if self._closing:
-                    return
-                if self._paused and self._holds_backlog:
-                    # The peer is not reading our answers: keep the rest for resume_writing().
-                    self._backlog.extend(items[index + 1 :])
-                    break
-            if self._pending:
-                self._flush()
+            self.events_received(events)
         except ProtocolError as exc:
             self.protocol_error(exc)
         except Exception as exc:
             # A bug must not leave a half-handled connection behind: log it, close this one only.
             log.exception("error handling a frame from %s; closing the connection", self.peer)
             self.protocol_error(InternalError(f"{type(exc).__name__}: {exc}"))
+        if proto.outgoing and not self._closing:
+            self.send(proto.take_outgoing())
+        if self._pending:
+            self._flush()
+
+    def events_received(self, events: list[Any]) -> None:
+        """Handle what the connection made of a read (the subclass's business)."""
+        raise NotImplementedError
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -165,15 +153,12 @@ class FrameProtocol(asyncio.Protocol):
         self._drain_waiters.clear()
 
     # -- for subclasses --------------------------------------------------------------------
-    def frame_received(self, frame: Frame) -> None:
-        raise NotImplementedError
-
     def lost(self, exc: Exception | None) -> None:
         """The connection is gone; fail or finish whatever depends on it."""
 
     # -- writing ---------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or not data:
             return
         if not self._wrote_this_tick:
             # First frame of a burst: to the socket at once, so a lone call waits for nothing.
@@ -234,52 +219,33 @@ class FrameProtocol(asyncio.Protocol):
     def protocol_error(self, exc: ProtocolError) -> None:
         """The peer broke the protocol: tell it why in a GOAWAY, then close this connection only."""
         log.warning("protocol error from %s: %s; closing the connection", self.peer, exc)
+        proto = self.proto
+        if not proto.closed:
+            proto.protocol_error(exc)
         if not self._closing and self._transport is not None:
             self._end_tick()
-            self._transport.write(
-                encode_frame(
-                    FrameType.GOAWAY,
-                    0,
-                    encode_goaway(self.goaway_last_stream_id(), exc.code, f"protocol error: {exc}"),
-                )
-            )
+            self._transport.write(proto.take_outgoing())
         self.close()
 
-    def handle_item(self, item: Frame | Rejected) -> None:
-        """A decoded frame, or one the decoder skipped (from a read or the backlog)."""
-        if type(item) is Rejected:
-            self.frame_rejected(item)
-        else:
-            self.frame_received(item)  # type: ignore[arg-type]
-
-    def frame_rejected(self, rejected: Rejected) -> None:
-        """A frame whose metadata is over this side's limit was skipped. By default that ends the
-        connection; the server refuses just that call, the client fails just that call."""
-        self.protocol_error(
-            MetadataTooLarge(
-                f"frame metadata of {rejected.metadata_length} bytes is over the limit of "
-                f"{self.limits.max_metadata_size} bytes"
-            )
-        )
+    def broken(self, event: ConnectionBroken) -> None:
+        """The connection found the peer breaking the protocol (its GOAWAY is queued)."""
+        self.protocol_error(event.error)
 
     # -- keepalive -------------------------------------------------------------------------
     def _arm_keepalive(self) -> None:
-        assert self._keepalive is not None
-        when = self._keepalive.next_check(self._loop.time())
+        keepalive = self.proto.keepalive
+        assert keepalive is not None
+        when = keepalive.next_check(self._loop.time())
         self._keepalive_timer = self._loop.call_at(when, self._keepalive_tick)
 
     def _keepalive_tick(self) -> None:
         self._keepalive_timer = None
-        keepalive = self._keepalive
-        if self._closing or keepalive is None:
+        proto = self.proto
+        if self._closing or proto.keepalive is None:
             return
-        now = self._loop.time()
-        if self._heard:
-            self._heard = False
-            keepalive.heard(now)
-        action = keepalive.tick(now)
+        action = proto.tick(self._loop.time())
         if action is KeepaliveAction.SEND_PING:
-            self.send(encode_frame(FrameType.PING, 0, int(now * 1e6).to_bytes(8, "big")))
+            self.send(proto.take_outgoing())
         elif action is KeepaliveAction.PEER_DEAD:
             self.peer_dead()
             return
@@ -290,24 +256,5 @@ class FrameProtocol(asyncio.Protocol):
         log.warning("peer %s sent nothing within the keepalive timeout; closing", self.peer)
         self.abort()
 
-    def answer_ping(self, frame: Frame) -> None:
-        self.send(encode_frame(FrameType.PONG, 0, frame.body))
-
-    def goaway_last_stream_id(self) -> int:
-        """What a GOAWAY from this side reports as processed; streams above it are safe to retry."""
-        return 0
-
     def extra(self, name: str) -> Any:
         return self._transport.get_extra_info(name) if self._transport is not None else None
-
-
-def _in_wire_order(frames: list[Frame], rejected: list[Rejected]) -> list[Frame | Rejected]:
-    """The frames of one read with the skipped ones put back where they were on the wire."""
-    items: list[Frame | Rejected] = []
-    position = 0
-    for skipped in rejected:
-        items.extend(frames[position : skipped.before])
-        position = max(position, skipped.before)
-        items.append(skipped)
-    items.extend(frames[position:])
-    return items

@@ -9,34 +9,30 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import Any
 
-from meshkit.errors import BadMagic, MalformedFrame, ProtocolError, RpcError, StatusCode
-from meshkit.protocol.decoder import Rejected
-from meshkit.protocol.frames import HEADER, MAGIC, VERSION, Flags, Frame, FrameType, encode_frame
+from meshkit.errors import BadMagic, ProtocolError, RpcError, StatusCode
+from meshkit.protocol.connection import (
+    OPENING_PING,
+    ConnectionBroken,
+    GoAwayReceived,
+    PongReceived,
+    Role,
+    decode_error_frame,
+)
+from meshkit.protocol.frames import Frame, FrameType
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
-from meshkit.protocol.messages import decode_error, decode_goaway, encode_credit
 from meshkit.transport.base import FrameProtocol
 from meshkit.transport.deadlines import DeadlineWheel
 
 log = logging.getLogger("meshkit.transport")
 
-_REQUEST = int(FrameType.REQUEST)
 _RESPONSE = int(FrameType.RESPONSE)
 _ERROR = int(FrameType.ERROR)
 _STREAM_DATA = int(FrameType.STREAM_DATA)
-_STREAM_END = int(FrameType.STREAM_END)
-_NOT_PROCESSED = Flags.NOT_PROCESSED
-_encode = encode_frame
-_pack = HEADER.pack
-_MAGIC = MAGIC
-_VERSION = VERSION
+_Frame = Frame
+_tuple: Any = tuple
 
-#: The first frame a client sends on a new connection: a PING whose opaque body holds a blank
-#: line. A meshkit server answers it with a PONG (``spoke_meshkit``); a server of a text protocol
-#: (HTTP/1, Redis, SMTP...) reads the frame up to that line and answers at once with an error in
-#: its own protocol, which fails the calls as "not a meshkit server" instead of leaving them
-#: waiting for their deadline.
-OPENING_PING = encode_frame(FrameType.PING, 0, b"MK\r\n\r\n\r\n")
+__all__ = ["DEFAULT_STREAM_WINDOW", "OPENING_PING", "ClientConnection", "StreamReceiver", "connect"]
 
 #: How many stream messages the caller allows in flight before it must send CREDIT.
 DEFAULT_STREAM_WINDOW = 64
@@ -46,14 +42,15 @@ class StreamReceiver:
     """Caller-side buffer of one server stream with credit-based flow control.
 
     The caller grants ``window`` messages up front and tops the grant up by CREDIT frames as it
-    consumes them, so a fast producer can never fill a slow consumer's memory.
+    consumes them, so a fast producer can never fill a slow consumer's memory (the connection
+    counts the credit and refuses a peer that sends past it).
     """
 
     __slots__ = ("_conn", "_consumed", "_done", "_error", "_items", "_waiter", "stream_id", "window")
 
-    def __init__(self, conn: ClientConnection, stream_id: int, window: int) -> None:
+    def __init__(self, conn: ClientConnection, window: int) -> None:
         self._conn = conn
-        self.stream_id = stream_id
+        self.stream_id = 0
         self.window = window
         self._items: collections.deque[Frame] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -67,8 +64,6 @@ class StreamReceiver:
             waiter.set_result(None)
 
     def feed(self, frame: Frame) -> None:
-        if len(self._items) >= self.window:
-            raise MalformedFrame(f"stream {self.stream_id}: peer sent more messages than the granted credit")
         self._items.append(frame)
         self._wake()
 
@@ -92,7 +87,7 @@ class StreamReceiver:
         frame = self._items.popleft()
         self._consumed += 1
         if self._consumed * 2 >= self.window and not self._done:
-            self._conn.send(_encode(FrameType.CREDIT, self.stream_id, encode_credit(self._consumed)))
+            self._conn.send(self._conn.proto.send_credit(self.stream_id, self._consumed))
             self._consumed = 0
         return frame
 
@@ -109,20 +104,17 @@ class ClientConnection(FrameProtocol):
     is lost, so the pool can replace it.
     """
 
+    role = Role.CLIENT
     __slots__ = (
         "_compact_at",
         "_deadline_timer",
         "_deadlines",
         "_last_deadline",
-        "_next_id",
         "_on_state_change",
         "_probe",
         "_wheel",
         "_wheel_used",
         "broken_by",
-        "draining",
-        "last_stream_id",
-        "pending",
         "spoke_meshkit",
         "went_silent",
     )
@@ -136,10 +128,6 @@ class ClientConnection(FrameProtocol):
         deadline_resolution: float = 0.005,
     ) -> None:
         super().__init__(loop, limits, keepalive)
-        self.pending: dict[int, asyncio.Future[Frame] | StreamReceiver] = {}
-        self._next_id = 1
-        self.draining = False
-        self.last_stream_id = 0
         self._on_state_change = on_state_change
         #: Keepalive found the server silent (not a reset, not a close): it may be hung or cut off.
         self.went_silent = False
@@ -163,40 +151,39 @@ class ClientConnection(FrameProtocol):
         self._wheel_used = False
 
     @property
+    def pending(self) -> dict[int, Any]:
+        """Calls in flight by stream id -> their future or :class:`StreamReceiver`."""
+        return self.proto.streams
+
+    @property
+    def draining(self) -> bool:
+        return self.proto.draining
+
+    @property
+    def last_stream_id(self) -> int:
+        return self.proto.last_stream_id
+
+    @property
     def in_flight(self) -> int:
-        return len(self.pending)
+        return len(self.proto.streams)
 
     @property
     def usable(self) -> bool:
-        return not self._closing and not self.draining
+        return not self._closing and not self.proto.draining
 
     @property
     def has_capacity(self) -> bool:
-        return len(self.pending) < self.limits.max_concurrent_streams
-
-    def _allocate_id(self) -> int:
-        """The next free stream id in 1..2^32-2, wrapping (the fast path in request() inlines this)."""
-        sid = self._next_id
-        pending = self.pending
-        while sid in pending or not 0 < sid < 0xFFFFFFFF:
-            sid = sid + 1 if 0 < sid < 0xFFFFFFFE else 1
-        self._next_id = sid + 1
-        return sid
+        return self.proto.has_capacity
 
     def request(
-        self, metadata: bytes, body: bytes, flags: int, deadline: float | None
+        self, metadata: bytes, body: bytes, flags: int, deadline: float | None, trace: bytes | None = None
     ) -> tuple[int, asyncio.Future[Frame]]:
         """Send a unary REQUEST; the future resolves to the RESPONSE frame or fails with RpcError."""
-        if self._closing or self.draining:
+        proto = self.proto
+        if self._closing or proto.draining:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
-        pending = self.pending
-        sid = self._next_id
-        if sid in pending or sid >= 0xFFFFFFFF:
-            sid = self._allocate_id()
-        else:
-            self._next_id = sid + 1
         fut: asyncio.Future[Frame] = self._loop.create_future()
-        pending[sid] = fut
+        sid, data = proto.send_request(metadata, body, flags, fut, trace)
         if deadline is not None:
             # Inline copy of the common case of _track_deadline: an in-order deadline, timer armed.
             if deadline >= self._last_deadline and self._deadline_timer is not None:
@@ -207,7 +194,7 @@ class ClientConnection(FrameProtocol):
                     self._compact_deadlines()
             else:
                 self._track_deadline(sid, deadline)
-        self.send(b"".join((_pack(_MAGIC, _VERSION, _REQUEST, flags, len(metadata), sid, len(body)), metadata, body)))
+        self.send(data)
         return sid, fut
 
     def _track_deadline(self, sid: int, deadline: float) -> None:
@@ -226,7 +213,7 @@ class ClientConnection(FrameProtocol):
     def _compact_deadlines(self) -> None:
         """Drop finished calls from the FIFO. The next compaction waits until the FIFO has grown by
         the calls now in flight plus 1024, so the work per call stays constant."""
-        pending = self.pending
+        pending = self.proto.streams
         self._deadlines = collections.deque(e for e in self._deadlines if e[1] in pending)
         self._compact_at = 2 * len(self._deadlines) + 1024
 
@@ -235,7 +222,7 @@ class ClientConnection(FrameProtocol):
         self._deadline_timer = None
         now = self._loop.time()
         queue = self._deadlines
-        pending = self.pending
+        pending = self.proto.streams
         while queue:
             deadline, sid = queue[0]
             if sid not in pending:
@@ -249,24 +236,31 @@ class ClientConnection(FrameProtocol):
             self._deadline_timer = self._loop.call_at(queue[0][0], self._sweep_deadlines)
 
     def open_stream(
-        self, metadata: bytes, body: bytes, flags: int, deadline: float | None, window: int
+        self,
+        metadata: bytes,
+        body: bytes,
+        flags: int,
+        deadline: float | None,
+        window: int,
+        trace: bytes | None = None,
     ) -> StreamReceiver:
-        if self._closing or self.draining:
+        if self._closing or self.proto.draining:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
-        sid = self._allocate_id()
-        receiver = StreamReceiver(self, sid, window)
-        self.pending[sid] = receiver
+        receiver = StreamReceiver(self, window)
+        sid, data = self.proto.send_request(metadata, body, flags, receiver, trace, window)
+        receiver.stream_id = sid
         if deadline is not None:
             self._track_deadline(sid, deadline)
-        self.send(_encode(_REQUEST, sid, body, metadata, flags | Flags.STREAM))
+        self.send(data)
         return receiver
 
     def cancel_stream(self, stream_id: int) -> None:
         """The caller gave up on a call: forget it and tell the server to stop the handler."""
-        if self.pending.pop(stream_id, None) is not None:
+        data = self.proto.send_cancel(stream_id)
+        if data:
             if self._wheel_used:
                 self._wheel.discard(stream_id)
-            self.send(_encode(FrameType.CANCEL, stream_id))
+            self.send(data)
             self._maybe_finish_drain()
 
     def _expire(self, stream_id: int) -> None:
@@ -274,127 +268,70 @@ class ClientConnection(FrameProtocol):
         # so the server holds the same one and stops the handler itself (a moment later: transit
         # is not deducted), answering, logging and counting it as DEADLINE_EXCEEDED. A CANCEL
         # would race that and make the server see a caller who merely gave up.
-        self._fail(
-            stream_id,
-            RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the answer"),
-            cancel=False,
-        )
+        self._fail(stream_id, RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the answer"))
 
-    def frame_rejected(self, rejected: Rejected) -> None:
-        """An answer whose metadata is over this client's limit: fail that call, keep the
-        connection. An ERROR that says "not processed" keeps saying so (a retry is safe)."""
-        sid = rejected.stream_id
-        ftype = rejected.type
-        if sid == 0 or ftype not in (_RESPONSE, _ERROR, _STREAM_DATA, _STREAM_END):
-            super().frame_rejected(rejected)
-            return
-        if self._wheel_used:
-            self._wheel.discard(sid)
-        self._fail(
-            sid,
-            RpcError(
-                StatusCode.RESOURCE_EXHAUSTED,
-                f"the answer's metadata of {rejected.metadata_length} bytes is over this client's limit of "
-                f"{self.limits.max_metadata_size} bytes",
-                not_processed=ftype == _ERROR and bool(rejected.flags & _NOT_PROCESSED),
-            ),
-            cancel=ftype == _STREAM_DATA,  # the other kinds end the call on the server's side already
-        )
-
-    def _fail(self, stream_id: int, err: RpcError, cancel: bool = True) -> None:
-        """End a call in flight with ``err`` (and, with ``cancel``, tell the server to stop)."""
-        entry = self.pending.pop(stream_id, None)
+    def _fail(self, stream_id: int, err: RpcError) -> None:
+        """End a call in flight with ``err`` without telling the server."""
+        entry = self.proto.forget(stream_id)
         if entry is None:
             return
-        if isinstance(entry, StreamReceiver):
-            entry.finish(err)
-        elif not entry.done():
-            entry.set_exception(err)
-        if cancel:
-            self.send(_encode(FrameType.CANCEL, stream_id))
+        _end(entry, err)
         self._maybe_finish_drain()
 
-    def frame_received(self, frame: Frame) -> None:
-        ftype = frame.type
-        if ftype in (_RESPONSE, _ERROR):
-            entry = self.pending.pop(frame.stream_id, None)
-            if entry is None:
-                return  # answer to a call that was cancelled or timed out: expected, ignore
-            if self._wheel_used:
-                self._wheel.discard(frame.stream_id)
-            if isinstance(entry, StreamReceiver):
-                if ftype == _ERROR:
-                    entry.finish(decode_error(frame.body, not_processed=bool(frame.flags & _NOT_PROCESSED)))
+    def events_received(self, events: list[Any]) -> None:
+        wheel_used = self._wheel_used
+        for event in events:
+            if event.__class__ is _tuple:
+                sid, item, entry = event
+                if wheel_used:
+                    self._wheel.discard(sid)
+                if item.__class__ is _Frame:
+                    ftype = item.type
+                    if ftype == _RESPONSE:
+                        if not entry.done():
+                            entry.set_result(item)
+                    elif ftype == _STREAM_DATA:
+                        entry.feed(item)
+                    elif ftype == _ERROR:
+                        _end(entry, decode_error_frame(item))
+                    else:  # STREAM_END
+                        entry.finish()
                 else:
-                    entry.finish(MalformedFrame("RESPONSE on a streaming call"))
-            elif not entry.done():
-                if ftype == _RESPONSE:
-                    entry.set_result(frame)
-                else:
-                    entry.set_exception(decode_error(frame.body, not_processed=bool(frame.flags & _NOT_PROCESSED)))
-            if self.draining:
-                self._maybe_finish_drain()
-        elif ftype in (_STREAM_DATA, _STREAM_END):
-            entry = self.pending.get(frame.stream_id)
-            if entry is None:
-                return
-            if not isinstance(entry, StreamReceiver):
-                self.protocol_error(MalformedFrame(f"stream frame on unary call {frame.stream_id}"))
-                return
-            if ftype == _STREAM_DATA:
-                try:
-                    entry.feed(frame)
-                except ProtocolError as exc:
-                    self.protocol_error(exc)
+                    _end(entry, item)
             else:
-                del self.pending[frame.stream_id]
-                if self._wheel_used:
-                    self._wheel.discard(frame.stream_id)
-                entry.finish()
-                self._maybe_finish_drain()
-        elif ftype == FrameType.PING:
-            self.answer_ping(frame)
-        elif ftype == FrameType.PONG:
+                self._event(event)
+                if self._closing:
+                    return
+        if self.proto.draining:
+            self._maybe_finish_drain()
+
+    def _event(self, event: Any) -> None:
+        kind = event.__class__
+        if kind is PongReceived:
             self.spoke_meshkit = True
             if self._probe is not None and not self._probe.done():
                 self._probe.set_result(None)  # otherwise: any frame already counts as a sign of life
-        elif ftype == FrameType.GOAWAY:
-            self._goaway(frame)
-        else:
-            self.protocol_error(MalformedFrame(f"a server does not send {FrameType(ftype).name} frames"))
-
-    def _goaway(self, frame: Frame) -> None:
-        try:
-            body = decode_goaway(frame.body)
-        except ProtocolError as exc:
-            self.protocol_error(exc)
-            return
-        self.draining = True
-        self.last_stream_id = body.last_stream_id
-        if body.code:
-            log.warning("server %s sent GOAWAY: %s %s", self.peer, StatusCode(body.code).name, body.message)
-        # Streams the server never saw are safe to send elsewhere: fail them as not processed.
-        unprocessed = [sid for sid in self.pending if sid > body.last_stream_id]
-        for sid in unprocessed:
-            entry = self.pending.pop(sid)
-            self._wheel.discard(sid)
-            err = RpcError(StatusCode.UNAVAILABLE, f"server {self.peer} is going away", not_processed=True)
-            if isinstance(entry, StreamReceiver):
-                entry.finish(err)
-            elif not entry.done():
-                entry.set_exception(err)
-        if self._on_state_change is not None:
-            self._on_state_change(self)
-        self._maybe_finish_drain()
+        elif kind is GoAwayReceived:
+            if event.code:
+                log.warning("server %s sent GOAWAY: %s %s", self.peer, StatusCode(event.code).name, event.message)
+            # Streams the server never saw are safe to send elsewhere: fail them as not processed.
+            for entry in event.unprocessed:
+                _end(entry, RpcError(StatusCode.UNAVAILABLE, f"server {self.peer} is going away", not_processed=True))
+            if self._on_state_change is not None:
+                self._on_state_change(self)
+            self._maybe_finish_drain()
+        elif kind is ConnectionBroken:
+            self.broken(event)
 
     def _maybe_finish_drain(self) -> None:
-        if self.draining and not self.pending:
+        if self.proto.draining and not self.proto.streams:
             self.close()
 
     @property
     def probe_timeout(self) -> float:
         """How long ``probe`` waits: the keepalive timeout (the same patience as for a PING)."""
-        return self._keepalive.config.timeout if self._keepalive is not None else KeepaliveConfig().timeout
+        keepalive = self.proto.keepalive
+        return keepalive.config.timeout if keepalive is not None else KeepaliveConfig().timeout
 
     async def probe(self, timeout: float) -> bool:
         """Send a PING and wait up to ``timeout`` for the answer: does the server answer at all?
@@ -407,7 +344,7 @@ class ClientConnection(FrameProtocol):
         if self.heard_any:
             return True
         probe = self._probe = self._loop.create_future()
-        self.send(encode_frame(FrameType.PING, 0, int(self._loop.time() * 1e6).to_bytes(8, "big")))
+        self.send(self.proto.send_ping(int(self._loop.time() * 1e6).to_bytes(8, "big")))
         try:
             async with asyncio.timeout(timeout):
                 await probe
@@ -458,13 +395,8 @@ class ClientConnection(FrameProtocol):
             self._deadline_timer.cancel()
             self._deadline_timer = None
         self._deadlines.clear()
-        pending, self.pending = self.pending, {}
-        for entry in pending.values():
-            err = self.loss_error(exc)
-            if isinstance(entry, StreamReceiver):
-                entry.finish(err)
-            elif not entry.done():
-                entry.set_exception(err)
+        for entry in self.proto.close():
+            _end(entry, self.loss_error(exc))
         if self._on_state_change is not None:
             self._on_state_change(self)
 
@@ -503,3 +435,11 @@ async def connect(
         ) from None
     protocol.send(OPENING_PING)
     return protocol
+
+
+def _end(entry: Any, error: BaseException) -> None:
+    """Fail one call in flight: a unary call's future or a stream's receiver."""
+    if entry.__class__ is StreamReceiver:
+        entry.finish(error)
+    elif not entry.done():
+        entry.set_exception(error)

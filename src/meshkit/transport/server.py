@@ -12,23 +12,20 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from meshkit.errors import MalformedFrame, ProtocolError, StatusCode
-from meshkit.protocol.decoder import Rejected
-from meshkit.protocol.frames import Flags, Frame, FrameType, encode_frame
+from meshkit.errors import StatusCode
+from meshkit.protocol.connection import Cancelled, ConnectionBroken, CreditGranted, Role
+from meshkit.protocol.frames import Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
-from meshkit.protocol.messages import decode_credit, encode_error, encode_goaway
 from meshkit.transport.base import FrameProtocol
 
 log = logging.getLogger("meshkit.transport")
 
-_REQUEST = int(FrameType.REQUEST)
-_ERROR = int(FrameType.ERROR)
-_NOT_PROCESSED = int(Flags.NOT_PROCESSED)
+_Frame = Frame
 
 
 class StreamHandle(Protocol):
-    """What the server keeps per running call: something it can cancel, maybe grant credit to."""
+    """What the server keeps per running call: something it can cancel, maybe wake for credit."""
 
     def cancel(self, msg: Any = None) -> Any: ...
 
@@ -38,9 +35,12 @@ class Dispatcher(Protocol):
 
 
 class ServerConnection(FrameProtocol):
+    """The server's end: REQUEST frames go to the dispatcher, everything else is the connection's."""
+
+    role = Role.SERVER
     _holds_backlog = True
     _whole_frames_are_life = True
-    __slots__ = ("_dispatch", "_on_close", "_on_open", "active", "draining", "last_stream_id")
+    __slots__ = ("_dispatch", "_on_close", "_on_open")
 
     def __init__(
         self,
@@ -55,89 +55,60 @@ class ServerConnection(FrameProtocol):
         self._dispatch = dispatch
         self._on_open = on_open
         self._on_close = on_close
-        #: Calls whose handler is still running (suspended at least once), by stream id.
-        self.active: dict[int, StreamHandle] = {}
-        self.draining = False
-        self.last_stream_id = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._on_open(self)
 
-    def frame_received(self, frame: Frame) -> None:
-        ftype = frame.type
-        if ftype == _REQUEST:
-            sid = frame.stream_id
-            if sid == 0:
-                self.protocol_error(MalformedFrame("REQUEST on stream 0"))
-                return
-            if sid in self.active:
-                self.protocol_error(MalformedFrame(f"REQUEST reuses stream {sid}, which is still open"))
-                return
-            if self.draining:
-                self.send_error(sid, StatusCode.UNAVAILABLE, "server is shutting down", not_processed=True)
-                return
-            if len(self.active) >= self.limits.max_concurrent_streams:
-                self.send_error(
-                    sid,
-                    StatusCode.RESOURCE_EXHAUSTED,
-                    f"too many concurrent calls on this connection (limit {self.limits.max_concurrent_streams})",
-                    not_processed=True,
-                )
-                return
-            if sid > self.last_stream_id:
-                self.last_stream_id = sid
-            self._dispatch(self, frame)
-        elif ftype == FrameType.CANCEL:
-            handle = self.active.pop(frame.stream_id, None)
-            if handle is not None:
-                handle.cancel("cancelled by caller")
-        elif ftype == FrameType.CREDIT:
-            handle = self.active.get(frame.stream_id)
-            if handle is not None and hasattr(handle, "add_credit"):
-                try:
-                    handle.add_credit(decode_credit(frame.body))
-                except ProtocolError as exc:
-                    self.protocol_error(exc)
-        elif ftype == FrameType.PING:
-            self.answer_ping(frame)
-        elif ftype == FrameType.PONG or ftype == FrameType.GOAWAY:
-            pass
-        else:
-            self.protocol_error(MalformedFrame(f"a client does not send {FrameType(ftype).name} frames"))
+    @property
+    def active(self) -> dict[int, Any]:
+        """Open calls by stream id -> their handle (None while a call runs its first step)."""
+        return self.proto.streams
 
-    def frame_rejected(self, rejected: Rejected) -> None:
-        """A call whose metadata is over the limit: refuse that call, keep the connection (other
-        callers' calls share it; the frame's framing was intact, so nothing is lost)."""
-        sid = rejected.stream_id
-        if rejected.type != _REQUEST or sid == 0 or sid in self.active:
-            super().frame_rejected(rejected)
-            return
-        if self.draining:
-            self.send_error(sid, StatusCode.UNAVAILABLE, "server is shutting down", not_processed=True)
-            return
-        # INVALID_ARGUMENT, not RESOURCE_EXHAUSTED: sending it again (another instance, a retry
-        # policy) would be refused the same way; the caller must send less.
-        self.send_error(
-            sid,
-            StatusCode.INVALID_ARGUMENT,
-            f"call metadata of {rejected.metadata_length} bytes is over this server's limit of "
-            f"{self.limits.max_metadata_size} bytes",
-            not_processed=True,
-        )
+    @property
+    def draining(self) -> bool:
+        return self.proto.draining
+
+    @property
+    def last_stream_id(self) -> int:
+        return self.proto.last_stream_id
+
+    def events_received(self, events: list[Any]) -> None:
+        dispatch = self._dispatch
+        for index, event in enumerate(events):
+            if event.__class__ is _Frame:
+                dispatch(self, event)
+            else:
+                self._event(event)
+            if self._closing:
+                return
+            if self._paused:
+                # The peer is not reading our answers: keep the rest for resume_writing().
+                self._backlog.extend(events[index + 1 :])
+                return
+
+    def _event(self, event: Any) -> None:
+        kind = event.__class__
+        if kind is Cancelled:
+            if event.attachment is not None:
+                event.attachment.cancel("cancelled by caller")
+        elif kind is CreditGranted:
+            if event.attachment is not None:
+                event.attachment.add_credit()
+        elif kind is ConnectionBroken:
+            self.broken(event)
+        # PongReceived, GoAwayReceived: nothing to do on this side
+
+    def attach(self, stream_id: int, handle: StreamHandle) -> None:
+        """``handle`` runs the call on ``stream_id``: a CANCEL, a stop or a loss reaches it. A
+        stream already closed (its CANCEL came in the same read as its REQUEST) cancels it now."""
+        if not self.proto.attach(stream_id, handle):
+            handle.cancel("cancelled by caller")
 
     def send_error(
         self, stream_id: int, code: StatusCode, message: str, details: Any = None, *, not_processed: bool = False
     ) -> None:
-        self.send(
-            encode_frame(
-                _ERROR, stream_id, encode_error(code, message, details), b"", _NOT_PROCESSED if not_processed else 0
-            )
-        )
-
-    def goaway_last_stream_id(self) -> int:
-        # Everything up to the highest stream seen may have run: only later ones are safe to retry.
-        return self.last_stream_id
+        self.send(self.proto.send_error(stream_id, code, message, details, not_processed=not_processed))
 
     def pause_writing(self) -> None:
         # A peer that does not read must not make us buffer without bound: stop reading its
@@ -150,27 +121,33 @@ class ServerConnection(FrameProtocol):
         super().resume_writing()
         backlog = self._backlog
         while backlog and not self._paused and not self._closing:
-            self.handle_item(backlog.popleft())
+            event = backlog.popleft()
+            if event.__class__ is _Frame:
+                self._dispatch(self, event)
+            else:
+                self._event(event)
+        if self._pending:
+            self._flush()
         if self._transport is not None and not self._closing and not self._paused:
             self._transport.resume_reading()
 
     def start_drain(self) -> None:
         """Refuse new calls from here on; tell the client which ones will still be answered."""
-        if self.draining or self._closing:
+        if self.proto.draining or self._closing:
             return
-        self.draining = True
-        self.send(encode_frame(FrameType.GOAWAY, 0, encode_goaway(self.last_stream_id)))
+        self.send(self.proto.send_goaway())
         # The client closes once its last answer arrives. Closing from this side while requests
         # may still be in the socket would make the kernel send RST and drop answers already
         # written, so the server closes only when the grace period runs out.
 
     def call_finished(self, stream_id: int) -> None:
-        self.active.pop(stream_id, None)
+        """A call's handler is done; forget its stream if no answer closed it (a cancelled call)."""
+        self.proto.forget(stream_id)
 
     def lost(self, exc: Exception | None) -> None:
-        active, self.active = self.active, {}
-        for handle in active.values():
-            handle.cancel("connection lost")
+        for handle in self.proto.close():
+            if handle is not None:
+                handle.cancel("connection lost")
         self._on_close(self)
 
 
@@ -222,8 +199,9 @@ class Listener:
             await asyncio.wait(waiters, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED)
         cancelled = 0
         for conn in list(self.connections):
-            cancelled += len(conn.active)
-            for sid, handle in list(conn.active.items()):
+            running = [(sid, handle) for sid, handle in conn.active.items() if handle is not None]
+            cancelled += len(running)
+            for sid, handle in running:
                 handle.cancel("server stopped")
                 conn.send_error(sid, StatusCode.UNAVAILABLE, "server stopped before the call finished")
             conn.close()
