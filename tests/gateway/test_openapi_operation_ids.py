@@ -1,10 +1,6 @@
-"""Review of the gateway's OpenAPI document.
-
-``openapi.build`` names each operation ``{method}_{service}_{method}_{len(paths)}``: the count of
-distinct paths so far, which does not change for a route on a path already listed. So two routes
-of the same HTTP method to the same call, the first on a path that another method already has,
-get the same ``operationId`` (OpenAPI 3.1 4.8.10: "The id MUST be unique among all operations");
-generated clients then drop or rename one of them.
+"""Every operation in the gateway's OpenAPI document has its own ``operationId`` (OpenAPI 3.1
+4.8.10: "The id MUST be unique among all operations"), including two routes of the same HTTP method
+to the same call, the first on a path another method also has.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""Review of the gateway's connection limits: what a client can hold or make it buffer.
+"""What a client connection can hold or make the gateway buffer:
 
-``server.py`` promises the timeouts a public entry point needs, but:
-
-- ``header_timeout`` is disarmed once the request head is in, and ``idle_timeout`` (uvicorn's
-  keep-alive timeout) only runs between requests, so a body that is announced and never sent
-  (``Content-Length: 100``, one byte) holds the connection and a request task for ever: the
-  slowloris the header timeout was meant to stop, one step later (on any public POST route,
-  before any credential is needed there);
-- nothing bounds the request head: ``h11_max_incomplete_event_size`` applies to h11 only, and the
-  gateway runs httptools, which buffers a header of any size (a megabyte-long header is answered
-  200), so each connection can make the gateway hold as much memory as it can send in
-  ``header_timeout``.
+- a body that is announced and never sent (``Content-Length: 100``, one byte) does not hold the
+  connection and its request for ever: the connection is cut off;
+- a request head of a megabyte (one huge header, or twenty thousand small ones) is refused (431,
+  400 or a closed connection), not buffered and answered.
 """
 
 from __future__ import annotations
@@ -105,4 +98,4 @@ async def _status(port: int, request: bytes) -> int:
 async def test_a_request_head_of_a_megabyte_is_refused(head: bytes) -> None:
     async with _gateway() as gw:
         status = await _status(gw.port, b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n" + head + b"Connection: close\r\n\r\n")
-    assert status == 0 or 400 <= status < 500, status  # 431, 400 or a closed connection; today: 200
+    assert status == 0 or 400 <= status < 500, status  # 431, 400 or a closed connection

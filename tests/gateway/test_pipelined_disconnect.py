@@ -1,16 +1,6 @@
-"""Review of "every request of a connection (pipelined ones too) is cancelled when its client leaves,
-a disconnect anywhere in a request is a quiet 499".
-
-HeaderTimeoutProtocol.connection_lost marks each unanswered cycle's *scope* disconnected and cancels
-its task, but only uvicorn's ``self.cycle`` (the newest, queued request) gets uvicorn's own
-``cycle.disconnected = True``. The running request of a pipelined connection is cancelled, the app
-returns quietly without an answer (its 499), and uvicorn's ``run_asgi`` then sees "response not
-started and not disconnected": it logs ``ERROR: ASGI callable returned without starting response.``
-and writes a 500 to the dead transport. Not quiet: an error line per such client.
-
-Fix: in the loop over ``self._cycles`` also set ``cycle.disconnected = True`` (and
-``cycle.message_event.set()``), as uvicorn does for its newest cycle.
-"""
+"""A client that pipelines requests (HTTP/1.1) and then leaves cancels all of them: the request that
+is running, and its backend call, are cancelled rather than left to run for nobody, and it ends as
+a quiet 499, with no error logged by uvicorn."""
 
 from __future__ import annotations
 
@@ -18,6 +8,7 @@ import asyncio
 import logging
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from meshkit import Server
@@ -26,6 +17,41 @@ from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.rpc.middleware import Call, Handler
 from tests.gateway.services import Orders
 from tests.gateway.test_overload import CONFIG
+
+
+async def test_a_client_that_pipelines_and_leaves_cancels_the_running_request() -> None:
+    entered = asyncio.Event()
+    cancelled = asyncio.Event()
+    release = asyncio.Event()
+
+    def held(next_handler: Handler) -> Handler:
+        async def handler(call: Call) -> Any:
+            entered.set()
+            try:
+                await release.wait()  # answers only when the test lets it (teardown)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return await next_handler(call)
+
+        return handler
+
+    async with Server([Orders()], middleware=[held]) as backend:
+        app = GatewayApp(parse(CONFIG.format(address=backend.address)), metrics=GatewayMetrics(CollectorRegistry()))
+        async with GatewayServer(app) as gw:
+            try:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+                request = b"GET /orders/1 HTTP/1.1\r\nhost: x\r\n\r\n"
+                writer.write(request + request)  # pipelined: the second waits for the first
+                await asyncio.wait_for(entered.wait(), 10)
+                assert app.in_progress == 1
+                writer.close()  # the client gives up on both
+                try:
+                    await asyncio.wait_for(cancelled.wait(), 3)
+                except TimeoutError:
+                    pytest.fail(f"the backend call was not cancelled; in progress: {app.in_progress}")
+            finally:
+                release.set()  # let the stray request end so the gateway can stop
 
 
 class _Records(logging.Handler):

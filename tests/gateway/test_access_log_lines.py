@@ -1,11 +1,5 @@
-"""Review of the gateway's access log: a line per request, one line.
-
-``GatewayApp._done`` logs ``scope["path"]``, which uvicorn has already percent-decoded, with
-``%s``: ``/x%0d%0a...`` writes a carriage return and a line feed into the access log, so with the
-default text format (``meshkit gateway`` without ``--log-format json``) any anonymous caller can
-forge whole access-log lines (a fake ``200`` for a route, another peer, another request id).
-split_path refuses the path (400), but only after it was logged as given. The raw path (as sent,
-still encoded) or an escaped one would keep a request to one line.
+"""One request is one access-log line: a path with percent-encoded CR/LF cannot add (forged) lines
+to the access log, and such a path is refused with a 400.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
-"""Review of "a client that disconnects before its answer cancels its request": the server
-cancels the request's task wherever it is suspended, but only ``_route`` is covered by the
-``except asyncio.CancelledError`` that turns it into a quiet 499. A task suspended in a send
-outside it (the ``except _Refusal`` / ``except Exception`` handlers' ``await _error``, preflight,
-``/docs`` and ``/openapi.json``) lets the CancelledError escape the app: uvicorn logs "Exception in
-ASGI application" with a traceback, and ``_done`` never runs (no metrics, no access-log line).
+"""A client that disconnects while its answer is being sent ends as a quiet 499 wherever the
+request's task was suspended (reading the body, sending a refusal, sending the OpenAPI document):
+nothing escapes the app to uvicorn, and the request is counted once.
 
-A send suspends when the connection's writes are paused: e.g. the client did not read a large
-answer on the same keep-alive connection, then sent another request and left. Here the server's
-part is played directly: ``send`` waits, and the task is cancelled with
+A send suspends when the connection's writes are paused (a client that did not read a large
+answer, sent another request on the same keep-alive connection and left). The tests play the
+server's part directly: ``send`` never returns, and the task is cancelled with
 ``scope["meshkit.disconnected"]`` set, as HeaderTimeoutProtocol.connection_lost does."""
 
 from __future__ import annotations
@@ -62,7 +59,7 @@ async def _disconnect_while_answering(
 
 
 async def test_a_disconnect_while_reading_the_body_is_a_quiet_499() -> None:
-    # Control: a task cancelled inside _route (here: waiting for the body) is counted, quietly.
+    # Cancelled while it waits for the body: counted once, quietly.
     escaped, requests = await _disconnect_while_answering(b"/orders/1", block_in_receive=True)
     assert escaped is None
     assert requests == {("GET /orders/{order_id}", "499"): 1}

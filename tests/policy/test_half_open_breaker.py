@@ -90,7 +90,7 @@ async def test_a_probe_failing_with_another_exception_does_not_wedge_the_breaker
         await guard(call())  # the only probe: fails with something else
     failures["mode"] = "ok"
     clock.advance(3600)
-    assert await guard(call()) == "ok"  # today: breaker_open forever (half-open, no probe slot left)
+    assert await guard(call()) == "ok"
 
 
 async def test_a_hedge_refused_by_the_breaker_does_not_abort_the_copy_in_flight() -> None:

@@ -1,10 +1,7 @@
-"""Review of the registry amnesia guard (discovery/amnesia.py, rpc/endpoints.py watch_service):
-the hold is meant to be bounded ("narrower and bounded", "when the TTL has passed the registry's
-view is the view"), but ``AmnesiaGuard.reconnected`` re-holds everything known now, held
-instances included, with a fresh grace period. A watch that reconnects more often than once per
-TTL (a flapping registry connection, an L7 proxy with a short stream timeout, a crash-looping
-registry replica) therefore keeps an instance the registry stopped showing long ago in the view
-for ever, even though the registry keeps answering and never shows it again."""
+"""The amnesia guard's hold is bounded even when the watch keeps reconnecting: an instance
+the registry stopped showing leaves the view once the grace period (the TTL) has passed, however
+often the watch stream breaks and reconnects meanwhile (a flapping registry connection, a proxy
+with a short stream timeout, a crash-looping registry replica)."""
 
 from __future__ import annotations
 

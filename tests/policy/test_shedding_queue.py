@@ -44,7 +44,7 @@ async def test_a_handlers_downstream_refusal_does_not_mark_the_call_not_processe
         with pytest.raises(RpcError) as err:
             await client.proxy(Front).order("x")
     # The handler ran (and wrote an order): the caller must not be told it is safe to resend.
-    assert front.orders == 1  # today: 3 (two transparent re-sends of a non-idempotent call)
+    assert front.orders == 1
     assert not err.value.not_processed
 
 
@@ -73,7 +73,7 @@ async def test_a_queued_call_refused_then_cancelled_does_not_release_a_slot_it_n
         first.send(None)  # the first call ends: its release refuses the stale waiter (-1)
     second.cancel()  # e.g. its deadline fires in the same loop iteration
     await asyncio.gather(second, return_exceptions=True)
-    assert (shedder.in_flight, shedder.queued) == (0, 0)  # today: in_flight == -1
+    assert (shedder.in_flight, shedder.queued) == (0, 0)
 
 
 async def test_two_servers_sharing_a_policy_wake_each_others_queued_calls() -> None:

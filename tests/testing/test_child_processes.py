@@ -1,4 +1,5 @@
-"""Review of meshkit.testing.processes: bugs pinned as strict xfails."""
+"""meshkit.testing.processes: a child that never prints its ready line fails within
+``start_timeout``, and pause/resume/stop reach the service even behind a forking prefix."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Review of the gateway's error answers: what a public caller learns about the inside.
-
-``GatewayApp._route`` answers a failed call with ``exc.message`` as it is, whatever produced it:
-the server's text for a handler's unexpected exception (``"<service>.<method> raised
-ValueError: ..."``, the exception's own text) and the client's own messages, which name the
-internal addresses the gateway calls (``"10.0.3.7:7001 is unreachable ... cannot connect to
-10.0.3.7:7001: [Errno 111] ..."``). A 5xx from the inside should reach an HTTP caller as a generic
-message with the request id (the details belong in the gateway's log, which has them).
+"""A failure inside reaches an HTTP caller without its details: a handler's unexpected exception is
+not described (no exception name or text), and an unreachable backend's address is not revealed.
+The details belong in the gateway's log.
 """
 
 from __future__ import annotations
