@@ -1,4 +1,7 @@
-"""Regressions from the review of the resilience policies: each test pinned a bug before its fix."""
+"""A policy is checked when it is read or built, not when a call first needs it: a wildcard switch,
+shedding values that contradict each other and a shared limit without Redis are PolicyErrors; a
+method rule can override one field of its service's rule (the burst) and inherit the rest; and a
+policy file's switches reach a server that was given its own switch set."""
 
 from __future__ import annotations
 
@@ -40,4 +43,4 @@ def test_policy_file_switches_reach_a_server_given_its_own_switches() -> None:
         server = Server([Stock()], policy=p, switches=Switches())
         assert "stock.reserve" in server.switches
     finally:
-        process_switches().set("stock.reserve", False)  # it leaked into the process-wide set
+        process_switches().set("stock.reserve", False)  # a policy file switches process-wide: undo it

@@ -1,11 +1,12 @@
-"""Review of "Oversized metadata costs one call": a frame skipped for oversized metadata is
-reported to the connection before the frames that came before it in the same read.
+"""Frames skipped for oversized metadata: what a connection does with them does not depend on how TCP
+split the bytes, and the rejection keeps what the frame said.
 
-FrameDecoder.feed returns the whole frames and appends skipped frames to ``rejected`` without
-recording where they fell among them; FrameProtocol.data_received handles every rejected frame
-first, then the frames. So what a connection does depends on how TCP split the bytes: a stream's
-messages that arrived *before* its rejected frame are dropped when both come in one read, and
-delivered when they come in two.
+- A stream's message that arrived before its rejected frame is delivered, then the error, whether
+  both came in one read or in two.
+- A REQUEST reusing a running stream's id is a protocol error (GOAWAY, connection closed), in one
+  read or two.
+- A rejected ERROR frame that carries NOT_PROCESSED fails the call as not processed: the handler
+  never ran, so a retry is safe.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from meshkit.errors import RpcError
-from meshkit.protocol.frames import FrameType, encode_frame
+from meshkit.protocol.frames import Flags, FrameType, encode_frame
 from meshkit.protocol.limits import Limits
 from meshkit.transport.client import ClientConnection
 
@@ -81,7 +84,6 @@ def _server_answers(split: bool) -> list[object]:
     """What a ServerConnection writes for REQUEST 1 (its handler keeps running) followed by a
     REQUEST that reuses stream 1 with oversized metadata."""
     from meshkit.protocol.decoder import FrameDecoder
-    from meshkit.protocol.frames import Flags
     from meshkit.transport.server import ServerConnection
 
     loop = asyncio.new_event_loop()
@@ -114,3 +116,15 @@ def test_a_reused_stream_in_two_reads_is_a_protocol_error() -> None:
 
 def test_a_reused_stream_in_one_read_is_a_protocol_error_too() -> None:
     assert _server_answers(split=False) == [("GOAWAY", 0, False), ("closed", True)]
+
+
+async def test_a_rejected_not_processed_error_keeps_not_processed() -> None:
+    conn = ClientConnection(asyncio.get_running_loop(), Limits(max_metadata_size=50), None)
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
+    sid, fut = conn.request(b"\x80", b"\x80", 0, None)
+    conn.data_received(
+        encode_frame(FrameType.ERROR, sid, b"\x80", b"\x80" + b"m" * 99, Flags.NOT_PROCESSED)  # 100 B > 50
+    )
+    with pytest.raises(RpcError) as caught:
+        await fut
+    assert caught.value.not_processed
