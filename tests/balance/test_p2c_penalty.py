@@ -1,17 +1,7 @@
-"""Review of "p2c: unsampled nodes take the mean of the measured averages when the first one is
-measured".
-
-A failed call is recorded as at least ``failure_penalty`` (0.25 s) and marks the node
-``sampled``. ``_typical_latency`` counts that penalty as a "measured average", so when a node's
-first sample is a failure, every still-unsampled node is raised to the penalty too: the failing
-node and the healthy unsampled ones now cost the same, and the next burst of calls is split
-between them (5 of 10 here) instead of avoiding the node that just failed (0 of 10 before the
-commit, when the others kept their 10 ms guess). The same happens to nodes added by update(),
-which now start at the penalty, and a later first-sample failure pulls the guess of the remaining
-unsampled nodes up (towards the cost the commit meant to stop them from having).
-
-Fix: leave penalized averages out of ``_typical_latency`` (use only ``sampled and not penalized``
-ones; fall back to the previous guess / DEFAULT_LATENCY when none is left).
+"""p2c after a failure: a failed call's penalty (``failure_penalty``) is not taken for a measured
+latency, so still-unsampled nodes keep their guess. The node whose first call failed is avoided by
+the next burst of calls, and a node added after the failure does not start as costly as the node
+that is down.
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
-"""Review of the binary trace context: the trace a server starts is lost behind an async middleware.
-
-``Server._dispatch`` (and ``_run_stream``) copy ``call.trace`` into ``Context.trace`` right after
-``handler(call)`` returns, i.e. after only the synchronous part of the middleware chain has run.
-When a middleware that is an ``async def`` (or the access log with its logger on) comes before the
-tracing middleware, ``tracing.serve`` has not run yet at that point: the unsampled root it then
-starts never reaches ``Context.trace``, so the handler's log lines carry no ids and its own calls
-start unrelated traces. Before the change the context lived in the call's metadata dict, which the
-handler's Context shares, so the order of the chain did not matter.
+"""The trace a server starts reaches the handler wherever the tracing middleware stands in the chain:
+behind an ``async def`` middleware (auth, a timer...), a unary or streaming handler still sees the
+context in ``Context.trace`` and its ids in ``tracing.current_ids()``.
 """
 
 from __future__ import annotations
@@ -37,7 +31,7 @@ def _seen() -> tuple[bytes | None, list[str] | None]:
     return ctx.trace, None if ids is None else list(ids)
 
 
-class Seen(Service, name="trrev_order_seen"):
+class Seen(Service, name="seen_behind_middleware"):
     @rpc
     async def unary(self) -> tuple[bytes | None, list[str] | None]:
         return _seen()
@@ -63,7 +57,7 @@ async def test_the_trace_started_here_reaches_a_unary_handler_behind_an_async_mi
 async def test_the_trace_started_here_reaches_a_stream_handler_behind_an_async_middleware() -> None:
     async with Server([Seen()], "127.0.0.1", middleware=_chain()) as srv:
         async with Client(target=srv.address, middleware=[]) as client:
-            got = [x async for x in client.stream("trrev_order_seen", "ticks", {"n": 1})]
+            got = [x async for x in client.stream("seen_behind_middleware", "ticks", {"n": 1})]
     ((trace, ids),) = got
     assert trace is not None and tracing.valid_context(trace)
     assert ids == [trace[:16].hex(), trace[16:24].hex()]

@@ -1,4 +1,7 @@
-"""Regressions from the review of meshkit.observe: each test pinned a bug before its fix."""
+"""A textual ``traceparent`` is trusted only when it is valid W3C: a malformed one does not force
+sampling and is not forwarded (the handler's own calls carry a valid context of their own); an
+unsampled one creates no span; and a streaming call made from a handler forwards the trace like a
+unary one."""
 
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ def _received() -> str | None:
     return None if binary is None else tracing.traceparent(binary)
 
 
-class Back(Service, name="obsrev_back"):
+class Back(Service, name="traceparent_back"):
     @rpc
     async def seen(self) -> str | None:
         return _received()
@@ -48,7 +51,7 @@ class Back(Service, name="obsrev_back"):
             yield value
 
 
-class Front(Service, name="obsrev_front"):
+class Front(Service, name="traceparent_front"):
     def __init__(self, back: str, provider: TracerProvider) -> None:
         self.client = Client(target=back, middleware=[tracing.middleware("client", provider, ratio=0.0)])
 
@@ -58,7 +61,7 @@ class Front(Service, name="obsrev_front"):
 
     @rpc
     async def forward_stream(self) -> str | None:
-        got = [x async for x in self.client.stream("obsrev_back", "ticks", {"n": 1})]
+        got = [x async for x in self.client.stream("traceparent_back", "ticks", {"n": 1})]
         return got[0]  # type: ignore[no-any-return]
 
 

@@ -1,9 +1,6 @@
-"""Review of the binary trace context: a zero-id context survives when the server samples.
-
-``tracing.middleware("server")`` drops a context whose trace id or span id is all zeros (protocol.md,
-"Trace context") by setting its local ``ctx`` to None, but leaves ``call.trace`` as it came. When
-the draw then samples a new trace, nothing overwrites it: the handler's ``Context.trace`` is the
-zero context, and the handler's own (traced) calls forward it instead of the server span.
+"""A binary trace context whose trace id or span id is all zeros (refused by protocol.md, "Trace
+context") never reaches the handler, also when the server samples a new trace: the handler sees the
+server span's context, and its own calls continue the server span.
 """
 
 from __future__ import annotations
@@ -47,7 +44,7 @@ def _forcing(context: bytes) -> Middleware:
     return middleware
 
 
-class Back(Service, name="trrev_zero_back"):
+class Back(Service, name="sampling_back"):
     @rpc
     async def seen(self) -> bytes | None:
         ctx = current_context()
@@ -55,7 +52,7 @@ class Back(Service, name="trrev_zero_back"):
         return ctx.trace
 
 
-class Front(Service, name="trrev_zero_front"):
+class Front(Service, name="sampling_front"):
     def __init__(self, back: str, provider: TracerProvider) -> None:
         self.client = Client(target=back, middleware=[tracing.middleware("client", provider, ratio=0.0)])
 

@@ -1,10 +1,6 @@
-"""Review of the binary trace context on the client: ``Call.trace`` is sent without a check.
-
-``Client._transmit`` and ``StreamCall._open_raw`` append ``call.trace`` to the metadata and set the
-TRACE flag whatever its length. ``Call.trace`` is public (any client middleware may set it, as the
-change's own tests do); one of the wrong length makes the server cut the last 25 bytes off the map,
-fail to decode it and close the connection with a protocol error, so every other call in flight on
-that shared connection fails with UNAVAILABLE, blamed on the server.
+"""A call whose ``Call.trace`` (settable by any client middleware) is not a 25-byte context is
+refused locally or sent without it: it never makes the server close the shared connection, so the
+other calls in flight on it are answered.
 """
 
 from __future__ import annotations
@@ -20,7 +16,7 @@ from meshkit import Client, RpcError, Server, Service, rpc
 from meshkit.rpc.middleware import Call, Handler, Middleware
 
 
-class Held(Service, name="trrev_client_held"):
+class Held(Service, name="trace_held"):
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.release = asyncio.Event()

@@ -1,11 +1,6 @@
-"""Review of the binary trace context: what a server without the tracing middleware trusts.
-
-``Server._dispatch`` puts the 25 bytes that trail a TRACE request into ``Context.trace`` whether or
-not the tracing middleware runs (``meshkit run --log-format json`` without ``--trace`` has none).
-Only that middleware rejects zero ids, yet ``tracing.current_ids()`` (every JSON log line) and the
-client middleware's ``send()`` (a handler's own calls) read ``Context.trace`` as if it had been
-checked. Before the change both read the textual ``traceparent`` through the strict
-``parse_traceparent``, so zero ids were refused and a text-only caller's ids were logged.
+"""A server without the tracing middleware does not trust a binary trace context it has not checked:
+a context with a zero trace id or span id gives no log ids and is not forwarded by a handler's own
+calls, while the ids of a valid textual ``traceparent`` are still logged.
 """
 
 from __future__ import annotations
@@ -38,7 +33,7 @@ def _forcing(context: bytes) -> Middleware:
     return middleware
 
 
-class Back(Service, name="trrev_untrusted_back"):
+class Back(Service, name="zero_id_back"):
     @rpc
     async def ids(self) -> list[str] | None:
         ids = tracing.current_ids()
@@ -51,7 +46,7 @@ class Back(Service, name="trrev_untrusted_back"):
         return ctx.trace
 
 
-class Front(Service, name="trrev_untrusted_front"):
+class Front(Service, name="zero_id_front"):
     def __init__(self, back: str) -> None:
         self.client = Client(target=back, middleware=[tracing.middleware("client", TracerProvider(), ratio=0.0)])
 

@@ -1,11 +1,7 @@
-"""Review of FaultProxy.stop (testing/proxy.py, commit 24b5141: "FaultProxy.stop waits for every
-connection's handling"). stop() only knows the handler tasks that have already *started*
-(``_accept`` adds itself to ``_handlers`` on its first step). A connection the event loop has
-accepted but whose handler task has not run yet (asyncio takes a few loop iterations from
-``sock.accept()`` to the ``client_connected_cb`` task's first step) is missed: stop() returns,
-then the handler runs, opens a connection to the upstream server and proxies it, with nobody left
-to close it (Server.close() in 3.11 does not close accepted transports, and wait_closed() returns
-at once after close())."""
+"""FaultProxy.stop() ends everything the proxy handles before it returns: a connection accepted but
+not handled yet is not proxied afterwards (at whichever step of asyncio's accept path stop()
+comes), a connection waiting for a partition to heal is closed, and a forwarding connection is
+closed with its pumps."""
 
 from __future__ import annotations
 
@@ -13,6 +9,7 @@ import asyncio
 import socket
 
 from meshkit.testing import FaultProxy
+from tests.testing.upstream import closed, recording_upstream, until
 
 
 async def test_no_connection_is_proxied_after_stop_returns() -> None:
@@ -52,3 +49,32 @@ async def test_no_connection_is_proxied_after_stop_returns() -> None:
             upstream.close()
             await upstream.wait_closed()
     assert not late, "; ".join(late)
+
+
+async def test_stop_ends_connections_still_waiting_for_a_partition_to_heal() -> None:
+    async with recording_upstream() as up:
+        proxy = FaultProxy(up.address)
+        await proxy.start()
+        proxy.partition()
+        reader, client = await asyncio.open_connection("127.0.0.1", proxy.port)
+        await until(lambda: proxy.stats.accepted == 1)
+        await proxy.stop()
+        assert not proxy._handlers, "stop() returned while a connection's handling was still running"
+        assert proxy.stats.open == 0
+        assert await closed(reader, 2.0), "the client's connection outlived the proxy"
+        client.close()
+
+
+async def test_stop_ends_forwarding_connections_and_their_pumps() -> None:
+    async with recording_upstream() as up:
+        proxy = FaultProxy(up.address)
+        await proxy.start()
+        reader, client = await asyncio.open_connection("127.0.0.1", proxy.port)
+        await up.conns.get()
+        await until(lambda: any(link.tasks for link in proxy._links))
+        pumps = [task for link in proxy._links for task in link.tasks]
+        await proxy.stop()
+        assert all(task.done() for task in pumps)
+        assert not proxy._handlers and proxy.stats.open == 0
+        assert await closed(reader, 2.0)
+        client.close()
