@@ -141,3 +141,21 @@ async def test_a_client_that_never_reads_its_answer_is_cut_off_after_the_write_t
                 pass
             assert received < 2_000_000, "the whole answer arrived: the client was not cut off"
             writer.close()
+
+
+CORS = '[cors]\nallow_origins = ["https://app.test"]\n'
+
+
+async def test_the_overload_refusal_carries_the_cors_headers() -> None:
+    """A browser can read the 503 and its Retry-After: the refusal carries the CORS headers, as every
+    other answer does."""
+    app = GatewayApp(parse(CONFIG.format(address="127.0.0.1:9") + CORS), clients={})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        assert (await http.get("/nope", headers={"origin": "https://app.test"})).headers[
+            "access-control-allow-origin"
+        ] == "https://app.test"  # below the limit: every answer carries them
+        app.in_progress = app.config.gateway.max_requests_in_progress  # as if that many were running
+        refused = await http.get("/nope", headers={"origin": "https://app.test"})
+        assert refused.status_code == 503
+        assert refused.headers.get("access-control-allow-origin") == "https://app.test"

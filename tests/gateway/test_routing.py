@@ -97,3 +97,14 @@ def test_two_routes_for_the_same_requests_are_refused() -> None:
     router.add("GET", "/orders/{id}", "a")
     with pytest.raises(ValueError, match="match the same requests"):
         router.add("GET", "/orders/{order_id}", "b")
+
+
+def test_a_literal_prefix_with_a_rest_parameter_beats_a_template_of_parameters_only() -> None:
+    """Of the templates that match, the one with the most literal segments wins, a ``:rest`` one
+    included: a public ``/{tenant}/{item}`` does not take ``/admin/x`` from ``/admin/{path:rest}``."""
+    router: Router[str] = Router()
+    router.add("GET", "/admin/{path:rest}", "admin (protected)")
+    router.add("GET", "/{tenant}/{item}", "catalogue (public)")
+    assert router.match("GET", ["shop", "apple"])[0] == "catalogue (public)"
+    assert router.match("GET", ["admin", "a", "b"])[0] == "admin (protected)"
+    assert router.match("GET", ["admin", "users"])[0] == "admin (protected)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import os
 from collections.abc import AsyncIterator
@@ -148,3 +149,61 @@ class Who(Service, name="who"):
     async def slow(self, seconds: float) -> str:
         await asyncio.sleep(seconds)
         return self.label
+
+
+handler_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("handler_var", default=None)
+"""A context variable that Quirks sets in one call and reads in another."""
+
+
+class Quirks(Service, name="quirks"):
+    """Handlers that use asyncio the way application code does: timeouts, task groups, context
+    variables, an awaited future that was cancelled, keyword-only arguments, streams."""
+
+    def __init__(self) -> None:
+        self.stream_closed = asyncio.Event()
+
+    @rpc
+    async def with_timeout(self) -> str:
+        async with asyncio.timeout(5):
+            await asyncio.sleep(0)
+        return "ok"
+
+    @rpc
+    async def with_taskgroup(self) -> int:
+        async with asyncio.TaskGroup() as tg:
+            t = tg.create_task(asyncio.sleep(0, result=7))
+        return t.result()
+
+    @rpc
+    async def set_var(self, value: str) -> None:
+        handler_var.set(value)  # a handler-local setting, as any Task-per-call server would isolate
+
+    @rpc
+    async def get_var(self) -> str | None:
+        return handler_var.get()
+
+    @rpc
+    async def await_cancelled_future(self) -> str:
+        # e.g. a shared single-flight future whose owner was cancelled: raises CancelledError
+        # although nobody cancelled *this* call.
+        fut = asyncio.get_running_loop().create_future()
+        fut.cancel()
+        await fut
+        return "unreachable"
+
+    @rpc
+    async def add_kw(self, a: int, *, b: int = 2) -> int:
+        return a + b
+
+    @rpc
+    async def hang(self) -> AsyncIterator[int]:
+        await asyncio.Event().wait()
+        yield 0
+
+    @rpc
+    async def ticks(self, n: int) -> AsyncIterator[int]:
+        try:
+            for i in range(n):
+                yield i
+        finally:
+            self.stream_closed.set()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from meshkit import Client, RpcError, StatusCode
-from tests.rpc.services import Greeter
+from meshkit import Client, RpcError, Server, StatusCode
+from tests.rpc.services import Greeter, Quirks
 
 
 async def test_unknown_argument_over_rpc_is_invalid_argument_naming_it(client: Client) -> None:
@@ -37,3 +37,26 @@ async def test_client_side_encoding_error_is_not_processed(client: Client) -> No
     with pytest.raises(RpcError) as info:
         await client.proxy(Greeter).hello(object())  # type: ignore[arg-type]
     assert info.value.code is StatusCode.INVALID_ARGUMENT and info.value.not_processed
+
+
+async def test_invalid_argument_is_not_resent() -> None:
+    seen = 0
+    async with Server([Greeter()], middleware=[]) as srv:
+        original = srv._listener._dispatch
+
+        def counting(conn, frame):  # type: ignore[no-untyped-def]
+            nonlocal seen
+            seen += 1
+            original(conn, frame)
+
+        srv._listener._dispatch = counting
+        async with Client(target=srv.address, middleware=[]) as c:
+            with pytest.raises(RpcError) as info:
+                await c.call("greeter", "hello", {"name": 5})
+            assert info.value.code is StatusCode.INVALID_ARGUMENT
+    assert seen == 1
+
+
+async def test_keyword_only_parameters_are_passed_by_name() -> None:
+    async with Server([Quirks()], middleware=[]) as srv, Client(target=srv.address, middleware=[]) as c:
+        assert await c.proxy(Quirks).add_kw(1, b=5) == 6

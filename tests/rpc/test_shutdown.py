@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
 from meshkit import Client, RpcError, Server, StatusCode
+from meshkit.protocol.frames import FrameType, encode_frame
+from meshkit.protocol.metadata import encode_metadata
+from meshkit.serde import msgpack_encode
 from tests.rpc.services import Greeter, Probe
 
 
@@ -85,3 +89,24 @@ async def test_server_restart_on_same_port_is_reconnected(probe: Probe) -> None:
                 pytest.fail("client never reconnected to the restarted server")
         finally:
             await srv2.stop()
+
+
+async def test_stop_does_not_leave_non_reading_clients_connected() -> None:
+    srv = Server([Greeter()], middleware=[])
+    await srv.start()
+    sock = socket.create_connection(("127.0.0.1", srv.port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        md = encode_metadata({"service": "greeter", "method": "big"})
+        request = encode_frame(FrameType.REQUEST, 0, msgpack_encode({"size": 1_000_000}), md)
+        sock.sendall(b"".join(request[:8] + (i + 1).to_bytes(4, "big") + request[12:] for i in range(20)))
+        for _ in range(200):  # until the server is paused on us (bounded)
+            if any(conn._paused for conn in srv._listener.connections):
+                break
+            await asyncio.sleep(0.01)
+        conns = list(srv._listener.connections)
+        assert conns and conns[0]._paused
+        await asyncio.wait_for(srv.stop(grace=0.1), timeout=5)
+        assert all(conn.closed.done() for conn in conns)
+    finally:
+        sock.close()

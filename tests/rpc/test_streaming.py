@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
 from meshkit import Client, RpcError, Server, StatusCode
-from tests.rpc.services import Greeter, Probe
+from tests.rpc.services import Greeter, Probe, Quirks
 
 
 async def test_stream_delivers_every_item_in_order(client: Client) -> None:
@@ -68,3 +69,21 @@ async def test_unary_call_to_stream_method_is_refused(client: Client) -> None:
 
 async def test_dynamic_stream(client: Client) -> None:
     assert [x async for x in client.stream("greeter", "count", {"n": 5})] == [0, 1, 2, 3, 4]
+
+
+async def test_break_out_of_stream_cancels_it_on_the_server() -> None:
+    svc = Quirks()
+    async with Server([svc], middleware=[]) as srv, Client(target=srv.address, middleware=[]) as c:
+        async for _ in c.stream("quirks", "ticks", {"n": 100_000}):
+            break
+        gc.collect()
+        await asyncio.wait_for(svc.stream_closed.wait(), timeout=2)
+        assert c._first_peer().connections[0].pending == {}
+
+
+async def test_dynamic_stream_uses_the_client_default_timeout() -> None:
+    async with Server([Quirks()], middleware=[]) as srv:
+        async with Client(target=srv.address, middleware=[], timeout=0.2) as c:
+            with pytest.raises(RpcError) as info:
+                await asyncio.wait_for(c.stream("quirks", "hang").__anext__(), timeout=2)
+            assert info.value.code is StatusCode.DEADLINE_EXCEEDED

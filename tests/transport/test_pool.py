@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from meshkit import RpcError, Server, StatusCode
+from meshkit import Client, RpcError, Server, StatusCode
 from meshkit.transport.backoff import Backoff, BackoffPolicy
 from meshkit.transport.client import connect
 from meshkit.transport.pool import Peer
@@ -141,3 +141,42 @@ async def test_a_probe_is_answered_by_a_live_server_at_once() -> None:
         conn.close()
         await conn.closed
         assert not await conn.probe(5.0)  # a closed connection answers nothing
+
+
+async def test_peer_that_accepts_then_closes_is_not_reconnected_in_a_hot_loop() -> None:
+    accepts = 0
+    storm = asyncio.Event()
+
+    def on_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepts
+        accepts += 1
+        if accepts >= 50:
+            storm.set()
+        writer.close()
+
+    listener = await asyncio.start_server(on_accept, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with Client(target=f"127.0.0.1:{port}", middleware=[], timeout=1) as c:
+            with pytest.raises(RpcError):
+                await c.proxy(Greeter).hello("x")
+            # The default policy waits 1 s after a failure: 50 connects within 1 s is a storm.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(storm.wait(), timeout=1.0)
+    finally:
+        listener.close()
+
+
+async def test_close_during_connect_fails_waiters_with_rpc_error() -> None:
+    started = asyncio.Event()
+
+    async def slow_connect(on_state_change):  # type: ignore[no-untyped-def]
+        started.set()
+        await asyncio.Event().wait()
+
+    peer = Peer("10.0.0.1:1", slow_connect, backoff=Backoff(BackoffPolicy()))
+    waiter = asyncio.create_task(peer.acquire())
+    await asyncio.wait_for(started.wait(), timeout=2)
+    await peer.close()
+    with pytest.raises(RpcError):
+        await asyncio.wait_for(waiter, timeout=2)
