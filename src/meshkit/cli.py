@@ -132,18 +132,14 @@ async def _serve(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"meshkit run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from meshkit.observe import default_metrics
-    from meshkit.rpc.access_log import access_log
+    from meshkit.observe import default_chain
 
     token = args.admin_token or os.environ.get("MESHKIT_ADMIN_TOKEN") or None
     generated = token is None and not args.no_admin_service
     if generated:
         token = secrets.token_urlsafe(24)
-    middleware = [access_log("meshkit.access")]
-    if not args.no_metrics:
-        middleware.insert(0, default_metrics().middleware("server"))
-    if provider is not None:
-        middleware.insert(0, tracing.middleware("server"))  # outermost: the rest runs inside the span
+    # Tracing exactly when --trace (or $OTEL_TRACES_EXPORTER) turned it on here.
+    middleware = default_chain("server", metrics=not args.no_metrics, tracing=provider is not None)
     try:
         server = Server(
             services,
@@ -325,9 +321,10 @@ async def _registry(args: argparse.Namespace) -> int:
 
     preservation = SelfPreservation(PreservationConfig(hold_for=args.self_preservation))
     service = RegistryService(RegistryState(preservation=preservation))
-    from meshkit.observe import default_metrics
+    from meshkit.observe import default_chain
 
-    server = Server([service], host=args.host, port=args.port, middleware=[default_metrics().middleware("server")])
+    middleware = default_chain("server", tracing=False, access_log=False)  # metrics only
+    server = Server([service], host=args.host, port=args.port, middleware=middleware)
     try:
         await server.start()
     except OSError as exc:
@@ -360,12 +357,11 @@ async def _registry(args: argparse.Namespace) -> int:
 async def _gateway(args: argparse.Namespace) -> int:
     from meshkit.gateway import GatewayBindError, GatewayConfigError, GatewayServer, app_from_file
     from meshkit.gateway.metrics import GatewayMetrics
-    from meshkit.observe import default_metrics, tracing
+    from meshkit.observe import default_chain, tracing
 
     provider = tracing.configure("gateway", args.trace) if args.trace != "none" else None
-    middleware: list[Any] = [default_metrics().middleware("client")]
-    if provider is not None:
-        middleware.insert(0, tracing.middleware("client", provider))
+    # No client access log: the gateway writes its own, with the route and request id.
+    middleware = default_chain("client", tracing=provider is not None, tracer_provider=provider, access_log=False)
     try:
         app = app_from_file(
             args.config,

@@ -39,20 +39,15 @@ def _middleware(system: str, side: str = "server") -> list[Any] | None:
         return []
     if system == "meshkit-default":
         return None
-    if system == "meshkit-metrics" or system.startswith("meshkit-traced-"):
-        from meshkit.observe import default_metrics
-        from meshkit.rpc.access_log import access_log
+    if system == "meshkit-metrics":
+        from meshkit.observe import default_chain
 
-        chain: list[Any] = [
-            default_metrics().middleware(side),
-            access_log("meshkit.access" if side == "server" else "meshkit.access.client"),
-        ]
-        if system.startswith("meshkit-traced-"):
-            from meshkit.observe import tracing
+        return default_chain(side, tracing=False)
+    if system.startswith("meshkit-traced-"):
+        from meshkit.observe import default_chain
 
-            ratio = int(system.rpartition("-")[2]) / 100
-            chain.insert(0, tracing.middleware(side, _provider(), ratio=ratio))
-        return chain
+        ratio = int(system.rpartition("-")[2]) / 100
+        return default_chain(side, tracing=True, tracer_provider=_provider(), trace_ratio=ratio)
     raise ValueError(f"not a meshkit system: {system!r}")
 
 

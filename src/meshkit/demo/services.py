@@ -87,12 +87,9 @@ per_ip = {{ rate = 5000, burst = 5000 }}
 def client_middleware() -> list[Any]:
     """The order service's client chain: traces (when the process exports them) and call
     metrics (on the process's /metrics)."""
-    from meshkit.observe import default_metrics, tracing
+    from meshkit.observe import default_chain
 
-    chain: list[Any] = [default_metrics().middleware("client")]
-    if tracing.enabled():
-        chain.insert(0, tracing.middleware("client"))
-    return chain
+    return default_chain("client", access_log=False)
 
 
 #: The order service's policy for its calls to inventory (see docs/resilience.md).

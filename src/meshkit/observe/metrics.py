@@ -4,22 +4,34 @@ registry watches.
 Per call (middleware, both sides): a request counter by service, method and status code, a
 duration histogram (100 µs to 10 s) and an in-flight gauge, kept as plain numbers per method (a
 dict lookup, a bisect and four additions a call) and turned into metrics when Prometheus
-scrapes. Everything else (breakers, policies, pools, registry watches) is read at scrape time.
+scrapes. Everything else (breakers, policies, pools, registry watches) is read at scrape time
+from the clients and policies the collector was told of: it subscribes to ``rpc.events`` and
+``policy.events`` when it is made (and is told then of those already there), so a client is
+reported from its opening to its ``close()``, a policy until it is collected, and the collector
+holds neither alive. Nothing of this runs per call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from meshkit.errors import DEADLINE_CANCEL_MESSAGE, RpcError
+from meshkit.policy.events import POLICIES, PolicyMade
+from meshkit.rpc.events import CLIENTS, ClientClosed, ClientEvent, ClientOpened
+
+if TYPE_CHECKING:
+    from meshkit.policy.runtime import Policy
+    from meshkit.rpc.client import Client
 
 #: What the server cancels a handler with when its deadline passes (rpc/server.py).
 DEADLINE_MESSAGE = DEADLINE_CANCEL_MESSAGE
@@ -134,12 +146,60 @@ class _RpcCollector(Collector):
 
 class _StateCollector(Collector):
     """What is read at scrape time: breakers, policy counters, the shedder, connection pools,
-    registry watch events."""
+    registry watch events.
+
+    The clients and policies come from the rosters' events: held weakly, keyed by id (a dict
+    copy is one C-level operation, safe while a scrape runs in another thread). A policy's
+    counters are held strongly and folded into ``retired`` once it is collected, so the totals
+    never go down."""
+
+    def __init__(self) -> None:
+        self._clients: dict[int, weakref.ref[Client]] = {}
+        self._policies: dict[int, tuple[weakref.ref[Policy], collections.Counter[str], collections.Counter[str]]] = {}
+        self._retired: dict[str, float] = {}
+        CLIENTS.subscribe(self._on_client)
+        POLICIES.subscribe(self._on_policy)
+
+    def _on_client(self, event: ClientEvent) -> None:
+        key = id(event.client)
+        if isinstance(event, ClientOpened):
+            clients = self._clients
+
+            def collected(ref: weakref.ref[Client]) -> None:
+                if clients.get(key) is ref:
+                    del clients[key]
+
+            clients[key] = weakref.ref(event.client, collected)
+        elif isinstance(event, ClientClosed):
+            self._clients.pop(key, None)
+
+    def _on_policy(self, event: PolicyMade) -> None:
+        key = id(event.policy)
+        policies = self._policies
+        rejected, actions = event.policy.rejected, event.policy.actions
+
+        def collected(ref: weakref.ref[Policy]) -> None:
+            if key in policies and policies[key][0] is ref:
+                del policies[key]
+                self._retire(rejected, actions)
+
+        policies[key] = (weakref.ref(event.policy, collected), rejected, actions)
+
+    def _retire(self, rejected: collections.Counter[str], actions: collections.Counter[str]) -> None:
+        retired = dict(self._retired)
+        for prefix, counts in (("rejected:", rejected), ("action:", actions)):
+            for name, n in dict(counts).items():
+                retired[prefix + name] = retired.get(prefix + name, 0.0) + n
+        self._retired = retired  # replaced, not changed in place: a scrape reads one or the other
+
+    def _live_policies(self) -> list[Policy]:
+        return [p for ref, _, _ in list(self._policies.values()) if (p := ref()) is not None]
+
+    def _live_clients(self) -> list[Client]:
+        return [c for ref in list(self._clients.values()) if (c := ref()) is not None]
 
     def collect(self) -> Iterator[Any]:
         from meshkit.discovery.events import WATCH_EVENTS
-        from meshkit.policy.runtime import RETIRED, live_policies
-        from meshkit.rpc.client import live_clients
 
         breakers = GaugeMetricFamily(
             "meshkit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", labels=["name"]
@@ -151,7 +211,7 @@ class _StateCollector(Collector):
         limit = GaugeMetricFamily("meshkit_shedder_limit", "The adaptive concurrency limit")
         shed_in_flight = GaugeMetricFamily("meshkit_shedder_in_flight", "Calls in flight under the shedder")
         # Retired policies' counts stay in the totals: counters never go down.
-        retired = dict(RETIRED)
+        retired = self._retired
         totals: dict[str, float] = {k[9:]: v for k, v in retired.items() if k.startswith("rejected:")}
         acts = {"retry": 0.0, "hedge": 0.0, "fallback": 0.0}
         for key, value in retired.items():
@@ -160,7 +220,7 @@ class _StateCollector(Collector):
         limits: list[float] = []
         flights: list[float] = []
         states: dict[str, str] = {}
-        for policy in live_policies():
+        for policy in self._live_policies():
             states.update(dict(policy.events.states))  # dict(): a C-level copy, safe from another thread
             for reason, n in dict(policy.rejected).items():
                 totals[reason] = totals.get(reason, 0.0) + n
@@ -182,7 +242,7 @@ class _StateCollector(Collector):
         pools = GaugeMetricFamily(
             "meshkit_client_connections", "Open connections of the client pools, by target service", labels=["service"]
         )
-        for name, count in _pool_sizes(live_clients()).items():
+        for name, count in _pool_sizes(self._live_clients()).items():
             pools.add_metric([name], count)
         watch = CounterMetricFamily(
             "meshkit_registry_events",
@@ -194,7 +254,7 @@ class _StateCollector(Collector):
         yield from (breakers, rejections, actions, limit, shed_in_flight, pools, watch)
 
 
-def _pool_sizes(clients: list[Any]) -> dict[str, float]:
+def _pool_sizes(clients: list[Client]) -> dict[str, float]:
     sizes: dict[str, float] = {}
     for client in clients:
         for name, endpoints in list(client.endpoints().items()):

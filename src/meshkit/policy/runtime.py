@@ -9,15 +9,14 @@ import contextlib
 import logging
 import random
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from meshkit.policy import config as _config
 from meshkit.policy.client import breaker_config, client_guard
 from meshkit.policy.config import Breaker, ClientRule, Limit, PolicyConfig, Retry, resolve
-from meshkit.policy.events import BreakerEvents
+from meshkit.policy.events import POLICIES, BreakerEvents
 from meshkit.policy.server import refusal, server_guard
 from meshkit.policy.switches import Switches, process_switches
 from meshkit.protocol.messages import encode_error
@@ -30,40 +29,12 @@ if TYPE_CHECKING:
     from meshkit.resilience.redis_bucket import RedisLink
 
 log = logging.getLogger("meshkit.policy")
-T = TypeVar("T")
-#: Every Policy of this process, so one status call shows all their breakers.
-_live: weakref.WeakSet[Policy] = weakref.WeakSet()
-
-
-#: Counts of policies that were garbage-collected, so process totals never go down.
-RETIRED: collections.Counter[str] = collections.Counter()
-
-
-def _retire(rejected: collections.Counter[str], actions: collections.Counter[str]) -> None:
-    RETIRED.update({f"rejected:{k}": v for k, v in rejected.items()})
-    RETIRED.update({f"action:{k}": v for k, v in actions.items()})
-
-
-def members(live: weakref.WeakSet[T]) -> list[T]:
-    """A copy of a registry of live objects, safe to take from a scraper's thread while the
-    event loop adds to it (it retries the rare copy that races an addition)."""
-    for _ in range(3):
-        try:
-            return list(live)
-        except RuntimeError:
-            continue
-    return []
-
-
-def live_policies() -> list[Policy]:
-    """The policies of this process still in use (metrics read them at scrape time)."""
-    return members(_live)
 
 
 def process_breakers() -> dict[str, str]:
     """The state of every breaker of every policy in this process, by name."""
     states: dict[str, str] = {}
-    for policy in list(_live):
+    for policy in POLICIES.members():
         states.update(policy.events.states)
     return dict(sorted(states.items()))
 
@@ -115,8 +86,7 @@ class Policy:
         #: Counters (observability reads them): refusals by reason; retries, hedges, fallbacks.
         self.rejected: collections.Counter[str] = collections.Counter()
         self.actions: collections.Counter[str] = collections.Counter()
-        _live.add(self)
-        weakref.finalize(self, _retire, self.rejected, self.actions)
+        POLICIES.join(self)
 
     @property
     def retries(self) -> int:

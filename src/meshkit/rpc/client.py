@@ -8,7 +8,6 @@ import inspect
 import logging
 import random
 import ssl as _ssl
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -20,7 +19,6 @@ from meshkit.discovery import open_registry
 from meshkit.discovery.registry import Registry
 from meshkit.errors import RpcError, StatusCode
 from meshkit.policy import Policy, Switches, process_switches
-from meshkit.policy.runtime import members
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress
 from meshkit.protocol.frames import TRACE_CONTEXT_SIZE, Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
@@ -29,6 +27,7 @@ from meshkit.protocol.metadata import CALLER, DEADLINE, METHOD, SERVICE, Metadat
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.context import _current
 from meshkit.rpc.endpoints import Endpoints, instance_entries, no_instances, watch_service
+from meshkit.rpc.events import CLIENTS
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain, default_front
 from meshkit.rpc.service import MethodSpec, RpcOptions, Service, method_specs, service_name
 from meshkit.serde import Signature, json_encode, msgpack_encode
@@ -103,14 +102,6 @@ def parse_target(target: str) -> list[tuple[str, int]]:
     if not out:
         raise ValueError(f"target {target!r} names no HOST:PORT")
     return out
-
-
-_live: weakref.WeakSet[Client] = weakref.WeakSet()
-
-
-def live_clients() -> list[Client]:
-    """The clients of this process still in use (metrics read their pools at scrape time)."""
-    return members(_live)
 
 
 class _Options(msgspec.Struct, frozen=True):
@@ -206,7 +197,7 @@ class Client:
         self._handlers: dict[tuple[str, str], Handler] = {}
         self._max_frame = self.limits.max_frame_size
         self._closed = False
-        _live.add(self)
+        CLIENTS.join(self)
 
     # -- public API ----------------------------------------------------------------------
     def proxy(self, service: type[S]) -> S:
@@ -250,6 +241,7 @@ class Client:
 
     async def close(self) -> None:
         self._closed = True
+        CLIENTS.leave(self)
         endpoints = list(self._services.values()) + ([self._static] if self._static is not None else [])
         await asyncio.gather(*(e.close() for e in endpoints))
         if self._registry is not None:
