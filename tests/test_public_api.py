@@ -58,3 +58,27 @@ def test_the_all_extra_has_every_engine_extra() -> None:
     (everything,) = extras["all"]
     inside = set(everything.partition("[")[2].rstrip("]").split(","))
     assert inside == set(extras) - {"all", "test", "fuzz"}
+
+
+DISCOVERY = {
+    "ENTRY_POINT_GROUP",
+    "Discovery",
+    "Instance",
+    "MemoryRegistry",
+    "Registrar",
+    "Registry",
+    "RegistryURL",
+    "Watcher",
+    "open_registry",
+    "register_backend",
+    "schemes",
+}
+
+
+def test_discovery_surface_is_pinned() -> None:
+    """What a third-party registry backend and an application choosing one by URL rely on."""
+    import meshkit.discovery
+
+    assert set(meshkit.discovery.__all__) == DISCOVERY
+    for name in meshkit.discovery.__all__:
+        assert hasattr(meshkit.discovery, name), name

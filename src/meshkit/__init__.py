@@ -1,7 +1,10 @@
 """meshkit: an asyncio microservice framework with service governance built in."""
 
 # Tracing joins the default middleware chains once the process configures it (observe/defaults.py).
-import meshkit.observe.defaults  # noqa: F401
+import meshkit.observe.defaults
+
+# The built-in registry declares its meshkit:// scheme in discovery's table (a reference: cheap).
+import meshkit.registry  # noqa: F401
 from meshkit.errors import MeshkitError, ProtocolError, RpcError, StatusCode
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits

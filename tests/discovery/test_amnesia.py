@@ -108,8 +108,10 @@ def test_the_grace_period_is_the_ttl_of_a_registry_that_forgets_and_zero_otherwi
 
     class ForgetfulWithoutTtl:
         forgets_on_restart = True
+        ttl = None
 
     class Durable:  # etcd, ZooKeeper: their answer after a reconnect is the truth
+        forgets_on_restart = False
         ttl = 10
 
     assert amnesia_grace(Forgetful()) == 3.0  # type: ignore[arg-type]
@@ -120,11 +122,13 @@ def test_the_grace_period_is_the_ttl_of_a_registry_that_forgets_and_zero_otherwi
 def test_only_the_builtin_registry_forgets_on_restart() -> None:
     from meshkit.discovery.etcd import EtcdRegistry
     from meshkit.discovery.memory import MemoryRegistry
+    from meshkit.discovery.zookeeper import ZooKeeperRegistry
     from meshkit.registry import BuiltinRegistry
 
     assert BuiltinRegistry.forgets_on_restart
-    assert not getattr(EtcdRegistry, "forgets_on_restart", False)
-    assert not getattr(MemoryRegistry, "forgets_on_restart", False)
+    assert not EtcdRegistry.forgets_on_restart
+    assert not ZooKeeperRegistry.forgets_on_restart
+    assert not MemoryRegistry.forgets_on_restart
 
 
 class _Registry:

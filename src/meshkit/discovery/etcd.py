@@ -20,11 +20,15 @@ import base64
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from meshkit.discovery.instance import Instance
+
+if TYPE_CHECKING:
+    from meshkit.discovery.backends import RegistryURL
+    from meshkit.discovery.registry import Registry
 
 log = logging.getLogger("meshkit.discovery.etcd")
 
@@ -56,6 +60,9 @@ class EtcdError(Exception):
 
 
 class EtcdRegistry:
+    #: etcd keeps its keys and leases through restarts (Raft log, snapshots): CP, not forgetful.
+    forgets_on_restart: bool = False
+
     def __init__(self, endpoints: str, prefix: str = DEFAULT_PREFIX, ttl: int = DEFAULT_TTL) -> None:
         try:
             import httpx
@@ -152,6 +159,11 @@ class EtcdRegistry:
             self._keepalive.cancel()
             await asyncio.gather(self._keepalive, return_exceptions=True)
         await self._http.aclose()
+
+
+def open_etcd(url: RegistryURL) -> Registry:
+    """``etcd://h1:2379,h2:2379[/prefix][?ttl=SECONDS]``; etcd leases are whole seconds."""
+    return EtcdRegistry(url.netloc, prefix=url.path or DEFAULT_PREFIX, ttl=int(url.number("ttl", DEFAULT_TTL)))
 
 
 class EtcdWatcher:

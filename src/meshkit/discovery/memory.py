@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from meshkit.discovery.instance import Instance
+
+if TYPE_CHECKING:
+    from meshkit.discovery.backends import RegistryURL
+    from meshkit.discovery.registry import Registry
 
 
 class _Shared:
@@ -60,6 +65,11 @@ class MemoryWatcher:
 
 
 class MemoryRegistry:
+    #: The registry is this process's memory: it cannot restart without the process.
+    forgets_on_restart: bool = False
+    #: Registrations have no lease: they last until deregistered (or the process ends).
+    ttl: float | None = None
+
     def __init__(self, name: str = "") -> None:
         self.name = name
         self._shared = _registries.setdefault(name, _Shared())
@@ -80,6 +90,11 @@ class MemoryRegistry:
 
     async def close(self) -> None:
         return None
+
+
+def open_memory(url: RegistryURL) -> Registry:
+    """``memory://NAME``: the whole rest of the URL is the name (``memory://a/b`` is ``a/b``)."""
+    return MemoryRegistry(url.netloc + url.path)
 
 
 def reset(name: str | None = None) -> None:

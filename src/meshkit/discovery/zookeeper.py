@@ -15,11 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from meshkit.discovery.instance import Instance
+
+if TYPE_CHECKING:
+    from meshkit.discovery.backends import RegistryURL
+    from meshkit.discovery.registry import Registry
 
 log = logging.getLogger("meshkit.discovery.zookeeper")
 
@@ -32,6 +36,9 @@ _encode = msgspec.json.Encoder().encode
 
 
 class ZooKeeperRegistry:
+    #: ZooKeeper keeps its tree through restarts (Zab log, snapshots): CP, not forgetful.
+    forgets_on_restart: bool = False
+
     def __init__(self, hosts: str, prefix: str = DEFAULT_PREFIX, session_timeout: float = DEFAULT_SESSION_TIMEOUT):
         try:
             from kazoo.client import KazooClient, KazooState
@@ -135,6 +142,12 @@ class ZooKeeperRegistry:
             self._started = False
             await self._run(self._zk.stop)
             await self._run(self._zk.close)
+
+
+def open_zookeeper(url: RegistryURL) -> Registry:
+    """``zk://h1:2181,h2:2181[/prefix][?ttl=SECONDS]``: the TTL is the session timeout."""
+    timeout = url.number("ttl", DEFAULT_SESSION_TIMEOUT)
+    return ZooKeeperRegistry(url.netloc, prefix=url.path or DEFAULT_PREFIX, session_timeout=timeout)
 
 
 class ZooKeeperWatcher:

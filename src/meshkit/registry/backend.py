@@ -12,7 +12,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from meshkit.discovery.backends import RegistryURL
 from meshkit.discovery.instance import Instance
+from meshkit.discovery.registry import Registry
 from meshkit.errors import RpcError
 from meshkit.registry.service import DEFAULT_TTL, RegistryService
 from meshkit.rpc.client import Client
@@ -36,7 +38,7 @@ class _StreamWatcher:
 class BuiltinRegistry:
     #: The registry server keeps its state in memory: restarted, it knows nobody until the
     #: instances' next heartbeats (clients hold what they knew meanwhile: discovery.amnesia).
-    forgets_on_restart = True
+    forgets_on_restart: bool = True
 
     def __init__(self, target: str, ttl: float = DEFAULT_TTL) -> None:
         # Several registry servers do not replicate: every call goes to the same one (a fixed key on
@@ -88,3 +90,8 @@ class BuiltinRegistry:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self._client.close()
+
+
+def open_builtin(url: RegistryURL) -> Registry:
+    """``meshkit://HOST:PORT[,HOST:PORT…][?ttl=SECONDS]``: the factory the ``meshkit`` scheme declares."""
+    return BuiltinRegistry(url.netloc, ttl=url.number("ttl", DEFAULT_TTL))

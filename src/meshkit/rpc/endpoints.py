@@ -19,7 +19,7 @@ from meshkit.balance.outlier import OutlierDetector
 from meshkit.discovery.amnesia import AmnesiaGuard
 from meshkit.discovery.events import WATCH_EVENTS
 from meshkit.discovery.instance import Instance
-from meshkit.discovery.registry import Registry
+from meshkit.discovery.registry import Discovery
 from meshkit.errors import RpcError, StatusCode
 from meshkit.resilience.breaker import CircuitBreaker
 from meshkit.transport.backoff import Backoff
@@ -252,7 +252,7 @@ def instance_entries(instances: Sequence[Instance], zone: str = "") -> list[tupl
 
 
 async def watch_service(
-    registry: Registry, endpoints: Endpoints, backoff: Backoff, zone: str = "", grace: float | None = None
+    registry: Discovery, endpoints: Endpoints, backoff: Backoff, zone: str = "", grace: float | None = None
 ) -> None:
     """Keep ``endpoints`` equal to the registry's view; survive registry outages.
 
@@ -329,15 +329,15 @@ async def watch_service(
             release.cancel()
 
 
-def amnesia_grace(registry: Registry) -> float:
+def amnesia_grace(registry: Discovery) -> float:
     """How long to hold known instances after a watch reconnects: the lease TTL for a registry
     that can come back empty (``forgets_on_restart``, meshkit's built-in one); 0 for one that
     keeps its state through restarts (etcd, ZooKeeper: CP, their answer after a reconnect is
     the truth, and an instance missing from it really left)."""
-    if not getattr(registry, "forgets_on_restart", False):
+    if not registry.forgets_on_restart:
         return 0.0
-    ttl = getattr(registry, "ttl", None)
-    return float(ttl) if isinstance(ttl, int | float) and ttl > 0 else DEFAULT_REGISTRY_TTL
+    ttl = registry.ttl
+    return float(ttl) if ttl is not None and ttl > 0 else DEFAULT_REGISTRY_TTL
 
 
 def no_instances(service: str) -> RpcError:
