@@ -264,7 +264,7 @@ class Connection:
                         except (FrameTooLarge, MalformedFrame) as exc:
                             self._refuse(sid, StatusCode.INVALID_ARGUMENT, f"bad request body: {exc}")
                             continue
-                        frame.flags = flags = flags ^ _COMPRESSED
+                        # The flag stays: it tells the dispatcher the caller takes compressed answers.
                 if sid > self.last_stream_id:
                     self.last_stream_id = sid
                 streams[sid] = None  # IDLE -> OPEN (_OPENED)
@@ -475,6 +475,12 @@ class Connection:
         if stream_id not in self.streams:
             return None
         return self._close(stream_id)
+
+    def state(self, stream_id: int) -> StreamState:
+        """Where ``stream_id`` is in the table (IDLE covers closed ones: their ids may be reused)."""
+        if stream_id not in self.streams:
+            return StreamState.IDLE
+        return self._streaming.get(stream_id, _OPENED)
 
     def credit(self, stream_id: int) -> int:
         """Server: STREAM_DATA messages the caller allows now on ``stream_id``."""

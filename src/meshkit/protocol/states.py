@@ -1,8 +1,10 @@
 """Stream states and their transitions, as data.
 
-One table for the caller's view of a stream and one for the server's. The connection code asks
-:func:`advance` for the next state and treats a missing entry as a protocol violation by the peer, so
-the legal life of a stream is written down in exactly one place (docs/protocol.md draws it from here).
+One table, the same for the caller and the server: each side sees the same frames, one sending and
+one receiving them. :class:`meshkit.protocol.connection.Connection` asks :func:`advance` (or reads
+the table once, for the unary hot path) on every stream frame it sends or receives, and treats a
+missing entry as a protocol violation by the peer, so the legal life of a stream is written down
+in exactly one place (docs/protocol.md draws it from here).
 """
 
 from __future__ import annotations
