@@ -49,7 +49,9 @@ def test_a_child_that_exits_early_is_an_error_with_its_output_and_exit_code() ->
 def test_a_child_that_never_gets_ready_times_out_and_is_stopped() -> None:
     code = "import time; print('still thinking', flush=True); time.sleep(60)"
     started = time.monotonic()
-    with pytest.raises(ChildNotReady, match=r"(?s)printed no line matching 'READY' within 0.5 s; .*still thinking") as e:
+    with pytest.raises(
+        ChildNotReady, match=r"(?s)printed no line matching 'READY' within 0.5 s; .*still thinking"
+    ) as e:
         spawn([PY, "-c", code], ready="READY", timeout=0.5, grace=0)
     assert time.monotonic() - started < 15
     with pytest.raises(ProcessLookupError):  # stopped and reaped on the way out
@@ -70,7 +72,9 @@ def test_ready_on_a_port() -> None:
             pass
         assert child.ready_match is None
     code = "import sys; print('no port for me'); sys.exit(1)"
-    with pytest.raises(ChildNotReady, match=rf"(?s)exited before 127.0.0.1:{port} accepted.*exit code 1.*no port for me"):
+    with pytest.raises(
+        ChildNotReady, match=rf"(?s)exited before 127.0.0.1:{port} accepted.*exit code 1.*no port for me"
+    ):
         spawn([PY, "-c", code], port=port, timeout=20)
 
 

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, TextIO
+from typing import Literal, Self, TextIO
 
 __all__ = ["ChildNotReady", "ChildProcess", "spawn"]
 
@@ -288,7 +288,7 @@ class ChildProcess:
             self.proc.stdout.close()
         return code
 
-    def __enter__(self) -> ChildProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
