@@ -309,11 +309,12 @@ def spawn(
     echo: TextIO | None = None,
     new_session: bool = True,
     grace: float = 5.0,
+    keep: int = 40,
 ) -> ChildProcess:
     """Start ``argv`` and wait until it is ready (``ChildProcess.wait_ready``); if it is not, stop
     it and raise ChildNotReady. The caller stops it (``with spawn(...) as child:``, or ``stop()``)."""
     child = ChildProcess(
-        argv, name=name, env=env, cwd=cwd, stderr=stderr, echo=echo, new_session=new_session, grace=grace
+        argv, name=name, env=env, cwd=cwd, stderr=stderr, echo=echo, new_session=new_session, grace=grace, keep=keep
     )
     try:
         child.wait_ready(ready, port=port, host=host, timeout=timeout)
