@@ -2,8 +2,8 @@
 
 ``meshkit demo``, ``meshkit bench``, ``service_process``/``registry_process`` and the tests that
 run real processes all need the same few things, and each had its own copy with its own gaps (a
-``readline`` with no deadline, an error that said "did not start" and nothing else, a stop that
-never escalated). Here they are once:
+``readline`` with no deadline, an error that gave an exit code and nothing of what the child said,
+a pipe nobody read once the ready line was in). Here they are once:
 
 * start ``argv`` with ``env`` laid over this process's environment (a value of None removes
   a variable), in ``cwd``, stdin from /dev/null, by default leading a process group of its own
@@ -25,8 +25,10 @@ Why it lives in ``meshkit.testing`` and who may import it: the import-linter lay
 ``meshkit.cli : meshkit.demo : meshkit.testing : meshkit.benchmark : meshkit.registry`` in the
 top layer, and ``:`` joins siblings that are *not* independent (``|`` would make them
 independent), so ``meshkit.demo`` and ``meshkit.benchmark`` may import this module as the contract
-stands; nothing in the lower layers may. It imports the standard library only, so that importing
-it costs nothing beyond ``meshkit`` itself.
+stands (as ``meshkit.cli`` imports both of them); nothing in the lower layers may. Were those
+siblings made independent, this module would have to move a layer down with the contract saying
+so. It imports the standard library only; its package adds the fault proxy and the netns helper
+to what ``import meshkit`` loads anyway.
 """
 
 from __future__ import annotations
