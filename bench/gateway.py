@@ -18,13 +18,13 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from meshkit.testing import ChildNotReady, ChildProcess, spawn
 
 CONFIG = """
 [gateway]
@@ -49,32 +49,14 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def _spawn(cmd: list[str], pattern: str, timeout: float = 20.0) -> tuple[subprocess.Popen[str], str]:
-    # stderr to a file, not a pipe nobody reads: a full pipe would stall the process mid-run.
-    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - open as long as the process runs
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        found = re.search(pattern, line)
-        if found:
-            return proc, found.group(1)
-    proc.kill()
-    log.seek(0)
-    raise SystemExit(f"{' '.join(cmd)} did not start: {log.read()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _spawn(cmd: list[str], pattern: str, timeout: float = 20.0) -> tuple[ChildProcess, str]:
+    """Start ``cmd`` (its stderr kept for the error if it does not start), wait for ``pattern``."""
+    try:
+        proc = spawn(cmd, ready=pattern, stderr="capture", new_session=False, grace=10, timeout=timeout)
+    except ChildNotReady as exc:
+        raise SystemExit(str(exc)) from None
+    assert proc.ready_match is not None
+    return proc, proc.ready_match[1]
 
 
 def _wrk(url: str, concurrency: int, duration: float, script: Path) -> dict[str, Any]:
@@ -174,7 +156,7 @@ def main() -> int:
     finally:
         for proc in (gateway, service):
             if proc is not None:
-                _stop(proc)
+                proc.stop()
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}

@@ -22,14 +22,13 @@ import json
 import os
 import platform
 import random
-import re
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
 
 from meshkit import Client, RpcError, Server, Service, StatusCode, rpc
+from meshkit.testing import ChildNotReady, spawn
 
 IO_WAIT = float(os.environ.get("OVERLOAD_IO_MS", "2")) / 1000
 CPU_SLICES = int(os.environ.get("OVERLOAD_SLICES", "4"))
@@ -187,13 +186,12 @@ class ServerProcess:
         # the workload (OVERLOAD_* variables) reaches the server through the environment
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
             cmd = ["taskset", "-c", "0", *cmd]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not re.fullmatch(r"[\d.]+:\d+", line):
-            self.proc.kill()
-            raise SystemExit(f"server did not start: {line!r}")
-        self.address = line
+        try:
+            self.proc = spawn(cmd, name="the server", ready=r"^([\d.]+:\d+)$", new_session=False, grace=10, timeout=30)
+        except ChildNotReady as exc:
+            raise SystemExit(str(exc)) from None
+        assert self.proc.ready_match is not None
+        self.address = self.proc.ready_match[1]
 
     async def stats(self) -> dict[str, Any]:
         async with Client(target=self.address, middleware=[]) as client:
@@ -201,8 +199,7 @@ class ServerProcess:
             return result
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        self.proc.stop()
 
 
 async def scenario(shed: bool, rate: float, duration: float, capacity: float, unloaded_p99: float) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import pytest
 
 from meshkit.demo.driver import outcome
 from meshkit.demo.stats import RollingStats
+from meshkit.testing import spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -292,19 +293,15 @@ def test_the_demo_answers_curl_through_its_gateway() -> None:
 
     from meshkit.demo.services import DEMO_API_KEY
 
-    proc = subprocess.Popen(
+    with spawn(
         [sys.executable, "-m", "meshkit", "demo", "--duration", "4", "--rate", "20", "--gateway-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        ready=r"gateway on (http://\S+)",
+        stderr="capture",
         cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        found = re.search(r"gateway on (http://\S+)", first)
-        assert found, first
-        api = found.group(1)
+        timeout=60,
+    ) as proc:
+        assert proc.ready_match is not None
+        api = proc.ready_match[1]
         with httpx.Client(base_url=api, timeout=5) as http:
             order = {"customer": "ann", "sku": "apple", "qty": 2}
             placed = http.post("/api/orders", json=order, headers={"x-api-key": DEMO_API_KEY})
@@ -321,8 +318,4 @@ def test_the_demo_answers_curl_through_its_gateway() -> None:
             assert stock.status_code == 200 and isinstance(stock.json(), int)
             assert http.get("/api/stock/durian").status_code == 404
             assert http.get("/openapi.json").json()["info"]["title"] == "meshkit demo shop"
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert proc.wait(timeout=60) == 0, proc.tail()

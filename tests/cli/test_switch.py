@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from meshkit.testing import spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,26 +28,17 @@ def meshkit(*args: str) -> subprocess.CompletedProcess[str]:
 def running(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
     policy = tmp_path / "policy.toml"
     policy.write_text("[switches]\n")
-    proc = subprocess.Popen(
+    with spawn(
         [sys.executable, "-m", "meshkit", "run", "tests.policy.services:Stock", "--port", "0", "--policy", str(policy)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        ready=r"on (127\.0\.0\.1:\d+)",
+        stderr="discard",
         cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"on (127\.0\.0\.1:\d+)", line)
-        assert match, line
-        yield match.group(1), policy, proc.pid
-        os.kill(proc.pid, signal.SIGHUP)  # the process must survive a reload to the end
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        timeout=30,
+    ) as proc:
+        assert proc.ready_match is not None
+        yield proc.ready_match[1], policy, proc.pid
+        proc.signal(signal.SIGHUP)  # the process must survive a reload to the end
+        assert proc.stop(grace=30) == 0 and not proc.escalated
 
 
 def call(target: str, method: str, args: dict[str, str]) -> str:
@@ -86,19 +78,17 @@ def test_switch_usage_errors() -> None:
 @pytest.mark.slow
 def test_changes_need_the_token_that_meshkit_run_generated(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
-    proc = subprocess.Popen(
+    with spawn(
         [sys.executable, "-m", "meshkit", "run", "tests.policy.services:Stock", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        ready=r"on (127\.0\.0\.1:\d+)",
+        stderr="discard",
         cwd=ROOT,
         env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        target = re.search(r"on (127\.0\.0\.1:\d+)", proc.stdout.readline()).group(1)  # type: ignore[union-attr]
-        said = proc.stdout.readline()
-        token_file = Path(re.search(r"admin token in (\S+)", said).group(1))  # type: ignore[union-attr]
+        timeout=30,
+    ) as proc:
+        assert proc.ready_match is not None
+        target = proc.ready_match[1]
+        token_file = Path(proc.expect(r"admin token in (\S+)", timeout=30)[1])
         assert token_file.read_text().strip()
 
         def switch(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -120,10 +110,5 @@ def test_changes_need_the_token_that_meshkit_run_generated(tmp_path: Path) -> No
         # The operator on this machine: the file is found by itself.
         assert switch("stock.reserve", "on").returncode == 0
         assert json.loads(switch().stdout)[target]["switches"] == {"stock.reserve": True}
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.stop(grace=30) == 0 and not proc.escalated
         assert not token_file.exists()  # removed on exit
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

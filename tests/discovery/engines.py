@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-
-def _wait_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"private engine did not open port {port} within {timeout}s")
+from meshkit.testing import ChildProcess, spawn
 
 
 class PrivateEtcd:
@@ -32,11 +18,11 @@ class PrivateEtcd:
         self.port = client_port
         self._peer = peer_port
         self._dir = tempfile.mkdtemp(prefix="meshkit-etcd-")
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: ChildProcess | None = None
 
     def start(self) -> None:
         url, peer = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self._peer}"
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             [
                 "etcd",
                 "--name",
@@ -54,15 +40,16 @@ class PrivateEtcd:
                 "--initial-cluster",
                 f"private={peer}",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            name="private etcd",
+            port=self.port,
+            stderr="discard",
+            grace=30,
+            timeout=30,
         )
-        _wait_port(self.port, 30)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            self._proc.wait(timeout=30)
+        if self._proc is not None:
+            self._proc.stop()
         self._proc = None
 
     def remove(self) -> None:
@@ -89,23 +76,22 @@ class PrivateZooKeeper:
         log4j = Path("/etc/zookeeper/conf/log4j.properties")
         if log4j.exists():
             shutil.copy(log4j, self._dir / "conf")
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: ChildProcess | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "ZOOCFGDIR": str(self._dir / "conf"), "ZOO_LOG_DIR": str(self._dir)}
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             [str(self.SCRIPT), "start-foreground", str(self._dir / "conf" / "zoo.cfg")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
+            name="private ZooKeeper",
+            port=self.port,
+            stderr="discard",
+            env={"ZOOCFGDIR": str(self._dir / "conf"), "ZOO_LOG_DIR": str(self._dir)},
+            grace=30,  # SIGTERM to its process group (the script and its java)
+            timeout=60,
         )
-        _wait_port(self.port, 60)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGTERM)
-            self._proc.wait(timeout=30)
+        if self._proc is not None:
+            self._proc.stop()
         self._proc = None
 
     def remove(self) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -26,6 +24,7 @@ import pytest
 from meshkit import Client, RpcError, Server
 from meshkit.discovery import open_registry
 from meshkit.registry import RegistryService
+from meshkit.testing import ChildProcess, spawn
 from tests.helpers import LoopLag
 from tests.rpc.services import Greeter
 
@@ -60,8 +59,8 @@ async def registry_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         yield f"zk://127.0.0.1:2181{prefix}?ttl={TTL}"
 
 
-def _start_instance(url: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
+def _start_instance(url: str) -> tuple[ChildProcess, int]:
+    proc = spawn(
         [
             sys.executable,
             "-m",
@@ -76,15 +75,14 @@ def _start_instance(url: str) -> tuple[subprocess.Popen[str], int]:
             "--log-level",
             "ERROR",
         ],
-        stdout=subprocess.PIPE,
-        text=True,
+        ready=r"^meshkit: serving .* on [^\s:]+:(\d+)",
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={"PYTHONPATH": str(ROOT)},
+        grace=0,  # stopped with SIGCONT and SIGKILL
+        timeout=30,
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("meshkit: serving"), line
-    return proc, int(line.rsplit(":", 1)[1])
+    assert proc.ready_match is not None
+    return proc, int(proc.ready_match[1])
 
 
 @pytest.mark.parametrize("sig", [signal.SIGSTOP, signal.SIGKILL], ids=["SIGSTOP", "SIGKILL"])
@@ -125,7 +123,7 @@ async def test_dead_or_frozen_instance_leaves_within_its_ttl(registry_url: str, 
         eps.pick = recording_pick  # type: ignore[method-assign]
         loader = asyncio.create_task(load())
         await asyncio.sleep(0.3)
-        os.kill(frozen.pid, sig)
+        frozen.signal(sig)
         stopped = time.monotonic()
         while True:
             ports = {i.port for i in await registry.resolve("greeter")}
@@ -154,9 +152,4 @@ async def test_dead_or_frozen_instance_leaves_within_its_ttl(registry_url: str, 
         await client.close()
         await registry.close()
         for proc in (frozen, alive):
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-                proc.kill()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            proc.stop()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -17,6 +14,7 @@ import pytest
 
 from meshkit.discovery import Instance, open_registry
 from meshkit.discovery.zookeeper import ZooKeeperRegistry
+from meshkit.testing import spawn
 from tests.discovery.scenarios import servers_and_clients_meet
 
 ZK = "127.0.0.1:2181"
@@ -79,25 +77,19 @@ asyncio.run(main())
 
 
 async def test_sigkilled_instance_leaves_when_its_session_expires(zk: ZooKeeperRegistry) -> None:
-    proc = subprocess.Popen(
+    with spawn(
         [sys.executable, "-c", REGISTER_AND_WAIT, ZK, zk._prefix],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "registered"
+        ready="^registered$",
+        env={"PYTHONPATH": str(ROOT / "src")},
+        timeout=30,
+    ) as proc:
         assert [i.id for i in await zk.resolve("svc")] == ["doomed"]
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()
         killed = time.monotonic()
         while await zk.resolve("svc"):
             assert time.monotonic() - killed < 4 + 6, "the ephemeral node outlived the session timeout"
             await asyncio.sleep(0.2)
         assert time.monotonic() - killed >= 1.5  # removed by session expiry, not at once
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
 
 
 async def test_servers_and_clients_meet_through_zookeeper() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from meshkit import Server
+from meshkit.testing import spawn
 from tests.gateway.services import Orders
 
 
@@ -31,25 +31,18 @@ call = "orders.get"
 public = true
 """
         )
-        env = {**os.environ, "PYTHONPATH": os.getcwd()}
-        proc = subprocess.Popen(
+        with spawn(
             [sys.executable, "-m", "meshkit", "gateway", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert "gateway on http://" in line, line + proc.stderr.read() if proc.stderr else line
-            url = line.split("gateway on ")[1].split()[0]
-            async with httpx.AsyncClient(base_url=url) as http:
+            ready=r"gateway on (http://\S+)",
+            stderr="capture",
+            env={"PYTHONPATH": os.getcwd()},
+            timeout=30,
+        ) as proc:
+            assert proc.ready_match is not None
+            async with httpx.AsyncClient(base_url=proc.ready_match[1]) as http:
                 r = await http.get("/api/orders/1")
             assert r.status_code == 200 and r.json()["item"] == "apple"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
+            assert proc.stop(grace=10) == 0 and not proc.escalated
 
 
 def test_a_bad_config_stops_the_gateway_with_the_field_named(tmp_path: Path) -> None:

@@ -5,9 +5,6 @@ gateway with a config error naming the entry, the module and the directory it wa
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
-import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 import meshkit
 from meshkit import Server, Service
 from meshkit.gateway import GatewayApp, GatewayConfigError, parse
+from meshkit.testing import spawn
 
 MYSVC = """
 from meshkit import Service, rpc
@@ -67,31 +65,22 @@ async def test_the_meshkit_command_imports_a_service_class_from_the_working_dire
     async with Server([adder()]) as backend:
         (tmp_path / "gateway.toml").write_text(CONFIG.format(address=backend.address))
         src = str(Path(meshkit.__file__).resolve().parent.parent)  # the meshkit under test
-        env = {**os.environ, "PYTHONPATH": src}
-        proc = subprocess.Popen(
+        with spawn(
             [str(_meshkit_command()), "gateway", "--config", "gateway.toml"],
+            name="the gateway",
+            ready=r"gateway on (http://\S+)",
+            stderr="capture",
             cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        try:
-            assert proc.stdout is not None and proc.stderr is not None
-            line = proc.stdout.readline()
-            if "gateway on http://" not in line:
-                proc.kill()
-                pytest.fail(f"the gateway did not start: {line}{proc.stderr.read()}")
-            url = line.split("gateway on ")[1].split()[0]
-            async with httpx.AsyncClient(base_url=url) as http:
+            env={"PYTHONPATH": src},
+            timeout=30,
+        ) as proc:
+            assert proc.ready_match is not None
+            async with httpx.AsyncClient(base_url=proc.ready_match[1]) as http:
                 r = await http.get("/add/2", params={"b": "40"})
             # 42, not a 400: the path's "2" became an int because the class's hints were read.
             assert r.status_code == 200, r.text
             assert r.json() == 42
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
+            assert proc.stop(grace=10) == 0 and not proc.escalated
 
 
 def test_a_class_that_cannot_be_imported_names_the_entry_the_module_and_the_directory(

@@ -5,10 +5,6 @@ line of the call carries that trace id."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,33 +17,30 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from meshkit import Client
 from meshkit.demo.services import Order, OrderRequest
 from meshkit.observe import tracing
+from meshkit.testing import ChildProcess, spawn
 from tests.observe.otlp_receiver import OtlpReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
+def start(args: list[str], env: dict[str, str]) -> tuple[ChildProcess, str]:
+    """``meshkit run ARGS`` with JSON logs (on stderr, kept with its output) and its address."""
+    proc = spawn(
         [sys.executable, "-m", "meshkit", "run", *args, "--port", "0", "--log-format", "json", "--trace", "otlp"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        ready=r"on (127\.0\.0\.1:\d+)",
+        stderr="capture",
+        keep=100_000,
         cwd=ROOT,
-        env={**os.environ, **env},
+        env=env,
+        timeout=30,
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"on (127\.0\.0\.1:\d+)", line)
-    if not match:
-        proc.kill()
-        pytest.fail(f"{args[0]} did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-    return proc, match.group(1)
+    assert proc.ready_match is not None
+    return proc, proc.ready_match[1]
 
 
-def stop(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+def stop(proc: ChildProcess) -> list[dict[str, object]]:
+    proc.stop(grace=30)
+    return [json.loads(line) for line in proc.tail() if line.startswith("{")]
 
 
 @pytest.mark.slow

@@ -4,10 +4,6 @@ receiver (``POST /api/v2/spans``, JSON) in this test; the server span is the chi
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,6 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from meshkit import Client
 from meshkit.observe import tracing
+from meshkit.testing import spawn
 from tests.observe.test_tracing import Back
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,27 +62,23 @@ def receiver() -> Iterator[ZipkinReceiver]:
 
 @pytest.mark.slow
 async def test_zipkin_json_from_a_running_process_and_a_caller(receiver: ZipkinReceiver) -> None:
-    env = {**os.environ, "OTEL_EXPORTER_ZIPKIN_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-    proc = subprocess.Popen(
+    env = {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    with spawn(
         [sys.executable, "-m", "meshkit", "run", "tests.observe.test_tracing:Back", "--port", "0", "--trace", "zipkin"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        ready=r"on (127\.0\.0\.1:\d+)",
+        stderr="discard",
         cwd=ROOT,
         env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        match = re.search(r"on (127\.0\.0\.1:\d+)", proc.stdout.readline())
+        timeout=30,
+    ) as proc:
+        match = proc.ready_match
         assert match
         caller = TracerProvider(resource=Resource.create({"service.name": "caller"}))
         caller.add_span_processor(BatchSpanProcessor(ZipkinExporter(endpoint=receiver.endpoint)))
         async with Client(target=match.group(1), middleware=[tracing.middleware("client", caller)]) as client:
             assert await client.proxy(Back).work(4) == 8
         caller.force_flush()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0  # flushes its batched spans on the way out
+        assert proc.stop(grace=30) == 0 and not proc.escalated  # flushes its batched spans on the way out
     by_kind = {s["kind"]: s for s in receiver.spans}
     client_span, server_span = by_kind["CLIENT"], by_kind["SERVER"]
     assert server_span["traceId"] == client_span["traceId"]

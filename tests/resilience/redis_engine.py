@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
 
 import pytest
+
+from meshkit.testing import ChildProcess, spawn
 
 SHARED = "redis://127.0.0.1:6379/0"
 
@@ -36,28 +36,22 @@ class PrivateRedis:
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is not installed")
         self.port = closed_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: ChildProcess | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
+            name="private redis",
+            port=self.port,
+            grace=10,
+            timeout=10,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis did not start")
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+            self.proc.stop()
             self.proc = None

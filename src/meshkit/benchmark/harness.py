@@ -20,19 +20,20 @@ import json
 import math
 import os
 import platform
-import select
+import re
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from meshkit.testing.spawn import ChildNotReady, ChildProcess, spawn
 
 #: The systems in the order they are run and listed (the default run: all but OBSERVED).
 ALL_SYSTEMS = (
@@ -383,80 +384,37 @@ def _cpu_args(cpu: int | None) -> list[str]:
     return [] if cpu is None else ["--cpu", str(cpu)]
 
 
-def _tail(f: IO[bytes], limit: int = 2000) -> str:
+#: What a ``serve`` process prints once it listens.
+_PORT_LINE = re.compile(r"^PORT (\d+)$")
+
+
+def start_server(system: str, cpu: int | None, env: dict[str, str]) -> tuple[ChildProcess, int]:
+    """A fresh ``serve`` child and the port it listens on; ServerStartError (with the child's
+    last output lines) if it does not print its port within SERVER_START_TIMEOUT seconds. Not in a
+    session of its own: Ctrl-C in the terminal reaches it too. Its stderr is kept for that error."""
+    cmd = [sys.executable, "-m", "meshkit.benchmark", "serve", system, "--port", "0", *_cpu_args(cpu)]
     try:
-        f.flush()
-        f.seek(0)
-        text = f.read().decode("utf-8", "replace").strip()
-    except (OSError, ValueError):
-        return ""
-    return text[-limit:]
-
-
-class ServerProcess:
-    """One ``serve`` child: started, asked for its port, stopped by PID."""
-
-    def __init__(self, system: str, cpu: int | None, env: dict[str, str]) -> None:
-        self.system = system
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process; closed in stop()
-        cmd = [sys.executable, "-m", "meshkit.benchmark", "serve", system, "--port", "0", *_cpu_args(cpu)]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=env
+        server = spawn(
+            cmd,
+            name=f"the {system} server",
+            env=env,
+            stderr="capture",
+            new_session=False,
+            grace=SERVER_STOP_TIMEOUT,
+            ready=_PORT_LINE,
+            timeout=SERVER_START_TIMEOUT,
         )
+    except ChildNotReady as exc:
+        raise ServerStartError(str(exc)) from None
+    assert server.ready_match is not None
+    return server, int(server.ready_match[1])
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
-    def wait_port(self, timeout: float = SERVER_START_TIMEOUT) -> int:
-        """Read stdout until the ``PORT <n>`` line; raise ServerStartError after ``timeout`` s."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while True:
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                word, _, value = line.strip().partition(b" ")
-                if word == b"PORT" and value.isdigit():
-                    return int(value)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ServerStartError(self._why(f"did not print its port within {timeout:g} s"))
-            ready, _, _ = select.select([fd], [], [], min(remaining, 0.1))
-            if ready:
-                chunk = os.read(fd, 4096)
-                if chunk:
-                    buf += chunk
-                    continue
-                try:  # EOF: it is exiting
-                    self.proc.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
-                except subprocess.TimeoutExpired:
-                    pass
-                raise ServerStartError(self._why("closed its stdout without printing its port"))
-            if self.proc.poll() is not None:
-                raise ServerStartError(self._why("exited before printing its port"))
-
-    def _why(self, what: str) -> str:
-        code = self.proc.poll()
-        status = f" (exit code {code})" if code is not None else ""
-        tail = _tail(self._stderr)
-        return f"the {self.system} server (pid {self.pid}) {what}{status}" + (f"; its stderr:\n{tail}" if tail else "")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it is still there after SERVER_STOP_TIMEOUT seconds."""
-        proc = self.proc
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=SERVER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"warning: {self.system} server pid {proc.pid} ignored SIGTERM; killing it", file=sys.stderr)
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        self._stderr.close()
+def stop_server(server: ChildProcess) -> None:
+    """SIGTERM, then SIGKILL if it is still there after SERVER_STOP_TIMEOUT seconds."""
+    server.stop()
+    if server.escalated:
+        print(f"warning: {server.name} pid {server.pid} ignored SIGTERM; killed it", file=sys.stderr)
 
 
 def run_load(
@@ -502,13 +460,12 @@ def measure(
     system: str, concurrency: int, duration: float, warmup: float, placement: Placement, env: dict[str, str]
 ) -> dict[str, Any]:
     """One row: a fresh server, one load run against it, the server stopped by PID."""
-    server = ServerProcess(system, placement.server_cpu, env)
+    server, port = start_server(system, placement.server_cpu, env)
     try:
-        port = server.wait_port(SERVER_START_TIMEOUT)
         env = {**env, SERVER_PID_ENV: str(server.pid)}
         return run_load(system, port, concurrency, duration, warmup, placement.client_cpu, env)
     finally:
-        server.stop()
+        stop_server(server)
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:

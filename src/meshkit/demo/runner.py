@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from meshkit.demo.services import DEMO_API_KEY, OUT_OF_STOCK, gateway_config
 from meshkit.demo.stats import RollingStats
 from meshkit.errors import RpcError
 from meshkit.rpc.client import Client
+from meshkit.testing.spawn import ChildNotReady, ChildProcess, spawn
 from meshkit.transport.loop import run as run_loop
 
 #: Where ``curl localhost:8080/api/orders`` finds the demo (``meshkit demo --gateway-port``).
@@ -43,7 +43,7 @@ _ADMIN = re.compile(r"meshkit: admin on (\S+)")
 @dataclass
 class Child:
     name: str
-    process: subprocess.Popen[str]
+    process: ChildProcess
     address: str
     admin: str = ""  # http://host:port of its /metrics, /healthz, /readyz
 
@@ -52,29 +52,20 @@ def _spawn(
     name: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 15.0, port: int = 0
 ) -> Child:
     cmd = [sys.executable, "-m", "meshkit", *args, "--port", str(port), "--log-level", "WARNING"]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=None,
-        text=True,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,  # Ctrl-C in the terminal reaches only us; we stop the children
-    )
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        match = _SERVING.match(line)
-        if match:
-            child = Child(name, proc, match.group(1))
-            if "--admin-port" in args:
-                admin = _ADMIN.match(proc.stdout.readline())
-                child.admin = admin.group(1) if admin else ""
-            return child
-    _stop([Child(name, proc, "?")])
-    raise RuntimeError(f"demo: {name} did not start (exit code {proc.poll()})")
+    # Its own session: Ctrl-C in the terminal reaches only us; we stop the children. Its stderr is
+    # the terminal's, so a child that cannot start says why above our one line.
+    try:
+        process = spawn(cmd, name=name, env=env, ready=_SERVING, timeout=timeout)
+    except ChildNotReady as exc:
+        raise RuntimeError(f"demo: {name} did not start (exit code {exc.returncode})") from None
+    assert process.ready_match is not None
+    child = Child(name, process, process.ready_match[1])
+    if "--admin-port" in args:
+        try:
+            child.admin = process.expect(_ADMIN, timeout=timeout)[1]
+        except ChildNotReady:
+            pass
+    return child
 
 
 class DemoError(RuntimeError):
@@ -125,13 +116,7 @@ def _start_gateway(registry: str, port: int, env: dict[str, str], workdir: str) 
 def _stop(children: list[Child]) -> None:
     """Stop in reverse start order (callers before callees, the registry last), each by PID."""
     for child in reversed(children):
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
-        try:
-            child.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.process.kill()
-            child.process.wait()
+        child.process.stop(grace=5)
 
 
 class Breakers:
@@ -186,7 +171,8 @@ def _view(
         procs.add_column(col)
     served = spread.last_second(now)
     for child in children:
-        state = "running" if child.process.poll() is None else f"exited {child.process.returncode}"
+        code = child.process.returncode
+        state = "running" if code is None else f"exited {code}"
         share = served.get(f"inventory-{child.process.pid}")
         breaker = breakers.of(child.address) if breakers is not None else ""
         style = {"open": "[red]", "half_open": "[yellow]", "closed": "[green]"}.get(breaker, "")

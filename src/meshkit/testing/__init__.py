@@ -1,6 +1,7 @@
 """Helpers for testing services built on meshkit: an in-process server with a loopback client,
 fake clocks, and fault injection (a TCP proxy that delays, blackholes, partitions, drops or resets;
-service processes to SIGKILL, SIGSTOP and SIGCONT).
+service processes to SIGKILL, SIGSTOP and SIGCONT; ``spawn``: any child process, waited for until
+it is ready and stopped by PID).
 
 async with serve(Greeter()) as (server, client):
     assert await client.proxy(Greeter).hello("ann") == "hello ann"
@@ -19,8 +20,11 @@ from meshkit.rpc.service import Service
 from meshkit.testing.netns import NetnsLink
 from meshkit.testing.processes import ServiceProcess, registry_process, service_process
 from meshkit.testing.proxy import FaultProxy, ProxyStats
+from meshkit.testing.spawn import ChildNotReady, ChildProcess, spawn
 
 __all__ = [
+    "ChildNotReady",
+    "ChildProcess",
     "FakeClock",
     "FakeSleep",
     "FaultProxy",
@@ -30,6 +34,7 @@ __all__ = [
     "registry_process",
     "serve",
     "service_process",
+    "spawn",
 ]
 
 

@@ -1,5 +1,6 @@
 """Service processes for fault tests: started with ``meshkit run``, signalled by PID (SIGKILL,
-SIGSTOP, SIGCONT, SIGTERM), always stopped on the way out.
+SIGSTOP, SIGCONT, SIGTERM), always stopped on the way out (``meshkit.testing.spawn`` does the
+starting, waiting and stopping).
 
 Each child leads a process group of its own, and signals go to that group: with a ``prefix``
 that forks (``sudo``, a wrapper script), the service itself is the grandchild, and signalling
@@ -14,58 +15,34 @@ the child's PID alone would freeze or kill the wrapper and leave the service run
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
+import re
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from meshkit.testing.spawn import ChildProcess
 
-class ServiceProcess:
-    def __init__(self, proc: subprocess.Popen[str], address: str) -> None:
-        self.proc = proc
-        self.address = address
+#: "meshkit: serving NAMES on HOST:PORT" / "meshkit: registry serving on HOST:PORT (clients: ...)".
+_SERVING = re.compile(r"^meshkit: (?:registry )?serving (?:.* )?on (\S+)")
+
+
+class ServiceProcess(ChildProcess):
+    """A ``meshkit run`` or ``meshkit registry`` child; ``address`` is the host:port it serves on."""
 
     @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the child's process group (the child and anything it started)."""
-        if self.proc.poll() is None:
-            _signal_group(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL: the process dies at once, mid-call."""
-        self.signal(signal.SIGKILL)
-
-    def pause(self) -> None:
-        """SIGSTOP: frozen; its sockets stay open."""
-        self.signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.signal(signal.SIGCONT)
-
-    def terminate(self) -> None:
-        """SIGTERM: a graceful stop (meshkit drains calls in flight)."""
-        self.signal(signal.SIGTERM)
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
+    def address(self) -> str:
+        assert self.ready_match is not None, "not ready yet"
+        return self.ready_match[1]
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):  # the group is gone (or its id was reused)
-        pass
+@contextmanager
+def _child(
+    name: str, cmd: list[str], env: dict[str, str] | None, cwd: str | None, start_timeout: float
+) -> Iterator[ServiceProcess]:
+    # grace=0: on the way out it is killed (SIGCONT first, should it be paused), not drained.
+    with ServiceProcess(cmd, name=name, env=env, cwd=cwd, grace=0) as child:
+        child.wait_ready(_SERVING, timeout=start_timeout)
+        yield child
 
 
 @contextmanager
@@ -75,46 +52,8 @@ def registry_process(
     """``meshkit registry --port 0`` in a child process; ``.address`` is host:port (clients use
     ``meshkit://`` + address). Killed and reaped on exit, by PID."""
     cmd = [sys.executable, "-m", "meshkit", "registry", "--port", "0", "--log-level", "WARNING", *args]
-    with _child(cmd, "meshkit: registry serving", env, None, start_timeout) as child:
+    with _child("meshkit registry", cmd, env, None, start_timeout) as child:
         yield child
-
-
-@contextmanager
-def _child(
-    cmd: list[str], ready: str, env: dict[str, str] | None, cwd: str | None, start_timeout: float
-) -> Iterator[ServiceProcess]:
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, **(env or {})}, start_new_session=True
-    )
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + start_timeout
-        address = None
-        while (left := deadline - time.monotonic()) > 0:
-            # Wait for a line no longer than the start timeout: a child that prints nothing must
-            # not hold the caller (readline alone would block until it exits).
-            readable, _, _ = select.select([proc.stdout], [], [], left)
-            if not readable:
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.startswith(ready):
-                address = line.rsplit(" on ", 1)[1].split()[0].strip()  # "... on HOST:PORT [...]"
-                break
-        if address is None:
-            raise RuntimeError(f"{' '.join(cmd[2:4])} did not start (exit code {proc.poll()})")
-        yield ServiceProcess(proc, address)
-    finally:
-        # The whole group, even when the child itself has exited (a forking prefix's service),
-        # but only while the child is not yet reaped: until then its id cannot name another
-        # process group. (A test that reaped it with wait() already chose to end it.)
-        if proc.returncode is None:
-            _signal_group(proc.pid, signal.SIGCONT)
-            _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 @contextmanager
@@ -145,5 +84,5 @@ def service_process(
     if registry is not None:
         cmd += ["--registry", registry]
     cmd += list(args)
-    with _child(cmd, "meshkit: serving", env, cwd, start_timeout) as child:
+    with _child(f"meshkit run {' '.join(services)}", cmd, env, cwd, start_timeout) as child:
         yield child
