@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from types import TracebackType
+
+#: What a child process of a test puts on its path: this checkout's ``src`` first (so it runs the
+#: code under test, never another install), then the root (for the ``tests.*`` services it loads).
+ROOT = Path(__file__).resolve().parents[1]
+CHILD_PYTHONPATH = os.pathsep.join((str(ROOT / "src"), str(ROOT)))
 
 
 def in_ci() -> bool:

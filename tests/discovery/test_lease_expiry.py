@@ -25,7 +25,7 @@ from meshkit import Client, RpcError, Server
 from meshkit.discovery import open_registry
 from meshkit.registry import RegistryService
 from meshkit.testing import ChildProcess, spawn
-from tests.helpers import LoopLag
+from tests.helpers import CHILD_PYTHONPATH, LoopLag
 from tests.rpc.services import Greeter
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def _start_instance(url: str) -> tuple[ChildProcess, int]:
         ],
         ready=r"^meshkit: serving .* on [^\s:]+:(\d+)",
         cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT)},
+        env={"PYTHONPATH": CHILD_PYTHONPATH},
         grace=0,  # stopped with SIGCONT and SIGKILL
         timeout=30,
     )

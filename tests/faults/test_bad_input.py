@@ -20,6 +20,7 @@ from meshkit.protocol.metadata import encode_metadata
 from meshkit.serde import msgpack_encode
 from meshkit.testing import service_process
 from tests.faults.conftest import ROOT, LoopLag, Reliability
+from tests.helpers import CHILD_PYTHONPATH
 from tests.rpc.services import Greeter
 
 GREETER = "tests.rpc.services:Greeter"
@@ -101,7 +102,7 @@ def _never_reads(port: int) -> socket.socket:
 
 
 async def test_hostile_bytes_leave_memory_bounded_and_other_clients_served(reliability: Reliability) -> None:
-    with service_process(GREETER, env={"PYTHONPATH": str(ROOT)}, cwd=str(ROOT)) as srv:
+    with service_process(GREETER, env={"PYTHONPATH": CHILD_PYTHONPATH}, cwd=str(ROOT)) as srv:
         port = int(srv.address.rsplit(":", 1)[1])
         async with Client(target=srv.address, middleware=[], timeout=5) as good:
             greeter = good.proxy(Greeter)

@@ -13,6 +13,7 @@ from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.testing import service_process
 from tests.faults.calls import Callers, CallLog
 from tests.faults.conftest import ROOT, Reliability, until
+from tests.helpers import CHILD_PYTHONPATH
 from tests.rpc.services import Greeter
 
 KEEPALIVE = KeepaliveConfig(interval=0.2, timeout=0.2)
@@ -20,7 +21,7 @@ FROZEN = 2.0
 
 
 async def test_a_frozen_instance_gets_no_requests_until_it_thaws(reliability: Reliability) -> None:
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": CHILD_PYTHONPATH}
     loop = asyncio.get_running_loop()
     log = CallLog()
     with (

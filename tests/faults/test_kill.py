@@ -11,6 +11,7 @@ from pathlib import Path
 from meshkit import Client, RpcError
 from meshkit.testing import service_process
 from tests.faults.conftest import ROOT, Reliability, until
+from tests.helpers import CHILD_PYTHONPATH
 
 N = 200
 AFTER = 100
@@ -30,7 +31,7 @@ def _ledger(path: Path) -> list[str]:
 async def test_kill_9_with_calls_in_flight_loses_nothing_acknowledged(tmp_path: Path, reliability: Reliability) -> None:
     loop = asyncio.get_running_loop()
     ledgers = [tmp_path / "a.ledger", tmp_path / "b.ledger"]
-    env = {"PYTHONPATH": str(ROOT), "LEDGER_GATED": "1"}  # every call is held until the test releases it
+    env = {"PYTHONPATH": CHILD_PYTHONPATH, "LEDGER_GATED": "1"}  # every call is held until the test releases it
     service = "tests.faults.services:Ledger"
     with (
         service_process(service, env={**env, "LEDGER_FILE": str(ledgers[0])}, cwd=str(ROOT)) as a,

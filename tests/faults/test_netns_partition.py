@@ -17,7 +17,7 @@ from meshkit.testing import FaultProxy, NetnsLink, service_process
 from meshkit.testing.netns import available
 from tests.faults.conftest import ROOT, Reliability
 from tests.faults.test_partitions import check_partition, partition_one_instance
-from tests.helpers import in_ci
+from tests.helpers import CHILD_PYTHONPATH, in_ci
 from tests.rpc.services import Greeter
 
 CUT = 2.0
@@ -33,7 +33,7 @@ async def _cut_off_instance() -> AsyncIterator[tuple[str, Any, str]]:
         )
     if available():
         with NetnsLink(f"mkf{os.getpid()}") as link:
-            env = {"PYTHONPATH": str(ROOT)}
+            env = {"PYTHONPATH": CHILD_PYTHONPATH}
             with service_process(
                 "tests.rpc.services:Greeter",
                 args=["--host", link.inside],

@@ -18,6 +18,7 @@ from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.testing import FaultProxy, registry_process, service_process
 from tests.faults.calls import Callers, CallLog
 from tests.faults.conftest import ROOT, LoopLag, Reliability, until
+from tests.helpers import CHILD_PYTHONPATH
 from tests.rpc.services import Greeter
 
 KEEPALIVE = KeepaliveConfig(interval=0.2, timeout=0.2)
@@ -102,7 +103,7 @@ async def test_a_partition_from_one_instance_fails_over_and_heals(seconds: float
 async def test_a_partition_from_the_registry_drops_no_endpoint(seconds: float, reliability: Reliability) -> None:
     """The instances keep their leases (they reach the registry); only the client is cut off from
     it. Its cached endpoints keep serving; after the heal its watch sees a new instance."""
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": CHILD_PYTHONPATH}
     ttl = 2.0
     with registry_process() as reg:
         url = f"meshkit://{reg.address}?ttl={ttl:g}"
@@ -197,7 +198,7 @@ async def test_an_instance_cut_off_from_the_registry_is_evicted_only_past_the_tt
     reaches it directly. Shorter than the TTL: its lease survives. Longer: the registry evicts it
     and clients stop using it (calls go to the other, none fails); after the heal it registers
     again and clients use it again."""
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": CHILD_PYTHONPATH}
     ttl = 2.0
     with registry_process() as reg:
         url = f"meshkit://{reg.address}?ttl={ttl:g}"

@@ -18,6 +18,7 @@ from meshkit.discovery.events import WATCH_EVENTS
 from meshkit.testing import FaultProxy, ServiceProcess, registry_process, service_process
 from tests.faults.calls import Callers
 from tests.faults.conftest import ROOT, Reliability, until
+from tests.helpers import CHILD_PYTHONPATH
 from tests.rpc.services import Greeter
 
 TTL = 2.0
@@ -32,7 +33,7 @@ def _free_port() -> int:
 
 @pytest.mark.timeout(120)
 async def test_a_registry_outage_longer_than_the_ttl_drops_no_endpoint(reliability: Reliability) -> None:
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": CHILD_PYTHONPATH}
     port = _free_port()
     url = f"meshkit://127.0.0.1:{port}?ttl={TTL:g}"
     with registry_process(["--port", str(port)]) as first:
@@ -118,7 +119,7 @@ async def _outage(
 async def _watch_follows_the_registry(client: Client, url: str) -> None:
     """After the heal the client's watch is live again, not frozen on the endpoints it held: an
     instance that registers now is added, and one that deregisters is dropped."""
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": CHILD_PYTHONPATH}
 
     def addresses() -> set[str]:
         eps = client.endpoints().get("greeter")

@@ -15,6 +15,7 @@ import pytest
 from meshkit import Client
 from meshkit.testing import ServiceProcess, registry_process, service_process
 from tests.faults.conftest import ROOT, Reliability
+from tests.helpers import CHILD_PYTHONPATH
 
 TTL = 2.0
 HOLD_FOR = 5.0
@@ -48,7 +49,7 @@ async def _listed(client: Client) -> int:
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("n", [4, 8, 16])
 async def test_self_preservation_holds_a_frozen_half_and_never_a_single_death(n: int, reliability: Reliability) -> None:
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": CHILD_PYTHONPATH}
     with registry_process(["--self-preservation", f"{HOLD_FOR:g}"]) as registry:
         url = f"meshkit://{registry.address}?ttl={TTL:g}"
         with contextlib.ExitStack() as stack:

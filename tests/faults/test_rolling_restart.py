@@ -16,6 +16,7 @@ from meshkit.discovery import open_registry
 from meshkit.testing import registry_process, service_process
 from tests.faults.calls import Callers
 from tests.faults.conftest import ROOT, Reliability, until
+from tests.helpers import CHILD_PYTHONPATH
 
 INSTANCES = 3
 CALLERS = 8
@@ -24,7 +25,7 @@ SERVICE = "tests.faults.services:Ledger"
 
 async def test_a_rolling_restart_under_load_fails_no_call(tmp_path: Path, reliability: Reliability) -> None:
     ledgers = [tmp_path / f"{n}.ledger" for n in range(2 * INSTANCES)]
-    env = {"PYTHONPATH": str(ROOT), "LEDGER_HOLD": "0.02"}  # calls are in flight at every moment
+    env = {"PYTHONPATH": CHILD_PYTHONPATH, "LEDGER_HOLD": "0.02"}  # calls are in flight at every moment
     ids = itertools.count()
     acknowledged: list[str] = []
     wrong: list[tuple[str, object]] = []  # answers to another call than the one made

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from meshkit.testing import ServiceProcess, service_process
+from tests.helpers import CHILD_PYTHONPATH
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,6 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def server_process(*services: str, env: dict[str, str] | None = None, grace: float = 5.0) -> Iterator[ServiceProcess]:
     with service_process(
-        *services, args=["--grace", str(grace)], env={"PYTHONPATH": str(ROOT), **(env or {})}, cwd=str(ROOT)
+        *services, args=["--grace", str(grace)], env={"PYTHONPATH": CHILD_PYTHONPATH, **(env or {})}, cwd=str(ROOT)
     ) as srv:
         yield srv
