@@ -1,5 +1,5 @@
-"""meshkit.testing.processes: a child that never prints its ready line fails within
-``start_timeout``, and pause/resume/stop reach the service even behind a forking prefix."""
+"""meshkit.testing.spawn: a child that never prints its ready line fails within its timeout, and
+pause/resume/stop reach the service even behind a forking prefix (they signal the process group)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from meshkit.testing.processes import _child
+from meshkit.testing.spawn import ChildNotReady, spawn
 
 
 def test_start_timeout_bounds_a_silent_child() -> None:
     cmd = [sys.executable, "-c", "import time; time.sleep(4)"]
     start = time.monotonic()
-    with pytest.raises(RuntimeError), _child(cmd, "never printed", None, None, 0.3):
+    with pytest.raises(ChildNotReady), spawn(cmd, ready="never printed", timeout=0.3):
         pass
     assert time.monotonic() - start < 2.0, "start_timeout=0.3 s was not honoured"
 
@@ -42,8 +42,9 @@ def test_signals_reach_a_service_started_through_a_forking_prefix() -> None:
     # sh forks the "service" (it does not exec it, because of "; wait"), as sudo or a wrapper would.
     service = "import os, time; print(f'ready on {os.getpid()}', flush=True); time.sleep(60)"
     cmd = ["sh", "-c", f'{sys.executable} -c "{service}" & wait']
-    with _child(cmd, "ready", None, None, 10.0) as child:
-        grandchild = int(child.address)
+    with spawn(cmd, ready=r"^ready on (\d+)$", timeout=10.0, grace=0) as child:
+        assert child.ready_match is not None
+        grandchild = int(child.ready_match[1])
         assert grandchild != child.pid
         child.pause()
         assert _until(lambda: _state(grandchild) == "T"), "SIGSTOP did not reach the service"

@@ -243,7 +243,7 @@ class Server:
         self._wheel: DeadlineWheel[EagerCall | _StreamSink] | None = None
         self._deadline_resolution = deadline_resolution
         self._started = False
-        self._md_cache: dict[bytes, Metadata] = {}
+        self._md_cache: dict[bytes, tuple[Metadata, _Route, Any]] = {}
         self._shedder = self.policy.shedder if self.policy is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -408,41 +408,13 @@ class Server:
         raw = frame.metadata
         flags = frame.flags
         trace = frame.trace  # split off the metadata by the connection (protocol.md, "Flags")
-        cached = self._md_cache.get(raw)
-        if cached is not None:
-            md = cached.copy()  # a handler or middleware may change its own copy
-        else:
-            try:
-                md = decode_metadata(raw)
-            except ProtocolError as exc:
-                conn.protocol_error(exc)
-                return
-            # Callers with one timeout send byte-identical metadata for most calls: remember a
-            # few. (Not those carrying a textual traceparent: it makes every one unique.)
-            if b"traceparent" not in raw:
-                if len(self._md_cache) >= _MD_CACHE_SIZE:
-                    self._md_cache.clear()
-                self._md_cache[raw] = md.copy()
-        service = md.get(SERVICE)
-        routes = self._routes.get(service)  # type: ignore[arg-type]
-        if routes is None:
-            conn.send_error(
-                sid,
-                StatusCode.UNIMPLEMENTED,
-                f"unknown service {service!r}; this server has: {', '.join(sorted(self._routes))}",
-                not_processed=True,
-            )
-            return
-        method = md.get(METHOD)
-        route = routes.get(method)  # type: ignore[arg-type]
-        if route is None:
-            conn.send_error(
-                sid,
-                StatusCode.UNIMPLEMENTED,
-                f"unknown method {service}.{method}; {service} has: {', '.join(sorted(routes))}",
-                not_processed=True,
-            )
-            return
+        entry = self._md_cache.get(raw)
+        if entry is None:
+            entry = self._resolve(conn, sid, raw)
+            if entry is None:
+                return  # answered already: unknown service or method, or unreadable metadata
+        template, route, budget = entry
+        md = template.copy()  # a handler or middleware may change its own copy
         shedder = self._shedder
         if shedder is not None and shedder.in_flight >= shedder.limit and route.sheddable and shedder.queue_full():
             # Overloaded: refuse before decoding anything, with a pre-encoded answer. Under 10x
@@ -468,15 +440,10 @@ class Server:
             loop = self._loop
             assert loop is not None
             deadline = None
-            remaining = md.get(DEADLINE)
-            if remaining is not None:
-                if type(remaining) is not int and type(remaining) is not float:
-                    raise RpcError(
-                        StatusCode.INVALID_ARGUMENT, f"metadata 'deadline' must be a number of ms, got {remaining!r}"
-                    )
-                if remaining <= 0:
-                    raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline had passed before the call arrived")
-                deadline = loop.time() + remaining / 1000.0
+            if budget is not None:
+                if budget.__class__ is RpcError:
+                    raise budget
+                deadline = loop.time() + budget
         except RpcError as exc:
             conn.send_error(sid, exc.code, exc.message, exc.details, not_processed=True)
             return
@@ -492,7 +459,7 @@ class Server:
             if handler is None:
                 coro = route.invoke(args)
             else:
-                call_ = Call(spec, args, md, conn.peer, None if deadline is None else remaining / 1000.0)  # type: ignore[operator]
+                call_ = Call(spec, args, md, conn.peer, budget)
                 call_.trace = trace
                 if route.fallback is not None:
                     call_.fallback = route.fallback
@@ -554,6 +521,54 @@ class Server:
         conn.attach(sid, call)
         if deadline is not None:
             self._wheel.add(call, deadline)  # type: ignore[union-attr]
+
+    def _resolve(self, conn: ServerConnection, sid: int, raw: bytes) -> tuple[Metadata, _Route, Any] | None:
+        """What a REQUEST's metadata means: the map, the route and the time budget in seconds
+        (None for none, an RpcError for one that is not a number or has passed). Callers with one
+        timeout send byte-identical metadata for most calls, so the answer is remembered for a
+        few (not for a textual traceparent: it makes every one unique). None: refused here."""
+        try:
+            md = decode_metadata(raw)
+        except ProtocolError as exc:
+            conn.protocol_error(exc)
+            return None
+        service = md.get(SERVICE)
+        routes = self._routes.get(service)  # type: ignore[arg-type]
+        if routes is None:
+            conn.send_error(
+                sid,
+                StatusCode.UNIMPLEMENTED,
+                f"unknown service {service!r}; this server has: {', '.join(sorted(self._routes))}",
+                not_processed=True,
+            )
+            return None
+        method = md.get(METHOD)
+        route = routes.get(method)  # type: ignore[arg-type]
+        if route is None:
+            conn.send_error(
+                sid,
+                StatusCode.UNIMPLEMENTED,
+                f"unknown method {service}.{method}; {service} has: {', '.join(sorted(routes))}",
+                not_processed=True,
+            )
+            return None
+        budget: Any = None
+        remaining = md.get(DEADLINE)
+        if remaining is not None:
+            if type(remaining) is not int and type(remaining) is not float:
+                budget = RpcError(
+                    StatusCode.INVALID_ARGUMENT, f"metadata 'deadline' must be a number of ms, got {remaining!r}"
+                )
+            elif remaining <= 0:
+                budget = RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline had passed before the call arrived")
+            else:
+                budget = remaining / 1000.0
+        entry = (md, route, budget)
+        if budget.__class__ is not RpcError and b"traceparent" not in raw:
+            if len(self._md_cache) >= _MD_CACHE_SIZE:
+                self._md_cache.clear()
+            self._md_cache[raw] = (md.copy(), route, budget)
+        return entry
 
     def _make_eager(
         self,
