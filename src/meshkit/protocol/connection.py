@@ -293,7 +293,12 @@ class Connection:
                         return events
                 continue
             ftype = frame.type
-            if ftype in (_RESPONSE, _ERROR):
+            if ftype == _RESPONSE and not frame.flags and not streaming:
+                # The common answer: a plain unary RESPONSE, no server stream open at all.
+                sid = frame.stream_id
+                if sid in streams:
+                    append((sid, frame, streams.pop(sid)))  # OPEN -> CLOSED
+            elif ftype == _RESPONSE or ftype == _ERROR:  # noqa: SIM109 - two constants, no tuple built
                 sid = frame.stream_id
                 if sid not in streams:
                     continue  # an answer to a call given up on (cancelled, timed out): expected
@@ -533,26 +538,26 @@ class Connection:
         trace context) trails the metadata; ``window`` > 0 makes it a server stream that may
         send that many messages before the next CREDIT; ``compressed``: compress a body worth it.
         The caller checks :attr:`draining` first."""
-        if compressed and len(body) >= MIN_COMPRESS_SIZE:
-            body = compress(body)
-            flags |= _COMPRESSED
         streams = self.streams
         sid = self._next_id
         if sid in streams or sid >= MAX_STREAM_ID:
             sid = self._allocate_id()
         else:
             self._next_id = sid + 1
-        streams[sid] = attachment
-        if window:
-            flags |= _STREAM
-            self._streaming[sid] = _OPENED
-            self._credit[sid] = window
-        if trace is not None:
-            if type(trace) is not bytes or len(trace) != TRACE_CONTEXT_SIZE:
-                del streams[sid]
+        if window or compressed or trace is not None:
+            if trace is not None and (type(trace) is not bytes or len(trace) != TRACE_CONTEXT_SIZE):
                 raise ValueError(f"a trace context is {TRACE_CONTEXT_SIZE} bytes, got {trace!r:.60}")
-            flags |= _TRACE
-            metadata += trace
+            if compressed and len(body) >= MIN_COMPRESS_SIZE:
+                body = compress(body)
+                flags |= _COMPRESSED
+            if window:
+                flags |= _STREAM
+                self._streaming[sid] = _OPENED
+                self._credit[sid] = window
+            if trace is not None:
+                flags |= _TRACE
+                metadata += trace
+        streams[sid] = attachment
         header = _pack_after_prefix(_REQUEST_PREFIXES[flags], len(metadata), sid, len(body))
         return sid, b"".join((header, metadata, body))
 

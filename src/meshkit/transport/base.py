@@ -63,6 +63,7 @@ class FrameProtocol(asyncio.Protocol):
         "opened_at",
         "peer",
         "proto",
+        "usable",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: Limits, keepalive: KeepaliveConfig | None) -> None:
@@ -77,6 +78,8 @@ class FrameProtocol(asyncio.Protocol):
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._closing = True  # until connection_made: nothing to write to yet
+        #: Open and taking new calls (kept as a plain attribute: the client reads it per call).
+        self.usable = False
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
         self.peer = "?"
@@ -89,6 +92,7 @@ class FrameProtocol(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
         self._transport = transport  # type: ignore[assignment]
         self._closing = False
+        self.usable = not self.proto.draining
         self.opened_at = self._loop.time()
         peername = transport.get_extra_info("peername")
         if isinstance(peername, tuple) and len(peername) >= 2:
@@ -129,6 +133,7 @@ class FrameProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self.usable = False
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
             self._keepalive_timer = None
@@ -206,13 +211,16 @@ class FrameProtocol(asyncio.Protocol):
         """Flush what is queued and close."""
         if self._closing or self._transport is None:
             self._closing = True
+            self.usable = False
             return
         self._end_tick()
         self._closing = True
+        self.usable = False
         self._transport.close()
 
     def abort(self) -> None:
         self._closing = True
+        self.usable = False
         if self._transport is not None:
             self._transport.abort()
 

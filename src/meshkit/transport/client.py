@@ -168,10 +168,6 @@ class ClientConnection(FrameProtocol):
         return len(self.proto.streams)
 
     @property
-    def usable(self) -> bool:
-        return not self._closing and not self.proto.draining
-
-    @property
     def has_capacity(self) -> bool:
         return self.proto.has_capacity
 
@@ -312,6 +308,7 @@ class ClientConnection(FrameProtocol):
             if self._probe is not None and not self._probe.done():
                 self._probe.set_result(None)  # otherwise: any frame already counts as a sign of life
         elif kind is GoAwayReceived:
+            self.usable = False
             if event.code:
                 log.warning("server %s sent GOAWAY: %s %s", self.peer, StatusCode(event.code).name, event.message)
             # Streams the server never saw are safe to send elsewhere: fail them as not processed.

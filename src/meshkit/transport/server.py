@@ -137,6 +137,7 @@ class ServerConnection(FrameProtocol):
         if self.proto.draining or self._closing:
             return
         self.send(self.proto.send_goaway())
+        self.usable = False
         # The client closes once its last answer arrives. Closing from this side while requests
         # may still be in the socket would make the kernel send RST and drop answers already
         # written, so the server closes only when the grace period runs out.
