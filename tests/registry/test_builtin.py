@@ -180,7 +180,7 @@ async def test_the_registry_client_retries_at_least_every_third_of_a_ttl(ttl: fl
     and so re-registration, away for far longer than clients hold missing instances (one TTL)."""
     registry = BuiltinRegistry("127.0.0.1:1", ttl=ttl)
     try:
-        policy = registry._client._backoff_policy
+        policy = registry._client.channel._backoff_policy
         assert policy.maximum == ttl / 3 and policy.initial <= ttl / 3
     finally:
         await registry.close()

@@ -98,7 +98,7 @@ async def test_finished_calls_do_not_pile_up_in_the_deadline_queue(client: Clien
 
 
 async def test_a_connect_timeout_inside_the_pool_is_unavailable_not_the_calls_deadline() -> None:
-    from meshkit.rpc.client import _acquire
+    from meshkit.rpc.channel import _acquire
     from meshkit.rpc.service import method_specs
 
     class TimingOutPeer:
