@@ -58,8 +58,9 @@ _INSTANCE_FAILURES = frozenset(
     }
 )
 
-#: How a channel opens a connection to ``host:port`` (``on_state_change`` goes to the connection).
-Connector = Callable[[str, int, Callable[[ClientConnection], None]], Awaitable[ClientConnection]]
+#: How a channel opens a connection to ``host:port`` with these limits (``on_state_change`` goes to
+#: the connection); the default is a TCP (or TLS) connect.
+Connector = Callable[[str, int, Limits, Callable[[ClientConnection], None]], Awaitable[ClientConnection]]
 
 
 class RpcChannel(Protocol):
@@ -137,7 +138,7 @@ class Channel:
 
         async def open_connection(on_state_change: Any) -> ClientConnection:
             if connector is not None:
-                return await connector(host, int(port), on_state_change)
+                return await connector(host, int(port), self.limits, on_state_change)
             return await connect(
                 host,
                 int(port),

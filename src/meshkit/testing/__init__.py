@@ -17,6 +17,7 @@ from meshkit.rpc.client import Client
 from meshkit.rpc.middleware import Middleware
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
+from meshkit.testing.memory import connect_in_memory
 from meshkit.testing.netns import NetnsLink
 from meshkit.testing.processes import ServiceProcess, registry_process, service_process
 from meshkit.testing.proxy import FaultProxy, ProxyStats
@@ -31,6 +32,7 @@ __all__ = [
     "NetnsLink",
     "ProxyStats",
     "ServiceProcess",
+    "connect_in_memory",
     "registry_process",
     "serve",
     "service_process",

@@ -173,16 +173,24 @@ class Listener:
         self.host = ""
         self.port = 0
 
+    def make_connection(self) -> ServerConnection:
+        """A server connection for a transport that is about to be made (a socket accepted, or
+        an in-memory pipe: :mod:`meshkit.testing.memory`); tracked from ``connection_made`` on,
+        so a TLS handshake that fails never counts."""
+        return ServerConnection(
+            asyncio.get_running_loop(),
+            self._limits,
+            self._keepalive,
+            self._dispatch,
+            self.connections.add,
+            self.connections.discard,
+        )
+
     async def start(self, host: str, port: int, *, backlog: int = 1024) -> None:
         loop = asyncio.get_running_loop()
-
-        def factory() -> ServerConnection:
-            # Tracked from connection_made on: a TLS handshake that fails never gets there.
-            return ServerConnection(
-                loop, self._limits, self._keepalive, self._dispatch, self.connections.add, self.connections.discard
-            )
-
-        self._server = await loop.create_server(factory, host, port, ssl=self._ssl, backlog=backlog, reuse_address=True)
+        self._server = await loop.create_server(
+            self.make_connection, host, port, ssl=self._ssl, backlog=backlog, reuse_address=True
+        )
         sockname = self._server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
 
