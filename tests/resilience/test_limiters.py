@@ -5,7 +5,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meshkit.resilience.retry_budget import RetryBudget
-from meshkit.resilience.sliding_window import SlidingWindow
 from meshkit.resilience.token_bucket import TokenBucket
 
 
@@ -35,15 +34,6 @@ def test_token_bucket_refuses_bad_settings() -> None:
         TokenBucket(rate=0, burst=1, now=0)
     with pytest.raises(ValueError):
         TokenBucket(rate=1, burst=2, now=0).try_acquire(0, tokens=3)
-
-
-def test_sliding_window_counts_the_overlap_of_the_previous_window() -> None:
-    w = SlidingWindow(limit=10, window=1.0, now=0)
-    assert sum(w.try_acquire(0.5) for _ in range(12)) == 10
-    # Half-way through the next window, half of the previous 10 still count.
-    assert w.estimate(1.5) == pytest.approx(5)
-    assert sum(w.try_acquire(1.5) for _ in range(10)) == 5
-    assert w.estimate(3.0) == 0  # two windows later everything is forgotten
 
 
 @pytest.mark.parametrize(
