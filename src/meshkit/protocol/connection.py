@@ -218,7 +218,7 @@ class Connection:
             decoder.rejected = []
         if self.role is Role.SERVER:
             return self._server_events(frames, mixed)
-        return self._client_events(frames)
+        return self._client_events(frames, mixed)
 
     def _server_events(self, frames: list[Any], mixed: bool) -> list[Any]:
         events: list[Any] = []
@@ -279,13 +279,13 @@ class Connection:
                 return events
         return events
 
-    def _client_events(self, frames: list[Any]) -> list[Any]:
+    def _client_events(self, frames: list[Any], mixed: bool) -> list[Any]:
         events: list[Any] = []
         append = events.append
         streams = self.streams
         streaming = self._streaming
         for frame in frames:
-            if frame.__class__ is Rejected:
+            if mixed and frame.__class__ is Rejected:
                 event = self._reject_answer(frame)
                 if event is not None:
                     append(event)

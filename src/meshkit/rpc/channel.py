@@ -34,8 +34,9 @@ from meshkit.protocol.frames import TRACE_CONTEXT_SIZE, Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.protocol.metadata import Metadata
+from meshkit.rpc.context import _current
 from meshkit.rpc.endpoints import Endpoints, instance_entries, no_instances, watch_service
-from meshkit.rpc.options import CallOptions, effective_deadline, parse_target
+from meshkit.rpc.options import CallOptions, parse_target
 from meshkit.rpc.service import MethodSpec
 from meshkit.serde import json_encode, msgpack_encode
 from meshkit.transport.backoff import Backoff, BackoffPolicy
@@ -43,6 +44,7 @@ from meshkit.transport.client import ClientConnection, StreamReceiver, connect
 from meshkit.transport.pool import Peer
 
 _msgpack_encode = msgpack_encode
+_current_get = _current.get
 _JSON = int(Flags.JSON)
 _COMPRESSED = int(Flags.COMPRESSED)
 #: A call that the server certainly never processed is re-sent at most this many times.
@@ -249,7 +251,14 @@ class Channel:
             raise RpcError(StatusCode.CANCELLED, "client is closed")
         loop = asyncio.get_running_loop()
         now = loop.time()
-        deadline = effective_deadline(now, timeout)
+        # effective_deadline(), inline: its own budget, never past what the calling handler has left.
+        handling = _current_get()
+        if timeout is None:
+            deadline = handling.deadline if handling is not None else None
+        else:
+            deadline = now + timeout
+            if handling is not None and handling.deadline is not None and handling.deadline < deadline:
+                deadline = handling.deadline
         if opts.plain:
             try:
                 body = _msgpack_encode(args)

@@ -163,7 +163,7 @@ class FrameProtocol(asyncio.Protocol):
 
     # -- writing ---------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
-        if self._closing or not data:
+        if self._closing:
             return
         if not self._wrote_this_tick:
             # First frame of a burst: to the socket at once, so a lone call waits for nothing.

@@ -175,11 +175,10 @@ class ClientConnection(FrameProtocol):
         self, metadata: bytes, body: bytes, flags: int, deadline: float | None, trace: bytes | None = None
     ) -> tuple[int, asyncio.Future[Frame]]:
         """Send a unary REQUEST; the future resolves to the RESPONSE frame or fails with RpcError."""
-        proto = self.proto
-        if self._closing or proto.draining:
+        if not self.usable:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
         fut: asyncio.Future[Frame] = self._loop.create_future()
-        sid, data = proto.send_request(metadata, body, flags, fut, trace)
+        sid, data = self.proto.send_request(metadata, body, flags, fut, trace)
         if deadline is not None:
             # Inline copy of the common case of _track_deadline: an in-order deadline, timer armed.
             if deadline >= self._last_deadline and self._deadline_timer is not None:
