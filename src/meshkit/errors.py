@@ -6,6 +6,7 @@ on. The tree::
 
     MeshkitError                      base of everything meshkit raises on purpose
     ├── RpcError(code, message, details)   what a call ends with; crosses the wire as an ERROR frame
+    │   └── AdmissionRefused          this server refused the call before its handler ran
     └── ProtocolError                 a peer broke the wire format; the connection is closed
         ├── BadMagic
         ├── UnsupportedVersion
@@ -26,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "DEADLINE_CANCEL_MESSAGE",
+    "AdmissionRefused",
     "BadMagic",
     "FrameTooLarge",
     "InternalError",
@@ -107,6 +109,19 @@ class RpcError(MeshkitError):
 
 def _rebuild_rpc_error(code: int, message: str, details: Any, not_processed: bool) -> RpcError:
     return RpcError(StatusCode(code), message, details, not_processed=not_processed)
+
+
+class AdmissionRefused(RpcError):
+    """A call this server refused before its handler ran (a limit, a bulkhead, a switch...).
+
+    This is the not-processed flag's meaning on the server side: only these (and the protocol's
+    own refusals) keep ``not_processed`` on the way back to the caller, so a retry elsewhere is
+    safe. An RpcError a handler raises (say, re-raised from a downstream call that was refused)
+    is not evidence that the handler did nothing, so the server sends it as processed. Governance
+    (``meshkit.policy``) raises these; the RPC layer only reads the type.
+    """
+
+    __slots__ = ()
 
 
 class ProtocolError(MeshkitError):

@@ -15,6 +15,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from meshkit.errors import AdmissionRefused as AdmissionRefused  # re-exported: its home is errors
 from meshkit.errors import RpcError, StatusCode
 from meshkit.policy.config import Limit, ServerRule, resolve
 from meshkit.protocol.metadata import CALLER
@@ -41,15 +42,6 @@ class _Plan:
         # Streams are long-lived: their duration says nothing about overload, so they are not shed.
         self.shedder = None if streaming else policy.shedder
         self.trivial = self.limit is None and self.caller_limit is None and self.bulkhead is None
-
-
-class AdmissionRefused(RpcError):
-    """A call this server's policy refused before its handler ran. Only these (and the server's
-    own refusals) keep ``not_processed`` on the way back to the caller: an RpcError a handler
-    raises (say, re-raised from a downstream call that was refused) is not evidence that the
-    handler did nothing, so the server sends it as processed."""
-
-    __slots__ = ()
 
 
 def refusal(qualname: str, reason: str, retry_after: float, what: str) -> RpcError:
