@@ -17,7 +17,7 @@ from meshkit.balance import NAMES as BALANCERS
 from meshkit.balance import NOOP_DONE
 from meshkit.discovery import open_registry
 from meshkit.discovery.registry import Registry
-from meshkit.errors import RpcError, StatusCode
+from meshkit.errors import INSTANCE_FAILURES, RESENDABLE, RpcError, StatusCode
 from meshkit.policy import Policy, Switches, process_switches
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress
 from meshkit.protocol.frames import TRACE_CONTEXT_SIZE, Flags, Frame
@@ -45,18 +45,6 @@ _COMPRESSED = int(Flags.COMPRESSED)
 _TRACE = int(Flags.TRACE)
 #: A call that the server certainly never processed is re-sent at most this many times.
 MAX_TRANSPARENT_RETRIES = 2
-#: Not-processed refusals worth sending elsewhere; INVALID_ARGUMENT and the like would fail again.
-_RESEND_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
-#: Outcomes that say the instance is unwell (balancers learn from them, outlier ejection counts them).
-_INSTANCE_FAILURES = frozenset(
-    {
-        StatusCode.UNAVAILABLE,
-        StatusCode.DEADLINE_EXCEEDED,
-        StatusCode.INTERNAL,
-        StatusCode.UNKNOWN,
-        StatusCode.DATA_LOSS,
-    }
-)
 DEFAULT_TIMEOUT = 10.0
 #: Power of two choices on latency and load: steers away from slow or busy instances by itself.
 DEFAULT_BALANCER = "p2c"
@@ -379,7 +367,7 @@ class Client:
             try:
                 return await self._invoke(spec, args, opts)
             except RpcError as exc:
-                if not (exc.not_processed and exc.code in _RESEND_CODES):
+                if not (exc.not_processed and exc.code in RESENDABLE):
                     raise
                 log.debug("%s: %s; answering with the fallback", spec.qualname, exc)
         value = fallback(**msgspec.structs.asdict(args))
@@ -483,7 +471,7 @@ class Client:
             except RpcError as exc:
                 if done is not NOOP_DONE:
                     # Only failures of the instance count against it, not application errors.
-                    done(loop.time() - now, exc.code not in _INSTANCE_FAILURES)
+                    done(loop.time() - now, exc.code not in INSTANCE_FAILURES)
                 if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and _resend(exc, eps, self.policy):
                     attempt += 1
                     tried = peer
