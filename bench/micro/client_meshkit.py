@@ -1,6 +1,9 @@
 """meshkit's client path in-process: 64 callers, each making ROUNDS calls; a fake transport answers.
 
-python bench/micro/client_meshkit.py ROUNDS [--middleware]
+python bench/micro/client_meshkit.py ROUNDS [--middleware] [--policy]
+
+``--policy`` adds a default ``Policy()`` (a breaker and retries on every method); ``--policy-full``
+a policy with a client limit and an SRE breaker on every method as well.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _common import BATCH, ITEM, Echo
 
 from meshkit import Client
+from meshkit.policy import Breaker, ClientRule, Limit, Policy, PolicyConfig
 from meshkit.protocol.frames import HEADER, MAGIC, VERSION, FrameType
 from meshkit.transport.client import ClientConnection
 
@@ -56,9 +60,18 @@ class EchoingTransport:
         pass
 
 
-async def main(rounds: int, middleware: bool) -> None:
+def _policy(kind: str | None) -> Policy | None:
+    if kind is None:
+        return None
+    if kind == "full":
+        rule = ClientRule(limit=Limit(rate=1e9), breaker=Breaker(kind="sre"))
+        return Policy(PolicyConfig(client={"*": rule}))
+    return Policy()
+
+
+async def main(rounds: int, middleware: bool, policy: str | None) -> None:
     loop = asyncio.get_running_loop()
-    client = Client(target="127.0.0.1:1", middleware=None if middleware else [])
+    client = Client(target="127.0.0.1:1", middleware=None if middleware else [], policy=_policy(policy))
     peer = client._first_peer()
     conn = ClientConnection(loop, client.limits, None, peer._state_changed)
     transport = EchoingTransport(loop)
@@ -79,4 +92,5 @@ async def main(rounds: int, middleware: bool) -> None:
 
 if __name__ == "__main__":
     uvloop.install()
-    asyncio.run(main(int(sys.argv[1]), "--middleware" in sys.argv))
+    kind = "full" if "--policy-full" in sys.argv else "default" if "--policy" in sys.argv else None
+    asyncio.run(main(int(sys.argv[1]), "--middleware" in sys.argv, kind))

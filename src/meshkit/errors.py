@@ -27,6 +27,8 @@ from typing import Any
 
 __all__ = [
     "DEADLINE_CANCEL_MESSAGE",
+    "INSTANCE_FAILURES",
+    "RESENDABLE",
     "AdmissionRefused",
     "BadMagic",
     "FrameTooLarge",
@@ -67,6 +69,23 @@ class StatusCode(enum.IntEnum):
     UNAVAILABLE = 14
     DATA_LOSS = 15
     UNAUTHENTICATED = 16
+
+
+#: Outcomes that say the instance (or the way to it) failed rather than the application: breakers
+#: open on them, balancers and outlier ejection count them. RESOURCE_EXHAUSTED is not one: a server
+#: shedding load is busy, not broken. Application answers (NOT_FOUND, ...) are successes here.
+INSTANCE_FAILURES = frozenset(
+    {
+        StatusCode.UNAVAILABLE,
+        StatusCode.DEADLINE_EXCEEDED,
+        StatusCode.INTERNAL,
+        StatusCode.UNKNOWN,
+        StatusCode.DATA_LOSS,
+    }
+)
+#: Refusals worth sending again (elsewhere, or later) when the server never processed the call;
+#: INVALID_ARGUMENT and the like would only fail again.
+RESENDABLE = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
 
 
 class MeshkitError(Exception):

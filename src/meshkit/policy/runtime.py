@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshkit.policy import config as _config
-from meshkit.policy.client import breaker_config, client_guard
+from meshkit.policy.breaker import breaker_config
+from meshkit.policy.client import client_guard
 from meshkit.policy.config import Breaker, ClientRule, Limit, PolicyConfig, Retry, resolve
 from meshkit.policy.events import POLICIES, BreakerEvents
 from meshkit.policy.server import refusal, server_guard

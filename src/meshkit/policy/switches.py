@@ -12,13 +12,16 @@ every server and client of the process; tests pass their own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
+from meshkit.errors import RpcError, StatusCode
 from meshkit.policy.config import check_pattern
 
 log = logging.getLogger("meshkit.policy")
 
 Listener = Callable[[str, bool], None]
+Handler = Callable[[Any], Awaitable[Any]]
 
 
 class Switches:
@@ -63,3 +66,24 @@ _process = Switches()
 def process_switches() -> Switches:
     """The switches every Server and Client of this process share unless given others."""
     return _process
+
+
+def switched_off(switches: Switches, qualname: str) -> Callable[[Handler], Handler]:
+    """The client's switch middleware for ``qualname``: while its switch is on, calls are refused
+    here (UNAVAILABLE, ``not_processed``, ``reason = "switched"``), synchronously."""
+    on = switches.on
+
+    def middleware(next_handler: Handler) -> Handler:
+        def switch(call: Any) -> Awaitable[Any]:
+            if qualname in on:
+                raise RpcError(
+                    StatusCode.UNAVAILABLE,
+                    f"{qualname} is degraded by a switch in this process (meshkit switch {qualname} off restores it)",
+                    {"reason": "switched"},
+                    not_processed=True,
+                )
+            return next_handler(call)
+
+        return switch
+
+    return middleware

@@ -5,6 +5,7 @@ seen, the breaker OPENs when the error ratio, the slow-call ratio or the error c
 threshold. OPEN: calls are refused for ``open_for`` seconds. HALF_OPEN: exactly
 ``half_open_probes`` calls go through; if they all succeed (and are not slow) it CLOSEs, the first
 failure OPENs it again. Every change is reported to ``on_change`` so metrics and logs see it.
+Implements :class:`~meshkit.resilience.breaker_protocol.Breaker`.
 """
 
 from __future__ import annotations
@@ -83,12 +84,14 @@ class CircuitBreaker:
             return now - self.opened_at >= self.config.open_for
         return self.state is BreakerState.CLOSED or self._probes_left > 0
 
-    def release_probe(self) -> None:
+    def release(self) -> None:
         """A call let through gave no verdict (its caller cancelled it, or it failed in a way
         that says nothing about the backend): in HALF_OPEN its probe slot is given back, so the
         breaker neither closes without evidence nor waits forever for an outcome."""
         if self.state is BreakerState.HALF_OPEN and self._probes_left < self.config.half_open_probes:
             self._probes_left += 1
+
+    release_probe = release
 
     def retry_after(self, now: float) -> float:
         if self.state is BreakerState.OPEN:

@@ -28,7 +28,7 @@ import msgspec
 from meshkit.balance import NOOP_DONE
 from meshkit.discovery import open_registry
 from meshkit.discovery.registry import Registry
-from meshkit.errors import RpcError, StatusCode
+from meshkit.errors import INSTANCE_FAILURES, RpcError, StatusCode
 from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress
 from meshkit.protocol.frames import TRACE_CONTEXT_SIZE, Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
@@ -49,16 +49,6 @@ _JSON = int(Flags.JSON)
 _COMPRESSED = int(Flags.COMPRESSED)
 #: A call that the server certainly never processed is re-sent at most this many times.
 MAX_TRANSPARENT_RETRIES = 2
-#: Outcomes that say the instance is unwell (balancers learn from them, outlier ejection counts them).
-_INSTANCE_FAILURES = frozenset(
-    {
-        StatusCode.UNAVAILABLE,
-        StatusCode.DEADLINE_EXCEEDED,
-        StatusCode.INTERNAL,
-        StatusCode.UNKNOWN,
-        StatusCode.DATA_LOSS,
-    }
-)
 
 #: How a channel opens a connection to ``host:port`` with these limits (``on_state_change`` goes to
 #: the connection); the default is a TCP (or TLS) connect.
@@ -326,7 +316,7 @@ class Channel:
             except RpcError as exc:
                 if done is not NOOP_DONE:
                     # Only failures of the instance count against it, not application errors.
-                    done(loop.time() - now, exc.code not in _INSTANCE_FAILURES)
+                    done(loop.time() - now, exc.code not in INSTANCE_FAILURES)
                 if exc.not_processed and attempt < MAX_TRANSPARENT_RETRIES and self._resend(exc, eps):
                     attempt += 1
                     tried = peer

@@ -18,7 +18,7 @@ import msgspec
 
 from meshkit.balance import NAMES as BALANCERS
 from meshkit.discovery.registry import Registry
-from meshkit.errors import RpcError, StatusCode
+from meshkit.errors import RESENDABLE, RpcError
 from meshkit.policy import Policy, Switches, process_switches
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
@@ -54,8 +54,6 @@ log = logging.getLogger("meshkit.client")
 _UNSET = UNSET
 
 _RESERVED = frozenset({SERVICE, METHOD, DEADLINE})
-#: Not-processed refusals worth sending elsewhere; INVALID_ARGUMENT and the like would fail again.
-_RESEND_CODES = frozenset({StatusCode.UNAVAILABLE, StatusCode.RESOURCE_EXHAUSTED})
 #: Power of two choices on latency and load: steers away from slow or busy instances by itself.
 DEFAULT_BALANCER = "p2c"
 CLIENT_KEEPALIVE = KeepaliveConfig()
@@ -282,7 +280,7 @@ class Client:
             try:
                 return await self._invoke(spec, args, opts)
             except RpcError as exc:
-                if not (exc.not_processed and exc.code in _RESEND_CODES):
+                if not (exc.not_processed and exc.code in RESENDABLE):
                     raise
                 log.debug("%s: %s; answering with the fallback", spec.qualname, exc)
         value = fallback(**msgspec.structs.asdict(args))
