@@ -19,7 +19,6 @@ from _common import BATCH, ITEM, Echo
 from meshkit import Server
 from meshkit.protocol.frames import FrameType, encode_frame
 from meshkit.protocol.metadata import MetadataTemplate
-from meshkit.transport.deadlines import DeadlineWheel
 from meshkit.transport.server import ServerConnection
 
 
@@ -43,8 +42,7 @@ class NullTransport:
 async def main(rounds: int, middleware: bool) -> None:
     loop = asyncio.get_running_loop()
     srv = Server([Echo()], middleware=None if middleware else [])
-    srv._loop = loop
-    srv._wheel = DeadlineWheel(loop.call_at, lambda task: None)
+    srv._dispatcher.open(loop, 0.005)  # what Server.start does, without a listener
     conn = ServerConnection(loop, srv.limits, None, srv._dispatch, lambda c: None, lambda c: None)
     conn.connection_made(NullTransport())  # type: ignore[arg-type]
     metadata = MetadataTemplate({"service": "echo", "method": "echo"}).render(9000)

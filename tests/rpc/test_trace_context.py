@@ -70,4 +70,4 @@ async def test_traced_calls_keep_hitting_the_metadata_cache() -> None:
         async with Client(target=srv.address, middleware=[_sending(contexts)], timeout=None) as client:
             for _ in range(50):
                 await client.proxy(Seen).context()
-        assert len(srv._md_cache) == 1
+        assert len(srv._dispatcher.md_cache) == 1
