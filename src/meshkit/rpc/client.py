@@ -31,7 +31,7 @@ from meshkit.rpc.middleware import Call, Handler, Middleware, chain, default_fro
 from meshkit.rpc.options import DEFAULT_TIMEOUT, UNSET, CallOptions, effective_deadline, parse_target
 from meshkit.rpc.proxy import Proxy
 from meshkit.rpc.service import MethodSpec, RpcOptions, Service
-from meshkit.rpc.streaming import StreamCall, open_stream
+from meshkit.rpc.stream_call import StreamCall, open_stream
 from meshkit.serde import Signature
 from meshkit.transport.backoff import BackoffPolicy
 from meshkit.transport.client import DEFAULT_STREAM_WINDOW

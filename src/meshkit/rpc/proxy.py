@@ -16,7 +16,7 @@ from meshkit.errors import RpcError, StatusCode
 from meshkit.protocol.metadata import MetadataValue
 from meshkit.rpc.options import UNSET, CallOptions
 from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
-from meshkit.rpc.streaming import StreamCall
+from meshkit.rpc.stream_call import StreamCall
 
 if TYPE_CHECKING:
     from meshkit.rpc.client import Client
