@@ -119,8 +119,8 @@ def build_handler(spec: MethodSpec, bound: Any, middleware: list[Middleware], fo
     error for a wrong one, so that middleware (the access log, metrics) counts the call as failed,
     as the caller will. That costs a coroutine frame per call of a chain (none for ``-> Any``:
     every value passes). The dispatcher checks the answer again (a middleware may answer by
-    itself), at the cost of a type lookup for values of exactly the declared type. A stream's innermost step pumps the generator into the call's sink,
-    which checks each message."""
+    itself), at the cost of a type lookup for values of exactly the declared type. A stream's
+    innermost step pumps the generator into the call's sink, which checks each message."""
     if spec.streaming:
         open_stream = make_invoker(bound, spec.signature)
 
