@@ -12,6 +12,8 @@ import msgspec
 import pytest
 
 from meshkit import Client, RpcError, Server, Service, StatusCode, rpc
+from meshkit.rpc.access_log import access_log
+from meshkit.rpc.middleware import Call, Handler
 
 
 class Colour(enum.StrEnum):
@@ -153,3 +155,43 @@ async def test_json_calls_are_checked_too(liar: tuple[Liar, Client]) -> None:
     with pytest.raises(RpcError) as info:
         await client.proxy(Typed).with_options(json=True).number()
     assert info.value.code is StatusCode.INTERNAL
+
+
+@pytest.mark.parametrize("method", ["number", "suspended"])
+async def test_middleware_sees_a_wrong_result_as_internal(caplog: pytest.LogCaptureFixture, method: str) -> None:
+    # The access log (and any metrics middleware) must count the call as the caller sees it.
+    seen: list[StatusCode] = []
+
+    def recording(next_handler: Handler) -> Handler:
+        async def handler(call: Call) -> Any:
+            try:
+                value = await next_handler(call)
+            except RpcError as exc:
+                seen.append(exc.code)
+                raise
+            seen.append(StatusCode.OK)
+            return value
+
+        return handler
+
+    service = Liar()
+    service.value = "seven"
+    middleware = [access_log("meshkit.access"), recording]
+    async with Server([service], middleware=middleware) as server, Client(target=server.address) as client:
+        with caplog.at_level(logging.INFO, logger="meshkit.access"), pytest.raises(RpcError) as info:
+            await client.call("liar", method, {})
+    assert info.value.code is StatusCode.INTERNAL
+    assert seen == [StatusCode.INTERNAL]
+    lines = [r.getMessage() for r in caplog.records if r.name == "meshkit.access"]
+    assert any(f"liar.{method}" in line and "status=INTERNAL" in line for line in lines), lines
+
+
+async def test_middleware_sees_a_right_result_as_ok(caplog: pytest.LogCaptureFixture) -> None:
+    service = Liar()
+    service.value = Pair(1, "x")
+    async with Server([service], middleware=[access_log("meshkit.access")]) as server:
+        async with Client(target=server.address) as client:
+            with caplog.at_level(logging.INFO, logger="meshkit.access"):
+                assert await client.call("liar", "pair", {}) == {"a": 1, "b": "x"}
+    lines = [r.getMessage() for r in caplog.records if r.name == "meshkit.access"]
+    assert any("liar.pair" in line and "status=OK" in line for line in lines), lines

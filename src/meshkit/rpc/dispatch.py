@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import copy_context
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -21,7 +22,7 @@ from meshkit.protocol.frames import Flags, Frame
 from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, decode_metadata
 from meshkit.rpc.answers import answer_wrong_result, fail, respond
 from meshkit.rpc.context import Context, _current
-from meshkit.rpc.eager import EagerCall, end_step, resume
+from meshkit.rpc.eager import NATIVE_EAGER, EagerCall, TaskCall, end_step, resume
 from meshkit.rpc.eager import stepping as _stepping
 from meshkit.rpc.middleware import Call
 from meshkit.rpc.routes import Route, Routes
@@ -35,6 +36,9 @@ _msgpack_encode = msgpack_encode
 _JSON = int(Flags.JSON)
 _STREAM = int(Flags.STREAM)
 _DEADLINE_MSG = DEADLINE_CANCEL_MESSAGE
+_NATIVE_EAGER = NATIVE_EAGER
+#: ``eager_start=`` is 3.12+, which the 3.11 stubs do not know.
+_Task: Any = asyncio.Task
 #: Distinct metadata byte strings remembered (then forgotten all at once; see Dispatcher.resolve).
 MD_CACHE_SIZE = 256
 
@@ -42,7 +46,7 @@ MD_CACHE_SIZE = 256
 Resolved = tuple[Metadata, Route, Any]
 
 
-def _expire_call(call: EagerCall | StreamSink) -> None:
+def _expire_call(call: EagerCall | TaskCall | StreamSink) -> None:
     call.cancel(_DEADLINE_MSG)
 
 
@@ -61,7 +65,7 @@ class Dispatcher:
         self.shedder = policy.shedder if policy is not None else None
         self.md_cache: dict[bytes, Resolved] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.wheel: DeadlineWheel[EagerCall | StreamSink] | None = None
+        self.wheel: DeadlineWheel[EagerCall | TaskCall | StreamSink] | None = None
 
     def open(self, loop: asyncio.AbstractEventLoop, deadline_resolution: float) -> None:
         self.loop = loop
@@ -137,58 +141,75 @@ class Dispatcher:
             fail(conn, sid, spec, exc, None)
             return
         # The eager first step (see rpc/eager.py), in a fresh copy of the context. Everything on
-        # this path is a C call but for the handler itself: no EagerCall is made unless the
-        # handler suspends or asks for the current task.
+        # this path is a C call but for the handler itself: no Task (3.12+: one made in C) and no
+        # EagerCall is made unless the handler suspends or, on 3.11, asks for the current task.
         context = copy_context()
         context.run(_current.set, ctx)
-        stepping = _stepping
-        stepping[0] = (self.make_eager, loop, coro, context, conn, sid, spec, json, flags)
-        try:
-            yielded = context.run(coro.send, None)
-        except StopIteration as stop:
-            made = stepping[0]
-            stepping[0] = None
-            if made.__class__ is EagerCall:
-                made.finished = True
-                end_step(made)
-            value = stop.value
-            if flags:
-                respond(conn, sid, spec, value, json, flags)
+        if _NATIVE_EAGER:
+            try:
+                task = _Task(coro, loop=loop, context=context, eager_start=True)
+            except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit: the step re-raises them
+                fail(conn, sid, spec, exc, None)
+                return
+            if not task.done():
+                self.suspended(task, conn, sid, spec, json, flags, deadline)
                 return
             try:
-                out = _msgpack_encode(value)
-            except (TypeError, ValueError, OverflowError):
-                respond(conn, sid, spec, value, json, flags)  # answers with the encoding error
+                value = task.result()
+            except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
+                fail(conn, sid, spec, exc, None)
                 return
-            exact = spec.result_exact
-            if exact is None or (exact and type(value) not in exact):
-                wrong = spec.signature.check_result(spec.qualname, value, out, False)
-                if wrong is not None:
-                    answer_wrong_result(conn, sid, wrong)
-                    return
-            conn.send(conn.proto.send_response(sid, out))
-            return
-        except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
-            made = stepping[0]
-            stepping[0] = None
-            if made.__class__ is EagerCall:
-                made.finished = True
-                end_step(made)
-            fail(conn, sid, spec, exc, None)
-            return
-        # Suspended: a Task continues the call (it may exist already, see EagerCall.materialize).
-        made = stepping[0]
-        stepping[0] = None
-        if made.__class__ is EagerCall:
-            call: EagerCall = made
-            end_step(call)
         else:
-            call = self.make_eager(loop, coro, context, conn, sid, spec, json, flags)
-            call.materialize()
-        call.yielded = yielded
-        conn.attach(sid, call)
-        if deadline is not None:
-            self.wheel.add(call, deadline)  # type: ignore[union-attr]
+            stepping = _stepping
+            stepping[0] = (self.make_eager, loop, coro, context, conn, sid, spec, json, flags)
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration as stop:
+                made = stepping[0]
+                stepping[0] = None
+                if made.__class__ is EagerCall:
+                    made.finished = True
+                    end_step(made)
+                value = stop.value
+            except BaseException as exc:  # noqa: BLE001 - a handler's failure is the caller's error
+                made = stepping[0]
+                stepping[0] = None
+                if made.__class__ is EagerCall:
+                    made.finished = True
+                    end_step(made)
+                fail(conn, sid, spec, exc, None)
+                return
+            else:
+                # Suspended: a Task continues the call (it may exist already, see EagerCall.materialize).
+                made = stepping[0]
+                stepping[0] = None
+                if made.__class__ is EagerCall:
+                    call: EagerCall = made
+                    end_step(call)
+                else:
+                    call = self.make_eager(loop, coro, context, conn, sid, spec, json, flags)
+                    call.materialize()
+                call.yielded = yielded
+                conn.attach(sid, call)
+                if deadline is not None:
+                    self.wheel.add(call, deadline)  # type: ignore[union-attr]
+                return
+        # Finished in its first step: answer now.
+        if flags:
+            respond(conn, sid, spec, value, json, flags)
+            return
+        try:
+            out = _msgpack_encode(value)
+        except (TypeError, ValueError, OverflowError):
+            respond(conn, sid, spec, value, json, flags)  # answers with the encoding error
+            return
+        exact = spec.result_exact
+        if exact is None or (exact and type(value) not in exact):
+            wrong = spec.signature.check_result(spec.qualname, value, out, False)
+            if wrong is not None:
+                answer_wrong_result(conn, sid, wrong)
+                return
+        conn.send(conn.proto.send_response(sid, out))
 
     def resolve(self, conn: ServerConnection, sid: int, raw: bytes) -> Resolved | None:
         """What a REQUEST's metadata means: the map, the route and the time budget in seconds
@@ -265,6 +286,45 @@ class Dispatcher:
             fail(conn, sid, spec, exc, call.cancel_requested)
         else:
             respond(conn, sid, spec, result, json, flags)
+        finally:
+            conn.call_finished(sid)
+            if self.wheel is not None:
+                self.wheel.discard(call)
+
+    def suspended(
+        self,
+        task: asyncio.Task[Any],
+        conn: ServerConnection,
+        sid: int,
+        spec: MethodSpec,
+        json: bool,
+        flags: int,
+        deadline: float | None,
+    ) -> None:
+        """3.12+: the call's eager Task suspended; answer when it is done."""
+        call = TaskCall(task)
+        task.add_done_callback(partial(self.task_done, call, conn, sid, spec, json, flags))
+        conn.attach(sid, call)
+        if deadline is not None:
+            self.wheel.add(call, deadline)  # type: ignore[union-attr]
+
+    def task_done(
+        self,
+        call: TaskCall,
+        conn: ServerConnection,
+        sid: int,
+        spec: MethodSpec,
+        json: bool,
+        flags: int,
+        task: asyncio.Task[Any],
+    ) -> None:
+        """3.12+: a call that suspended is done: its answer (the done callback of its Task)."""
+        try:
+            value = task.result()
+        except BaseException as exc:  # noqa: BLE001
+            fail(conn, sid, spec, exc, call.cancel_requested)
+        else:
+            respond(conn, sid, spec, value, json, flags)
         finally:
             conn.call_finished(sid)
             if self.wheel is not None:
