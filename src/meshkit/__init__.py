@@ -3,6 +3,10 @@
 # Tracing joins the default middleware chains once the process configures it (observe/defaults.py).
 import meshkit.observe.defaults
 
+# Governance plugs into rpc's hooks when imported (the loader of policy="path.toml", breaker
+# status): rpc no longer imports it, so meshkit does, before anyone builds a Server or Client.
+import meshkit.policy
+
 # The built-in registry declares its meshkit:// scheme in discovery's table (a reference: cheap).
 import meshkit.registry  # noqa: F401
 from meshkit.errors import MeshkitError, ProtocolError, RpcError, StatusCode

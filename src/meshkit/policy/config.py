@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from meshkit.resilience.shedder import ShedderConfig
+from meshkit.rpc.switches import check_pattern as _check_pattern
 
 R = TypeVar("R", bound="_Strict")
 
@@ -191,10 +192,12 @@ class PolicyConfig(_Strict):
 
 
 def check_pattern(key: str) -> None:
-    service, dot, method = key.partition(".")
-    if key == "*" or (dot and service and method and "*" not in service and (method == "*" or "*" not in method)):
-        return
-    raise PolicyError(f"bad rule key {key!r}: use 'service.method', 'service.*' or '*'")
+    """rpc's check of a method pattern (one definition, shared with the switches), raised as a
+    PolicyError so a bad rule key reads as a policy error."""
+    try:
+        _check_pattern(key)
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def patterns(qualname: str) -> list[str]:

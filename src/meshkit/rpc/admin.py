@@ -7,9 +7,9 @@ import hmac
 from typing import TYPE_CHECKING, Any
 
 from meshkit.errors import RpcError, StatusCode
-from meshkit.policy.runtime import process_breakers
 from meshkit.protocol.metadata import AUTHORIZATION
 from meshkit.rpc.context import current_context
+from meshkit.rpc.hooks import process_breakers
 from meshkit.rpc.service import Service, rpc
 
 if TYPE_CHECKING:

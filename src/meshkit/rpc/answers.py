@@ -11,8 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from meshkit.errors import DEADLINE_CANCEL_MESSAGE, RpcError, StatusCode
-from meshkit.policy.server import AdmissionRefused
+from meshkit.errors import DEADLINE_CANCEL_MESSAGE, AdmissionRefused, RpcError, StatusCode
 from meshkit.protocol.frames import Flags
 from meshkit.rpc.service import MethodSpec
 from meshkit.serde import encode_result

@@ -19,7 +19,6 @@ import msgspec
 from meshkit.balance import NAMES as BALANCERS
 from meshkit.discovery.registry import Registry
 from meshkit.errors import RESENDABLE, RpcError
-from meshkit.policy import Policy, Switches, process_switches
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.protocol.metadata import CALLER, DEADLINE, METHOD, SERVICE, MetadataValue
@@ -27,11 +26,13 @@ from meshkit.rpc.access_log import access_log
 from meshkit.rpc.channel import MAX_TRANSPARENT_RETRIES, Channel, Connector
 from meshkit.rpc.endpoints import Endpoints
 from meshkit.rpc.events import CLIENTS
+from meshkit.rpc.hooks import ClientGovernance, load_policy
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain, default_front
 from meshkit.rpc.options import DEFAULT_TIMEOUT, UNSET, CallOptions, effective_deadline, parse_target
 from meshkit.rpc.proxy import Proxy
 from meshkit.rpc.service import MethodSpec, RpcOptions, Service
 from meshkit.rpc.stream_call import StreamCall, open_stream
+from meshkit.rpc.switches import Switches, process_switches
 from meshkit.serde import Signature
 from meshkit.transport.backoff import BackoffPolicy
 from meshkit.transport.client import DEFAULT_STREAM_WINDOW
@@ -72,8 +73,9 @@ class Client:
 
     ``timeout`` is the default time budget of a unary call (10 s; None for none); a call made inside
     a handler never outlives the handler's own deadline. ``policy`` (a
-    :class:`~meshkit.policy.Policy` or a policy TOML path) adds client limits, breakers, retries
-    and hedging after the middleware; ``caller`` names this client to servers (per-caller limits).
+    :class:`~meshkit.policy.Policy`, any :class:`~meshkit.rpc.hooks.ClientGovernance`, or a policy
+    TOML path) adds client limits, breakers, retries and hedging after the middleware; ``caller``
+    names this client to servers (per-caller limits).
     """
 
     def __init__(
@@ -96,7 +98,7 @@ class Client:
         compression: bool = False,
         json: bool = False,
         stream_window: int = DEFAULT_STREAM_WINDOW,
-        policy: Policy | str | None = None,
+        policy: ClientGovernance | str | None = None,
         caller: str | None = None,
         switches: Switches | None = None,
         connector: Connector | None = None,
@@ -110,7 +112,7 @@ class Client:
         if balancer not in BALANCERS:
             raise ValueError(f"unknown balancer {balancer!r}; choose one of: {', '.join(BALANCERS)}")
         self.limits = limits = limits or Limits()
-        self.policy = Policy.from_file(policy) if isinstance(policy, str) else policy
+        self.policy: ClientGovernance | None = load_policy(policy) if isinstance(policy, str) else policy
         if switches is None:
             switches = self.policy.switches if self.policy is not None else process_switches()
         self.switches = switches

@@ -17,13 +17,13 @@ from typing import Any
 import msgspec
 
 from meshkit.errors import DEADLINE_CANCEL_MESSAGE, FrameTooLarge, MalformedFrame, ProtocolError, RpcError, StatusCode
-from meshkit.policy import Policy
 from meshkit.protocol.frames import Flags, Frame
 from meshkit.protocol.metadata import DEADLINE, METHOD, SERVICE, Metadata, decode_metadata
 from meshkit.rpc.answers import answer_wrong_result, fail, respond
 from meshkit.rpc.context import Context, _current
 from meshkit.rpc.eager import NATIVE_EAGER, EagerCall, TaskCall, end_step, resume
 from meshkit.rpc.eager import stepping as _stepping
+from meshkit.rpc.hooks import ServerGovernance
 from meshkit.rpc.middleware import Call
 from meshkit.rpc.routes import Route, Routes
 from meshkit.rpc.service import MethodSpec
@@ -59,7 +59,7 @@ class Dispatcher:
 
     __slots__ = ("loop", "md_cache", "policy", "routes", "shedder", "wheel")
 
-    def __init__(self, routes: Routes, policy: Policy | None) -> None:
+    def __init__(self, routes: Routes, policy: ServerGovernance | None) -> None:
         self.routes = routes
         self.policy = policy
         self.shedder = policy.shedder if policy is not None else None

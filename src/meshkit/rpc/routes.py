@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from meshkit.errors import StatusCode
-from meshkit.policy.server import AdmissionRefused
+from meshkit.errors import AdmissionRefused, StatusCode
 from meshkit.rpc.middleware import Call, Handler, Middleware, chain
 from meshkit.rpc.service import MethodSpec, Service, method_specs, service_name
 from meshkit.serde import encode_result

@@ -19,15 +19,16 @@ from meshkit.discovery import open_registry
 from meshkit.discovery.health import HealthMonitor, HealthThresholds
 from meshkit.discovery.instance import Instance
 from meshkit.discovery.registry import Registry
-from meshkit.policy import Policy, Switches, process_switches
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
 from meshkit.rpc.access_log import access_log
 from meshkit.rpc.dispatch import Dispatcher
 from meshkit.rpc.eager import install
+from meshkit.rpc.hooks import ServerGovernance, load_policy
 from meshkit.rpc.middleware import Middleware, default_front
 from meshkit.rpc.routes import ADMIN_SERVICE, build_routes, make_invoker, switch_route
 from meshkit.rpc.service import Service
+from meshkit.rpc.switches import Switches, process_switches
 from meshkit.transport.server import Listener
 
 __all__ = [
@@ -57,10 +58,11 @@ class Server:
     """Serves one or more :class:`Service` instances on one TCP port.
 
     ``middleware`` replaces the default chain (``[]`` for none); ``policy`` (a
-    :class:`~meshkit.policy.Policy` or the path of a policy TOML file) adds rate limits, bulkheads,
-    load shedding and fallbacks after it. ``switches`` (default: the process's) turn methods into
-    their fallbacks at runtime; ``admin=True`` serves the ``meshkit-admin`` service that
-    ``meshkit switch`` talks to, on this same port: changes need ``admin_token`` as
+    :class:`~meshkit.policy.Policy`, or any :class:`~meshkit.rpc.hooks.ServerGovernance`, or the
+    path of a policy TOML file) adds rate limits, bulkheads, load shedding and fallbacks after it.
+    ``switches`` (default: the process's) turn methods into their fallbacks at runtime;
+    ``admin=True`` serves the ``meshkit-admin`` service that ``meshkit switch`` talks to, on this
+    same port: changes need ``admin_token`` as
     ``authorization: Bearer TOKEN`` metadata, and a server given no token refuses every change
     (its status stays readable). ``limits`` bound what clients may send; ``keepalive`` finds dead
     clients; ``ssl`` turns on TLS (a context with ``verify_mode=CERT_REQUIRED`` makes it mutual TLS).
@@ -81,14 +83,14 @@ class Server:
         zone: str = "",
         health: HealthThresholds | None = DEFAULT_HEALTH,
         deadline_resolution: float = 0.005,
-        policy: Policy | str | None = None,
+        policy: ServerGovernance | str | None = None,
         switches: Switches | None = None,
         admin: bool = False,
         admin_token: str | None = None,
     ) -> None:
         if not services:
             raise ValueError("a Server needs at least one service")
-        self.policy = Policy.from_file(policy) if isinstance(policy, str) else policy
+        self.policy: ServerGovernance | None = load_policy(policy) if isinstance(policy, str) else policy
         if switches is None:
             switches = self.policy.switches if self.policy is not None else process_switches()
         elif self.policy is not None and switches is not self.policy.switches:
