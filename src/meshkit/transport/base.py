@@ -204,6 +204,15 @@ class FrameProtocol(asyncio.Protocol):
         await waiter
 
     @property
+    def draining(self) -> bool:
+        """Server: it sent GOAWAY. Client: it received one. Either way: no new calls here."""
+        return self.proto.draining
+
+    @property
+    def last_stream_id(self) -> int:
+        return self.proto.last_stream_id
+
+    @property
     def is_closing(self) -> bool:
         return self._closing
 

@@ -95,14 +95,6 @@ class ClientConnection(FrameProtocol):
         return self.proto.streams
 
     @property
-    def draining(self) -> bool:
-        return self.proto.draining
-
-    @property
-    def last_stream_id(self) -> int:
-        return self.proto.last_stream_id
-
-    @property
     def in_flight(self) -> int:
         return len(self.proto.streams)
 

@@ -65,14 +65,6 @@ class ServerConnection(FrameProtocol):
         """Open calls by stream id -> their handle (None while a call runs its first step)."""
         return self.proto.streams
 
-    @property
-    def draining(self) -> bool:
-        return self.proto.draining
-
-    @property
-    def last_stream_id(self) -> int:
-        return self.proto.last_stream_id
-
     def events_received(self, events: list[Any]) -> None:
         dispatch = self._dispatch
         handled = 0
