@@ -35,6 +35,7 @@ from typing import Any, Final
 from meshkit.errors import (
     FrameTooLarge,
     MalformedFrame,
+    MetadataTooLarge,
     ProtocolError,
     RpcError,
     StatusCode,
@@ -653,8 +654,6 @@ class Connection:
 
 
 def _metadata_error(rejected: Rejected, limits: Limits) -> ProtocolError:
-    from meshkit.errors import MetadataTooLarge
-
     return MetadataTooLarge(
         f"frame metadata of {rejected.metadata_length} bytes is over the limit of {limits.max_metadata_size} bytes"
     )
