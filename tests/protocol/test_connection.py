@@ -117,6 +117,40 @@ def test_bodies_worth_compressing_are_compressed_and_inflated_on_receipt() -> No
     assert not frames_of(small)[0].flags & Flags.COMPRESSED  # not worth it under MIN_COMPRESS_SIZE
 
 
+def test_the_frame_limit_is_checked_on_what_goes_on_the_wire_before_a_stream_opens() -> None:
+    pair = Pair(client_limits=Limits(max_frame_size=1000), server_limits=Limits(max_frame_size=1000))
+    with pytest.raises(RpcError) as info:
+        pair.client.send_request(MD, b"x" * 5000)
+    assert info.value.code is StatusCode.RESOURCE_EXHAUSTED and "request of 5000 bytes" in info.value.message
+    assert pair.client.streams == {}  # nothing opened, no stream id spent
+    sid, data = pair.client.send_request(MD, b"x" * 5000, compressed=True)  # compresses under the limit
+    assert sid == 1
+    [request] = pair.to_server(data)
+    assert request.body == b"x" * 5000
+
+
+def test_an_answer_over_the_frame_limit_becomes_an_error_for_that_call_only() -> None:
+    pair = Pair(server_limits=Limits(max_frame_size=1000))
+    sid, data = pair.client.send_request(MD, b"", attachment="big")
+    pair.to_server(data)
+    [(_, frame, attachment)] = pair.to_client(pair.server.send_response(sid, bytes(range(256)) * 8))
+    error = decode_error_frame(frame)
+    assert attachment == "big" and error.code is StatusCode.RESOURCE_EXHAUSTED
+    assert "result of 2048 bytes is over the 1000-byte frame limit" in error.message
+    assert pair.server.streams == {} and not pair.client.closed  # the connection goes on
+
+
+def test_a_stream_message_over_the_frame_limit_raises_and_keeps_the_credit() -> None:
+    pair = Pair(server_limits=Limits(max_frame_size=100))
+    sid, data = pair.client.send_request(MD, b"", window=2)
+    pair.to_server(data)
+    pair.server.open_credit(sid, 2)
+    with pytest.raises(RpcError) as info:
+        pair.server.send_stream_data(sid, b"x" * 101)
+    assert info.value.code is StatusCode.RESOURCE_EXHAUSTED
+    assert pair.server.credit(sid) == 2
+
+
 def test_a_request_body_that_does_not_inflate_is_refused_as_not_processed() -> None:
     pair = Pair(server_limits=Limits(max_decompressed_size=1000))
     bomb = zlib.compress(b"\0" * 100_000)

@@ -134,6 +134,29 @@ async def test_request_over_frame_limit_fails_locally(server: Server) -> None:
         assert info.value.code is StatusCode.RESOURCE_EXHAUSTED
 
 
+async def test_result_over_the_servers_frame_limit_fails_that_call_and_keeps_the_connection(probe: Probe) -> None:
+    from meshkit import Limits
+
+    async with Server([Greeter(probe)], middleware=[], limits=Limits(max_frame_size=1024)) as srv:
+        async with Client(target=srv.address) as c:
+            greeter = c.proxy(Greeter)
+            assert await greeter.hello("first") == "hello first"
+            [conn] = list(srv._listener.connections)
+            with pytest.raises(RpcError) as info:
+                await greeter.big(10_000)
+            assert info.value.code is StatusCode.RESOURCE_EXHAUSTED
+            assert "result of" in info.value.message and "1024-byte frame limit" in info.value.message
+            assert await greeter.hello("again") == "hello again"
+            assert list(srv._listener.connections) == [conn]  # the same connection served all three
+
+
+async def test_a_compressible_request_over_the_frame_limit_goes_compressed(server: Server) -> None:
+    from meshkit import Limits
+
+    async with Client(target=server.address, limits=Limits(max_frame_size=1000), compression=True) as c:
+        assert await c.proxy(Greeter).hello("x" * 5000) == "hello " + "x" * 5000
+
+
 async def test_unreachable_target_is_unavailable() -> None:
     async with Client(target="127.0.0.1:1", connect_timeout=1.0) as c:
         with pytest.raises(RpcError) as info:

@@ -131,6 +131,7 @@ class Connection:
     __slots__ = (
         "_credit",
         "_decoder",
+        "_max_body",
         "_next_id",
         "_streaming",
         "closed",
@@ -156,6 +157,7 @@ class Connection:
         self.role = role
         self.limits = limits = limits or Limits()
         self._decoder = FrameDecoder(limits)
+        self._max_body = limits.max_frame_size
         #: Open streams -> what the application attached (None until it attaches something).
         self.streams: dict[int, Any] = {}
         #: Server streams past REQUEST -> their state; a stream only in ``streams`` is OPEN.
@@ -514,19 +516,23 @@ class Connection:
         """Open a stream with a REQUEST: ``(stream id, bytes)``. ``trace`` (the 25-byte binary
         trace context) trails the metadata; ``window`` > 0 makes it a server stream that may
         send that many messages before the next CREDIT; ``compressed``: compress a body worth it.
-        The caller checks :attr:`draining` first."""
+        A body over the frame limit (after compression) raises RESOURCE_EXHAUSTED and opens
+        nothing. The caller checks :attr:`draining` first."""
+        if compressed and len(body) >= MIN_COMPRESS_SIZE:
+            body = compress(body)
+            flags |= _COMPRESSED
+        if len(body) > self._max_body:
+            # Checked before a stream exists, after compression (what goes on the wire counts).
+            raise self._too_large("request", len(body))
         streams = self.streams
         sid = self._next_id
         if sid in streams or sid >= MAX_STREAM_ID:
             sid = self._allocate_id()
         else:
             self._next_id = sid + 1
-        if window or compressed or trace is not None:
+        if window or trace is not None:
             if trace is not None and (type(trace) is not bytes or len(trace) != TRACE_CONTEXT_SIZE):
                 raise ValueError(f"a trace context is {TRACE_CONTEXT_SIZE} bytes, got {trace!r:.60}")
-            if compressed and len(body) >= MIN_COMPRESS_SIZE:
-                body = compress(body)
-                flags |= _COMPRESSED
             if window:
                 flags |= _STREAM
                 self._streaming[sid] = _OPENED
@@ -537,6 +543,11 @@ class Connection:
         streams[sid] = attachment
         header = _pack_after_prefix(_REQUEST_PREFIXES[flags], len(metadata), sid, len(body))
         return sid, b"".join((header, metadata, body))
+
+    def _too_large(self, what: str, size: int) -> RpcError:
+        return RpcError(
+            StatusCode.RESOURCE_EXHAUSTED, f"{what} of {size} bytes is over the {self._max_body}-byte frame limit"
+        )
 
     def _allocate_id(self) -> int:
         """The next free stream id in 1..2^32-2, wrapping."""
@@ -563,14 +574,19 @@ class Connection:
 
     # -- the server's frames ---------------------------------------------------------------
     def send_response(self, stream_id: int, body: bytes, json: bool = False, compressed: bool = False) -> bytes:
-        """The unary answer; closes the stream. ``compressed``: compress a body worth it."""
+        """The unary answer; closes the stream. ``compressed``: compress a body worth it. A body
+        over this side's frame limit is answered as a RESOURCE_EXHAUSTED ERROR instead: sent,
+        the peer (with the same limit) would have to close the connection every call shares."""
         self.streams.pop(stream_id, None)  # OPEN -> CLOSED
-        if not json and not compressed:
+        if not json and not compressed and len(body) <= self._max_body:
             return _pack_ids(_RESPONSE_PREFIX, stream_id, len(body)) + body
         flags = _JSON if json else 0
         if compressed and len(body) >= MIN_COMPRESS_SIZE:
             body = compress(body)
             flags |= _COMPRESSED
+        if len(body) > self._max_body:
+            error = self._too_large("result", len(body))
+            return encode_frame(_ERROR, stream_id, encode_error(error.code, error.message))
         return _pack(MAGIC, VERSION, _RESPONSE, flags, 0, stream_id, len(body)) + body
 
     def send_error(
@@ -597,6 +613,9 @@ class Connection:
         left = self._credit.get(stream_id, 0)
         if left <= 0:
             raise RuntimeError(f"stream {stream_id} has no credit; wait for CreditGranted")
+        if len(body) > self._max_body:
+            # The stream stays open: its sender ends it with this error.
+            raise self._too_large("stream message", len(body))
         self._credit[stream_id] = left - 1
         self._streaming[stream_id] = advance(self._streaming.get(stream_id, _OPENED), StreamEvent.STREAM_DATA)
         return encode_frame(_STREAM_DATA, stream_id, body, b"", _JSON if json else 0)

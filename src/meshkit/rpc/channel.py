@@ -29,7 +29,6 @@ from meshkit.balance import NOOP_DONE
 from meshkit.discovery import open_registry
 from meshkit.discovery.registry import Registry
 from meshkit.errors import INSTANCE_FAILURES, RpcError, StatusCode
-from meshkit.protocol.compression import MIN_COMPRESS_SIZE, compress
 from meshkit.protocol.frames import TRACE_CONTEXT_SIZE, Flags, Frame
 from meshkit.protocol.keepalive import KeepaliveConfig
 from meshkit.protocol.limits import Limits
@@ -46,7 +45,6 @@ from meshkit.transport.pool import Peer
 _msgpack_encode = msgpack_encode
 _current_get = _current.get
 _JSON = int(Flags.JSON)
-_COMPRESSED = int(Flags.COMPRESSED)
 #: A call that the server certainly never processed is re-sent at most this many times.
 MAX_TRANSPARENT_RETRIES = 2
 
@@ -96,7 +94,6 @@ class Channel:
     ) -> None:
         self.limits = limits = limits or Limits()
         self._max_metadata = limits.max_metadata_size  # checked on every call: one attribute
-        self._max_frame = limits.max_frame_size
         self._keepalive = keepalive
         self._ssl = ssl
         self._server_hostname = server_hostname
@@ -193,6 +190,7 @@ class Channel:
 
     # -- calls -----------------------------------------------------------------------------
     def encode_body(self, spec: MethodSpec, args: Any, opts: CallOptions) -> tuple[bytes, int]:
+        """The request body and its flags (compression and the frame limit are the connection's)."""
         try:
             body = json_encode(args) if opts.json else msgpack_encode(args)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -201,16 +199,7 @@ class Channel:
                 f"arguments of {spec.qualname} cannot be encoded: {exc}",
                 not_processed=True,
             ) from None
-        flags = _JSON if opts.json else 0
-        if opts.compression and len(body) >= MIN_COMPRESS_SIZE:
-            body = compress(body)
-            flags |= _COMPRESSED
-        if len(body) > self._max_frame:
-            raise RpcError(
-                StatusCode.RESOURCE_EXHAUSTED,
-                f"request of {len(body)} bytes is over the {self._max_frame}-byte frame limit",
-            )
-        return body, flags
+        return body, _JSON if opts.json else 0
 
     def open_stream(
         self, spec: MethodSpec, args: Any, opts: CallOptions, extra: Metadata | None, timeout: float | None, call: Any
@@ -255,7 +244,7 @@ class Channel:
             except (TypeError, ValueError, OverflowError):
                 body = b""  # encode_body below raises with the message
             flags = 0
-            if not body or len(body) > self._max_frame:
+            if not body:
                 body, flags = self.encode_body(spec, args, opts)
         else:
             body, flags = self.encode_body(spec, args, opts)
@@ -306,8 +295,8 @@ class Channel:
                 if len(metadata) + trailer > self._max_metadata:
                     raise _metadata_too_large(spec, len(metadata) + trailer, self.limits)
                 if window:
-                    return conn.open_stream(metadata, body, flags, deadline, window, trace)
-                sid, fut = conn.request(metadata, body, flags, deadline, trace)
+                    return conn.open_stream(metadata, body, flags, deadline, window, trace, opts.compression)
+                sid, fut = conn.request(metadata, body, flags, deadline, trace, opts.compression)
                 try:
                     frame: Frame = await fut
                 except asyncio.CancelledError:

@@ -103,13 +103,20 @@ class ClientConnection(FrameProtocol):
         return self.proto.has_capacity
 
     def request(
-        self, metadata: bytes, body: bytes, flags: int, deadline: float | None, trace: bytes | None = None
+        self,
+        metadata: bytes,
+        body: bytes,
+        flags: int,
+        deadline: float | None,
+        trace: bytes | None = None,
+        compressed: bool = False,
     ) -> tuple[int, asyncio.Future[Frame]]:
-        """Send a unary REQUEST; the future resolves to the RESPONSE frame or fails with RpcError."""
+        """Send a unary REQUEST; the future resolves to the RESPONSE frame or fails with RpcError.
+        ``compressed``: compress a body worth it. A body over the frame limit raises here."""
         if not self.usable:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
         fut: asyncio.Future[Frame] = self._loop.create_future()
-        sid, data = self.proto.send_request(metadata, body, flags, fut, trace)
+        sid, data = self.proto.send_request(metadata, body, flags, fut, trace, 0, compressed)
         if deadline is not None:
             # Inline copy of the common case of _track_deadline: an in-order deadline, timer armed.
             if deadline >= self._last_deadline and self._deadline_timer is not None:
@@ -169,11 +176,12 @@ class ClientConnection(FrameProtocol):
         deadline: float | None,
         window: int,
         trace: bytes | None = None,
+        compressed: bool = False,
     ) -> StreamReceiver:
         if self._closing or self.proto.draining:
             raise RpcError(StatusCode.UNAVAILABLE, f"connection to {self.peer} is closing", not_processed=True)
         receiver = StreamReceiver(self, window)
-        sid, data = self.proto.send_request(metadata, body, flags, receiver, trace, window)
+        sid, data = self.proto.send_request(metadata, body, flags, receiver, trace, window, compressed)
         receiver.stream_id = sid
         if deadline is not None:
             self._track_deadline(sid, deadline)
