@@ -6,7 +6,12 @@ on. The tree::
 
     MeshkitError                      base of everything meshkit raises on purpose
     ├── RpcError(code, message, details)   what a call ends with; crosses the wire as an ERROR frame
-    │   └── AdmissionRefused          this server refused the call before its handler ran
+    │   ├── AdmissionRefused          this server refused the call before its handler ran
+    │   └── CoordinationError         a lock or an election (meshkit.coord) could not do what was asked
+    │       ├── LockTimeout           DEADLINE_EXCEEDED: not granted within ``wait``
+    │       ├── LockLost              ABORTED: the lease ended while held (renewal failed, session gone)
+    │       ├── EngineUnavailable     UNAVAILABLE (or UNAUTHENTICATED): the engine is down or refused us
+    │       └── BadLockRequest        INVALID_ARGUMENT: a bad name, ttl or URL (also a ValueError)
     └── ProtocolError                 a peer broke the wire format; the connection is closed
         ├── BadMagic
         ├── UnsupportedVersion
@@ -30,9 +35,14 @@ __all__ = [
     "INSTANCE_FAILURES",
     "RESENDABLE",
     "AdmissionRefused",
+    "BadLockRequest",
     "BadMagic",
+    "CoordinationError",
+    "EngineUnavailable",
     "FrameTooLarge",
     "InternalError",
+    "LockLost",
+    "LockTimeout",
     "MalformedFrame",
     "MeshkitError",
     "MetadataTooLarge",
@@ -141,6 +151,55 @@ class AdmissionRefused(RpcError):
     """
 
     __slots__ = ()
+
+
+class CoordinationError(RpcError):
+    """A lock or an election could not do what was asked. Each subclass has its own status code,
+    so a handler that lets one escape answers its caller with a code that means the same."""
+
+    __slots__ = ()
+    default_code = StatusCode.UNKNOWN
+
+    def __init__(self, message: str, *, code: StatusCode | None = None) -> None:
+        super().__init__(code if code is not None else self.default_code, message)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_coordination_error, (type(self), self.message, int(self.code)))
+
+
+def _rebuild_coordination_error(kind: type[CoordinationError], message: str, code: int) -> CoordinationError:
+    return kind(message, code=StatusCode(code))
+
+
+class LockTimeout(CoordinationError):
+    """The lock (or the leadership) was not granted within the ``wait`` asked for."""
+
+    __slots__ = ()
+    default_code = StatusCode.DEADLINE_EXCEEDED
+
+
+class LockLost(CoordinationError):
+    """The lease ended while it was held: renewal failed for longer than the TTL, the session
+    expired, the engine said it belongs to someone else. Work done under it after that moment
+    is not protected; a fencing token check (meshkit.coord.fencing) is what rejects it."""
+
+    __slots__ = ()
+    default_code = StatusCode.ABORTED
+
+
+class EngineUnavailable(CoordinationError):
+    """The engine behind a lock or an election cannot be reached (UNAVAILABLE; the message says
+    how to start it) or refused our credentials (UNAUTHENTICATED)."""
+
+    __slots__ = ()
+    default_code = StatusCode.UNAVAILABLE
+
+
+class BadLockRequest(CoordinationError, ValueError):
+    """A lock name, a TTL, a wait or a backend URL that cannot be used; the message names it."""
+
+    __slots__ = ()
+    default_code = StatusCode.INVALID_ARGUMENT
 
 
 class ProtocolError(MeshkitError):

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test gets the real table as it is now, and no test's declarations outlive it."""
-    monkeypatch.setattr(backends, "_declared", dict(backends._declared))
-    monkeypatch.setattr(backends, "_entry_points", None)
+    monkeypatch.setattr(backends._table, "declared", dict(backends._table.declared))
+    monkeypatch.setattr(backends._table, "entry_points", None)
     reset()
     yield
     reset()
@@ -185,7 +185,7 @@ def test_pyproject_declares_the_built_in_backends_the_code_declares() -> None:
     declared = project["entry-points"][ENTRY_POINT_GROUP]
     assert set(declared) == {"memory", "meshkit", "etcd", "zk"}
     for scheme, value in declared.items():
-        assert backends._declared[scheme] == value, scheme
+        assert backends._table.declared[scheme] == value, scheme
         assert callable(importlib.metadata.EntryPoint(scheme, value, ENTRY_POINT_GROUP).load())
 
 

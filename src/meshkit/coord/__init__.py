@@ -1,0 +1,1 @@
+"""meshkit.coord: distributed locks with fencing tokens, and leader election (issue 15; in progress)."""
