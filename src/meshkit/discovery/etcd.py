@@ -16,14 +16,16 @@ The HTTP client (httpx) is imported here only: ``pip install meshkit[etcd]``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from meshkit.discovery.etcd_http import EtcdError, EtcdHTTP
+from meshkit.discovery.etcd_http import b64 as _b64
+from meshkit.discovery.etcd_http import prefix_end as _prefix_end
+from meshkit.discovery.etcd_http import unb64 as _unb64
 from meshkit.discovery.instance import Instance
 
 if TYPE_CHECKING:
@@ -36,27 +38,8 @@ DEFAULT_PREFIX = "/meshkit/services"
 DEFAULT_TTL = 10
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text)
-
-
-def _prefix_end(prefix: str) -> str:
-    """The range end that selects every key starting with ``prefix`` (last byte + 1)."""
-    raw = bytearray(prefix.encode())
-    raw[-1] += 1
-    return base64.b64encode(bytes(raw)).decode()
-
-
 _decode_instance = msgspec.json.Decoder(Instance).decode
 _encode = msgspec.json.Encoder().encode
-
-
-class EtcdError(Exception):
-    pass
 
 
 class EtcdRegistry:
@@ -64,41 +47,17 @@ class EtcdRegistry:
     forgets_on_restart: bool = False
 
     def __init__(self, endpoints: str, prefix: str = DEFAULT_PREFIX, ttl: int = DEFAULT_TTL) -> None:
-        try:
-            import httpx
-        except ImportError:  # pragma: no cover - depends on the install
-            raise ImportError("the etcd:// registry needs httpx: pip install 'meshkit[etcd]'") from None
-        self._httpx = httpx
-        self._endpoints = [e if "://" in e else f"http://{e}" for e in endpoints.split(",") if e]
-        if not self._endpoints:
-            raise ValueError("etcd:// needs at least one HOST:PORT")
+        self._etcd = EtcdHTTP(endpoints, what="the etcd:// registry")
         self._prefix = prefix.rstrip("/") or DEFAULT_PREFIX
         self.ttl = max(2, int(ttl))
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None))
         self._leases: dict[str, tuple[Instance, int]] = {}
         self._keepalive: asyncio.Task[None] | None = None
-        self._preferred = 0
 
     def _key(self, service: str, instance_id: str = "") -> str:
         return f"{self._prefix}/{service}/{instance_id}"
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST to the first endpoint that answers; the one that did is tried first next time."""
-        errors = []
-        n = len(self._endpoints)
-        for step in range(n):
-            index = (self._preferred + step) % n
-            try:
-                response = await self._http.post(f"{self._endpoints[index]}/v3/{path}", json=body)
-            except self._httpx.HTTPError as exc:
-                errors.append(f"{self._endpoints[index]}: {exc!r}")
-                continue
-            self._preferred = index
-            data: dict[str, Any] = response.json()
-            if response.status_code != 200 or "error" in data:
-                raise EtcdError(f"etcd {path} failed: {data.get('error') or data.get('message') or response.text}")
-            return data
-        raise EtcdError("no etcd endpoint answered: " + "; ".join(errors))
+        return await self._etcd.post(path, body)
 
     # -- registration ------------------------------------------------------------------------
     async def _grant_and_put(self, instance: Instance) -> int:
@@ -158,7 +117,7 @@ class EtcdRegistry:
         if self._keepalive is not None:
             self._keepalive.cancel()
             await asyncio.gather(self._keepalive, return_exceptions=True)
-        await self._http.aclose()
+        await self._etcd.aclose()
 
 
 def open_etcd(url: RegistryURL) -> Registry:
@@ -189,14 +148,10 @@ class EtcdWatcher:
                     "start_revision": revision + 1,
                 }
             }
-            url = f"{reg._endpoints[reg._preferred]}/v3/watch"
-            async with reg._http.stream("POST", url, json=body) as response:
-                self._response = response
+            async with reg._etcd.stream("watch", body) as messages:
+                self._response = messages
                 relist = False
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    result = json.loads(line).get("result", {})
+                async for result in messages:
                     if result.get("compact_revision") or result.get("canceled"):
                         relist = True  # history gone: list again from scratch
                         break
