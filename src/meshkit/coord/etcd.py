@@ -24,6 +24,7 @@ revokes its lease, which deletes its key: nothing stays behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable
@@ -119,13 +120,16 @@ class EtcdLocks:
     async def _discard(self, lease: int) -> None:
         """Revoke ``lease`` (deleting its key), waiting a bounded time even if we are cancelled."""
         task = asyncio.get_running_loop().create_task(self._revoke(lease))
+        self._track(task)
+        await asyncio.wait({task}, timeout=CLEANUP_WAIT)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
-        await asyncio.wait({task}, timeout=CLEANUP_WAIT)
 
     # -- acquire ------------------------------------------------------------------------------
     async def acquire(self, name: str, owner: str, ttl: float, wait: float | None, value: bytes = b"") -> Grant:
-        granted = await self._post("lease/grant", {"TTL": max(1, math.ceil(ttl))})
+        granted = await self._grant(max(1, math.ceil(ttl)))
         lease, lease_ttl = int(granted["ID"]), int(granted["TTL"])
         key = f"{self._dir(name)}{lease:x}"
         try:
@@ -154,6 +158,21 @@ class EtcdLocks:
             await self._discard(lease)
             raise
         return Grant(name, owner, revision, ttl, value, handle=(key, lease, revision))
+
+    async def _grant(self, ttl: int) -> dict[str, Any]:
+        """A new lease, revoked again if we are cancelled while etcd grants it."""
+        granting = asyncio.get_running_loop().create_task(self._post("lease/grant", {"TTL": ttl}))
+        try:
+            return await asyncio.shield(granting)
+        except asyncio.CancelledError:
+            cleanup = asyncio.get_running_loop().create_task(self._revoke_granted(granting))
+            self._track(cleanup)
+            await asyncio.wait({cleanup}, timeout=CLEANUP_WAIT)
+            raise
+
+    async def _revoke_granted(self, granting: asyncio.Task[dict[str, Any]]) -> None:
+        with contextlib.suppress(Exception):
+            await self._revoke(int((await granting)["ID"]))
 
     async def _predecessor(self, name: str, key: str, lease: int, revision: int) -> tuple[str, int] | None:
         """The key just below ours in the name's queue and the revision read at (None: ours is

@@ -112,7 +112,7 @@ class ZooKeeperLocks:
         self._zk = KazooClient(hosts=hosts, timeout=session_timeout)
         self._zk.add_listener(self._state_changed)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._start_lock = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
         self._started = False
         #: Set from kazoo's thread on every state change: waiters look again when it is set.
         self._changed: set[asyncio.Event] = set()
@@ -168,21 +168,24 @@ class ZooKeeperLocks:
             raise self._unavailable(exc) from exc
 
     async def _ensure_started(self) -> None:
+        """Open the session once. The connecting runs in a thread that cancelling cannot stop, so it
+        is one shared task: a cancelled caller leaves it to finish, and the next caller awaits it."""
         self._loop = asyncio.get_running_loop()
-        if self._started:
-            return
-        async with self._start_lock:
-            if self._started:
-                return
-            try:
-                await self._loop.run_in_executor(None, self._zk.start, CONNECT_TIMEOUT)
-            except Exception as exc:
-                await self._loop.run_in_executor(None, self._zk.stop)
-                raise EngineUnavailable(
-                    f"ZooKeeper at {self._hosts} cannot be reached (no session within {CONNECT_TIMEOUT:g}s: "
-                    f"{exc!r}); start it with: bash scripts/engines.sh"
-                ) from exc
-            self._started = True
+        if self._starting is None or (self._starting.done() and self._starting.exception() is not None):
+            self._starting = self._loop.create_task(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._zk.start, CONNECT_TIMEOUT)
+        except Exception as exc:
+            await loop.run_in_executor(None, self._zk.stop)
+            raise EngineUnavailable(
+                f"ZooKeeper at {self._hosts} cannot be reached (no session within {CONNECT_TIMEOUT:g}s: "
+                f"{exc!r}); start it with: bash scripts/engines.sh"
+            ) from exc
+        self._started = True
 
     def _dir(self, name: str) -> str:
         return f"{self._prefix}/{escape(name)}"
@@ -392,6 +395,8 @@ class ZooKeeperLocks:
     async def close(self) -> None:
         if self._cleanups:
             await asyncio.wait(set(self._cleanups), timeout=CLEANUP_WAIT)
+        if self._starting is not None:
+            await asyncio.gather(self._starting, return_exceptions=True)
         if self._started:
             self._started = False
             loop = asyncio.get_running_loop()
