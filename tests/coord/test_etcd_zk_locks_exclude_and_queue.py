@@ -59,7 +59,7 @@ async def test_a_finite_wait_times_out_and_leaves_nothing(engine: Engine) -> Non
     name = unique()
     held = await a.acquire(name, "a", 10.0, None)
     started = time.monotonic()
-    with pytest.raises(LockTimeout, match="within 0.3s"):
+    with pytest.raises(LockTimeout, match=r"within 0\.3s"):
         await b.acquire(name, "b", 10.0, 0.3)
     took = time.monotonic() - started
     assert 0.3 <= took < 2.0, took
