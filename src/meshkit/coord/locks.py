@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from meshkit.coord.backend import Grant, LockBackend
-from meshkit.coord.lease import LeaseSchedule
+from meshkit.coord.lease import RETRY_FRACTION, LeaseSchedule
 from meshkit.coord.names import check_name, check_ttl, check_wait
 from meshkit.errors import EngineUnavailable, LockLost
 from meshkit.schemes import SchemeTable
@@ -65,6 +65,7 @@ class Held:
         self.lost = asyncio.Event()
         self._schedule = LeaseSchedule(grant.ttl, granted_at)
         self._body: asyncio.Task[Any] | None = None
+        self._cancels = 0  # how often the watchdog cancelled the body (undone on exit)
         self._released = False
         self._watchdog = loop.create_task(self._watch(), name=f"meshkit lock watchdog {grant.name}")
 
@@ -105,7 +106,7 @@ class Held:
             await asyncio.sleep(max(0.0, schedule.next_attempt - loop.time()))
             sent = loop.time()
             if schedule.expired(sent):
-                self._lose("renewals failed until the lease ran out")
+                await self._lose("renewals failed until the lease ran out")
                 return
             try:
                 async with asyncio.timeout(schedule.time_left(sent)):
@@ -115,21 +116,27 @@ class Held:
                 log.warning("renewing lock %r failed (%s); retrying until the lease runs out", self.name, exc)
                 continue
             if not still_ours:
-                self._lose("the engine says the lease is gone")
+                await self._lose("the engine says the lease is gone")
                 return
             schedule.renewed(sent)
 
-    def _lose(self, why: str) -> None:
+    async def _lose(self, why: str) -> None:
+        """Set ``lost`` and cancel the body, again every ttl/10 until it leaves ``async with``: a
+        cancellation can be swallowed on its way (3.11's ``wait_for`` drops one that races its
+        result, and so may a body's own ``except``), and a body must not go on unprotected."""
         log.error("lock %r (token %d) lost: %s", self.name, self.token, why)
         self.lost.set()
-        body = self._body
-        if body is not None and not body.done():
+        while (body := self._body) is not None and not body.done():
             body.cancel(LOST_MESSAGE)
+            self._cancels += 1
+            await asyncio.sleep(self.ttl * RETRY_FRACTION)
 
     async def release(self) -> None:
         """Give the lock back. Raises LockLost if it was lost before (the work under it may have
-        overlapped another holder's); releasing twice is a no-op."""
+        overlapped another holder's), every time it is asked; releasing twice is otherwise a no-op."""
         if self._released:
+            if self.lost.is_set():
+                raise LockLost(f"lock {self.name!r} (token {self.token}) was lost before it was released")
             return
         self._released = True
         self._watchdog.cancel()
@@ -149,20 +156,19 @@ class Held:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        body, self._body = self._body, None
-        lost_here = self.lost.is_set()
+        body, self._body = self._body, None  # the watchdog stops cancelling it
+        if body is not None:
+            # Undo our own cancellations (only ours: the task may be cancelled by others too).
+            for _ in range(min(self._cancels, body.cancelling())):
+                body.uncancel()
+        ours = kind is asyncio.CancelledError and _cancelled_by_us(exc)
         try:
             await self.release()
-        except LockLost:
-            if not lost_here and kind is not None:
-                raise  # the body failed and the lease went too: report the lease (the body's error is chained)
-            lost_here = True
-        if lost_here:
-            if kind is asyncio.CancelledError and body is not None and _cancelled_by_us(exc):
-                body.uncancel()
-            raise LockLost(f"lock {self.name!r} (token {self.token}) was lost while held") from (
-                exc if kind is not asyncio.CancelledError else None
-            )
+        except LockLost as lost:
+            if kind is asyncio.CancelledError and not ours:
+                return  # cancelled by someone else: that cancellation goes on
+            # The body's own exception, if any, stays attached as the cause.
+            raise lost from (None if ours else exc)
 
 
 def _cancelled_by_us(exc: BaseException | None) -> bool:
