@@ -28,10 +28,8 @@ class FlakyEngine(memory.MemoryLocks):
 
 
 def flaky_locks() -> tuple[Locks, FlakyEngine]:
-    locks = Locks("memory://flaky")
     engine = FlakyEngine()
-    locks.backend = engine
-    return locks, engine
+    return Locks("memory://flaky", backend=engine), engine
 
 
 @pytest.mark.parametrize(

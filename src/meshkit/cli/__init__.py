@@ -3,7 +3,7 @@
 This package's ``__init__`` is the entry (``meshkit = "meshkit.cli:main"``, ``python -m meshkit``):
 the top-level parser and the dispatch. Each command is a module with its arguments
 (``add_parser``) and its ``run``: ``serve`` (``meshkit run``), ``switch``, ``call``, ``registry``,
-``gateway``, ``bench``, ``demo``; ``common`` and ``tokens`` hold what they share.
+``gateway``, ``bench``, ``demo``, ``coord`` (``lock``, ``elect``); ``common`` and ``tokens`` hold what they share.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from meshkit import __version__
-from meshkit.cli import bench, call, demo, gateway, registry, serve, switch
+from meshkit.cli import bench, call, coord, demo, gateway, registry, serve, switch
 from meshkit.cli.common import EXIT_RPC_ERROR, EXIT_USAGE
 from meshkit.cli.serve import REGISTRY_SCHEMES
 from meshkit.cli.tokens import admin_token_path
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meshkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (serve, switch, call, registry, gateway, bench, demo):  # the order --help lists them in
+    for command in (serve, switch, call, registry, gateway, bench, demo, coord):  # the order --help lists them in
         command.add_parser(sub)
     return parser
 
@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         return bench.run(argv[1:])
+    command: list[str] = []
+    if argv and argv[0] in ("lock", "elect"):
+        argv, command = coord.split_command(argv)
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return serve.run(args)
@@ -57,4 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return gateway.run(args)
     if args.command == "demo":
         return demo.run(args)
+    if args.command in ("lock", "elect"):
+        return coord.run(args, command)
     return EXIT_USAGE

@@ -199,9 +199,10 @@ class Locks:
     """Distributed locks on the engine ``url`` names (``memory://``, ``redis://``, ``mysql://``,
     ``postgresql://``, ``etcd://``, ``zk://``; see docs/coordination.md for what each guarantees)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, backend: LockBackend | None = None) -> None:
         self.url = url
-        self.backend: LockBackend = lock_backends.open(url)
+        #: The engine's backend (``backend=``: one made already, say a wrapper in a test).
+        self.backend: LockBackend = backend if backend is not None else lock_backends.open(url)
 
     def lock(self, name: str, ttl: float = DEFAULT_TTL, wait: float | None = None) -> _LockRequest:
         """``async with locks.lock("stock:apple", ttl=10, wait=5) as held``; LockTimeout after
