@@ -4,7 +4,8 @@ One request, in order (each step can answer on its own, and nothing after it run
 composes the steps, each of which lives in its own module:
 
 1. ``X-Request-ID`` taken (when sane) or made, and echoed on every answer; CORS preflights
-   (headers.py). ``/openapi.json`` and ``/docs`` are answered here, before routing (pages.py).
+   (their headers and the request id: headers.py). ``/openapi.json`` and ``/docs`` are answered
+   next, before routing (pages.py).
 2. The raw path normalised (routing.split_path: ``..``, ``//``, ``%2F`` refused) and routed:
    404, or 405 with ``Allow`` (here, over the router binding.py made of the config's routes).
    Authorisation is decided on this path and no other.
