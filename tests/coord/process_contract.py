@@ -16,6 +16,7 @@ issue's racers use), written through asyncmy by each child process:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import uuid
@@ -55,7 +56,8 @@ async def main(url, name, rounds, table):
                     (value,) = await cur.fetchone()
                     await asyncio.sleep(0.001)
                     await cur.execute(f"UPDATE {table} SET counter = %s WHERE id = 1", (value + 1,))
-                    await cur.execute(f"INSERT INTO {table}_log (counter, token) VALUES (%s, %s)", (value + 1, held.token))
+                    await cur.execute(
+                        f"INSERT INTO {table}_log (counter, token) VALUES (%s, %s)", (value + 1, held.token))
                     await cur.execute(f"UPDATE {table} SET holder = NULL WHERE id = 1 AND holder = %s", (held.owner,))
     conn.close()
     print(json.dumps({"doubles": doubles}), flush=True)
@@ -165,7 +167,7 @@ class ProcessContract:
         assert sum(r["doubles"] for r in results) == 0, "two holders at once"
         assert counter == total, f"lost updates: {total - counter}"
         tokens = [token for _, token in log]
-        assert len(log) == total and all(a < b for a, b in zip(tokens, tokens[1:], strict=False)), (
+        assert len(log) == total and all(a < b for a, b in itertools.pairwise(tokens)), (
             "tokens not strictly increasing in grant order"
         )
 
