@@ -42,7 +42,10 @@ async def _registry(args: argparse.Namespace) -> int:
     from meshkit.observe import default_chain
 
     middleware = default_chain("server", tracing=False, access_log=False)  # metrics only
-    server = Server([service], host=args.host, port=args.port, middleware=middleware)
+    from meshkit.coord.service import CoordService
+
+    # Locks and elections for meshkit:// (meshkit.coord.builtin), in this process's memory.
+    server = Server([service, CoordService()], host=args.host, port=args.port, middleware=middleware)
     try:
         await server.start()
     except OSError as exc:

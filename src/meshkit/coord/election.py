@@ -31,6 +31,7 @@ election_backends: SchemeTable[ElectionBackend] = SchemeTable(
     ELECTIONS_GROUP,
     {
         "memory": "meshkit.coord.memory:open_memory",
+        "meshkit": "meshkit.coord.builtin:open_builtin",
     },
     ("acquire", "close", "holder", "release", "renew", "watch"),
 )

@@ -38,6 +38,7 @@ lock_backends: SchemeTable[LockBackend] = SchemeTable(
     LOCKS_GROUP,
     {
         "memory": "meshkit.coord.memory:open_memory",
+        "meshkit": "meshkit.coord.builtin:open_builtin",
     },
     _BACKEND_MEMBERS,
 )
@@ -209,9 +210,7 @@ class Locks:
         ``wait`` seconds (None: wait for ever; 0: try once). Arguments are checked here, at once."""
         return _LockRequest(self, check_name(name), check_ttl(ttl), check_wait(wait))
 
-    async def acquire(
-        self, name: str, ttl: float = DEFAULT_TTL, wait: float | None = None, value: bytes = b""
-    ) -> Held:
+    async def acquire(self, name: str, ttl: float = DEFAULT_TTL, wait: float | None = None, value: bytes = b"") -> Held:
         """Take the lock and keep it (the watchdog renews it) until :meth:`Held.release`."""
         name, ttl, wait = check_name(name), check_ttl(ttl), check_wait(wait)
         loop = asyncio.get_running_loop()

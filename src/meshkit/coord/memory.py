@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -48,9 +49,13 @@ def reset() -> None:
 class MemoryLocks:
     """Locks and elections of one space of this process."""
 
-    def __init__(self, space: str = "") -> None:
+    def __init__(self, space: str = "", *, clock_tokens: bool = False) -> None:
         self.space = space
         self._names = _spaces.setdefault(space, {})
+        #: Tokens no lower than the wall clock in microseconds: they keep growing across a restart
+        #: of the process that holds this space (meshkit's built-in registry), unless its clock
+        #: steps back by more than the restart took.
+        self._clock_tokens = clock_tokens
 
     def _state(self, name: str) -> _Name:
         state = self._names.get(name)
@@ -101,6 +106,8 @@ class MemoryLocks:
                         state.waiters.popleft()
                         waiter = None
                     state.fence += 1
+                    if self._clock_tokens:
+                        state.fence = max(state.fence, time.time_ns() // 1000)
                     state.expires_at = now + ttl
                     self._set_holder(state, Holder(owner, value, state.fence))
                     self._arm_expiry(state, loop)
