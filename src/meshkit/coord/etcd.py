@@ -114,8 +114,8 @@ class EtcdLocks:
     async def _revoke(self, lease: int) -> None:
         try:
             await self._etcd.post("lease/revoke", {"ID": lease})
-        except EtcdError:
-            pass  # gone already, or etcd unreachable: the lease then expires by itself
+        except Exception:  # noqa: BLE001 - gone already, etcd unreachable, the client closed:
+            pass  # the lease then expires by itself
 
     async def _discard(self, lease: int) -> None:
         """Revoke ``lease`` (deleting its key), waiting a bounded time even if we are cancelled."""
@@ -129,6 +129,8 @@ class EtcdLocks:
 
     # -- acquire ------------------------------------------------------------------------------
     async def acquire(self, name: str, owner: str, ttl: float, wait: float | None, value: bytes = b"") -> Grant:
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()  # the lease runs from no earlier than this
         granted = await self._grant(max(1, math.ceil(ttl)))
         lease, lease_ttl = int(granted["ID"]), int(granted["TTL"])
         key = f"{self._dir(name)}{lease:x}"
@@ -151,13 +153,18 @@ class EtcdLocks:
             else:
                 try:
                     async with asyncio.timeout(wait):
-                        await self._wait_turn(name, key, lease, revision, lease_ttl)
+                        if await self._wait_turn(name, key, lease, revision, lease_ttl):
+                            # It waited: the lease was last renewed some time ago. Renew it once
+                            # more, so the holder's TTL counts from now (and we know it is alive).
+                            sent_at = loop.time()
+                            if not await self._keepalive(lease):
+                                raise LockLost(f"the lease of the waiter for {name!r} ended as it was granted")
                 except TimeoutError:
                     raise LockTimeout(f"lock {name!r} was not granted within {wait:g}s (etcd {self._where})") from None
         except BaseException:
             await self._discard(lease)
             raise
-        return Grant(name, owner, revision, ttl, value, handle=(key, lease, revision))
+        return Grant(name, owner, revision, ttl, sent_at=sent_at, value=value, handle=(key, lease, revision))
 
     async def _grant(self, ttl: int) -> dict[str, Any]:
         """A new lease, revoked again if we are cancelled while etcd grants it."""
@@ -207,16 +214,20 @@ class EtcdLocks:
             return None
         return unb64(kvs[0]["key"]).decode(), int(answer["header"]["revision"])
 
-    async def _wait_turn(self, name: str, key: str, lease: int, revision: int, lease_ttl: int) -> None:
+    async def _wait_turn(self, name: str, key: str, lease: int, revision: int, lease_ttl: int) -> bool:
+        """Return once our key is the lowest of the name's queue: True if it had to wait for that."""
+        waited = False
         keeper = asyncio.get_running_loop().create_task(self._keep_waiting(name, lease, lease_ttl))
         watcher: asyncio.Task[None] | None = None
         try:
             while (found := await self._predecessor(name, key, lease, revision)) is not None:
+                waited = True
                 watcher = asyncio.get_running_loop().create_task(self._deleted(*found))
                 await asyncio.wait({watcher, keeper}, return_when=asyncio.FIRST_COMPLETED)
                 if keeper.done():
                     keeper.result()  # raises why the wait cannot go on
                 watcher.result()
+            return waited
         finally:
             for task in (keeper, watcher):
                 if task is not None:

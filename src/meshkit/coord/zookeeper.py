@@ -9,13 +9,15 @@ node, and the last node of a name to go takes the name's (empty) parent with it.
 
 **The lease is the session.** An ephemeral node lives as long as the kazoo session that made it,
 and one :class:`ZooKeeperLocks` opens one session, whose timeout is the URL's ``?ttl=`` (default
-10 s; the server must allow it: its maxSessionTimeout, 20 * tickTime by default). So a lock's
-``ttl`` cannot be shorter than that: a holder that crashes or stops frees the name when its session
-expires, after the session timeout, whatever ``ttl`` it asked for. It cannot be longer either: a
-holder cut off from ZooKeeper cannot know when the server expires its session, and only a ttl at
-most the session timeout lets the watchdog (which gives up after ``ttl`` of failed renewals) stop
-the holder before anyone else can be granted the name; a longer ttl is refused
-(:class:`~meshkit.errors.BadLockRequest` saying which ``?ttl=`` to open instead).
+10 s; the server must allow it: its min/maxSessionTimeout, 2 and 20 * tickTime by default). So a
+lock's lease is that session timeout, whatever ``ttl`` it asks for:
+
+- a shorter ``ttl`` is kept (the watchdog renews at ttl/3 and gives up after ttl), but a holder
+  that crashes or stops frees the name when its session expires, after the session timeout;
+- a longer ``ttl`` is cut to the session timeout: the grant says so (``Grant.ttl``), and the
+  watchdog, which works from it, gives up after that long without a renewal, before the server
+  can have expired the session and granted the name to someone else. A holder cut off from
+  ZooKeeper cannot know when the server expires its session; only the clock can tell it.
 
 ``renew`` checks the session: CONNECTED asks the server whether our node still exists and is
 owned by our session (True/False); SUSPENDED (connection lost, the session may live on) raises
@@ -192,11 +194,7 @@ class ZooKeeperLocks:
 
     # -- acquire -----------------------------------------------------------------------------
     async def acquire(self, name: str, owner: str, ttl: float, wait: float | None, value: bytes = b"") -> Grant:
-        if ttl > self.session_timeout:
-            raise BadLockRequest(
-                f"zk:// locks last as long as the ZooKeeper session: ttl={ttl:g}s is longer than its "
-                f"timeout of {self.session_timeout:g}s; open the URL with ?ttl={math.ceil(ttl)} to allow it"
-            )
+        ttl = min(ttl, self.session_timeout)  # the session is the lease: see the module docstring
         await self._ensure_started()
         if self._zk.state != self._states.CONNECTED:
             raise EngineUnavailable(
@@ -204,13 +202,15 @@ class ZooKeeperLocks:
             )
         path, stat = await self._create(self._dir(name) + "/" + NODE, _encode(_Record(owner, value)))
         try:
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()  # the session was confirmed no earlier than this
             if wait == 0:
                 if await self._predecessor(name, path) is not None:
                     raise LockTimeout(f"lock {name!r} is held (ZooKeeper {self._hosts})")
             else:
                 try:
                     async with asyncio.timeout(wait):
-                        await self._wait_turn(name, path)
+                        sent_at = await self._wait_turn(name, path)
                 except TimeoutError:
                     raise LockTimeout(
                         f"lock {name!r} was not granted within {wait:g}s (ZooKeeper {self._hosts})"
@@ -219,7 +219,7 @@ class ZooKeeperLocks:
             await self._discard(path)
             raise
         handle = _Node(path, stat.ephemeralOwner, time.monotonic())
-        return Grant(name, owner, stat.czxid, ttl, value, handle=handle)
+        return Grant(name, owner, stat.czxid, ttl, sent_at=sent_at, value=value, handle=handle)
 
     async def _create(self, prefix: str, data: bytes) -> tuple[str, Any]:
         """Our node, created even if we are cancelled meanwhile (and then deleted again)."""
@@ -251,7 +251,9 @@ class ZooKeeperLocks:
         below = [child for child in children if _sequence(child) < _sequence(ours)]
         return f"{self._dir(name)}/{max(below, key=_sequence)}" if below else None
 
-    async def _wait_turn(self, name: str, path: str) -> None:
+    async def _wait_turn(self, name: str, path: str) -> float:
+        """Return once our node is the lowest: the loop time at which the look that found it so
+        was sent (the server had our session alive then, so the lease runs from no earlier)."""
         woken = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._changed.add(woken)
@@ -264,9 +266,10 @@ class ZooKeeperLocks:
                     await woken.wait()  # suspended: look again once the state changes
                     continue
                 try:
+                    sent_at = loop.time()
                     predecessor = await self._predecessor(name, path)
                     if predecessor is None:
-                        return
+                        return sent_at
 
                     def watch(event: Any, woken: asyncio.Event = woken) -> None:  # kazoo's thread
                         if not loop.is_closed():
