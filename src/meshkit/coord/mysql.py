@@ -213,6 +213,7 @@ class MySQLLocks:
         try:
             await self._wait(held, ttl, wait)
             token = int(await self._side_run(self._FENCE.format(table=self.fences), (name,)))
+            sent_at = asyncio.get_running_loop().time()  # the server's idle clock restarts after this
             await self._fetch(conn, "SELECT 1")  # alive after the token was drawn: held throughout
         except BaseException as exc:
             await asyncio.shield(self._kill_later(held))
@@ -220,7 +221,7 @@ class MySQLLocks:
                 raise self._unavailable(exc) from exc
             raise
         self._held.add(held)
-        return Grant(name=name, owner=owner, token=token, ttl=ttl, value=value, handle=held)
+        return Grant(name=name, owner=owner, token=token, ttl=ttl, sent_at=sent_at, value=value, handle=held)
 
     _FENCE = (
         "INSERT INTO `{table}` (name, fence) VALUES (%s, LAST_INSERT_ID(1)) "

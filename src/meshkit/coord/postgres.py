@@ -183,6 +183,7 @@ class PostgresLocks:
                     await (locking if wait is None else asyncio.wait_for(locking, wait + _SERVER_GRACE))
                 except (TimeoutError, asyncpg.LockNotAvailableError):
                     raise _timeout(name, wait) from None
+            sent_at = asyncio.get_running_loop().time()  # the server's idle clock restarts after this
             token = int(await conn.fetchval("SELECT nextval($1::regclass)", self.sequence))
         except BaseException as exc:
             await asyncio.shield(self._end_later(held))
@@ -190,7 +191,7 @@ class PostgresLocks:
                 raise self._unavailable(exc) from exc
             raise
         self._held.add(held)
-        return Grant(name=name, owner=owner, token=token, ttl=ttl, value=value, handle=held)
+        return Grant(name=name, owner=owner, token=token, ttl=ttl, sent_at=sent_at, value=value, handle=held)
 
     async def renew(self, grant: Grant) -> bool:
         held: _Held = grant.handle
