@@ -233,9 +233,10 @@ class MySQLLocks:
         conn, errors = held.conn, _driver().errors
         server_wait = _FOREVER if wait is None else math.ceil(wait) + 1  # ours fires first, exactly
         async with conn.cursor() as cur:
-            await cur.execute(f"SET SESSION wait_timeout = {max(1, math.ceil(ttl))}")
+            await cur.execute(
+                f"SET SESSION wait_timeout = {max(1, math.ceil(ttl))}, SESSION innodb_lock_wait_timeout = {server_wait}"
+            )
             if self.mode == "row":
-                await cur.execute(f"SET SESSION innodb_lock_wait_timeout = {server_wait}")
                 # A plain read first: INSERT IGNORE of an existing row would queue behind its holder.
                 await cur.execute(f"SELECT 1 FROM `{self.table}` WHERE name = %s", (held.key,))
                 if await cur.fetchone() is None:
