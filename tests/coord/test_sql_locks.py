@@ -234,3 +234,25 @@ async def _nothing(engine: Engine, name: str, besides: Grant | None = None) -> b
 
 async def _count(engine: Engine, name: str, n: int, besides: Grant) -> bool:
     return len(await engine.leftovers(name, besides)) >= n
+
+
+async def test_a_backend_whose_side_connection_ended_reconnects_when_it_next_needs_it(
+    engine: Engine, two: tuple[LockBackend, LockBackend], name: str
+) -> None:
+    """What an engine restart leaves a backend: a dead side connection (tokens, ending waiters).
+    The next use opens a new one rather than failing, and a refused waiter still leaves nothing."""
+    a, _ = two
+    first = await a.acquire(name, "a", LONG, 0)
+    side: Any = a._side  # type: ignore[attr-defined]
+    if isinstance(a, MySQLLocks):
+        await my_rows(engine.admin, f"KILL CONNECTION {int(side.thread_id())}")
+    else:
+        await engine.admin.execute("SELECT pg_terminate_backend($1)", side.get_server_pid())
+    with pytest.raises(LockTimeout):
+        await a.acquire(name, "again", LONG, 0)  # its connection is ended through the side one
+    assert a._side is not None and a._side is not side  # type: ignore[attr-defined]
+    await eventually(lambda: _nothing(engine, name, first), what="the refused waiter gone")
+    assert await a.release(first)
+    second = await a.acquire(name, "a", LONG, 0)
+    assert second.token > first.token
+    assert await a.release(second)
