@@ -1,12 +1,18 @@
-"""Admin connections to the shared MariaDB and PostgreSQL, and what each still has of a lock."""
+"""Admin connections to the shared MariaDB and PostgreSQL, what each still has of a lock, and a
+private MariaDB to restart."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from meshkit.coord.postgres import lock_key
+from meshkit.testing import ChildProcess, spawn
 
 START = "start it with: bash scripts/engines.sh"
 
@@ -77,3 +83,70 @@ async def postgres_leftovers(conn: Any, name: str, besides: int | None = None) -
         for r in rows
         if r["pid"] != besides
     ]
+
+
+class PrivateMariaDB:
+    """A MariaDB of its own (port, data dir) for tests that restart the engine; ``stop``/``start``
+    keep the data, as a restart does. Never the shared one on 3306."""
+
+    def __init__(self, port: int) -> None:
+        if shutil.which("mariadbd") is None or shutil.which("mariadb-install-db") is None:
+            pytest.fail(f"MariaDB is not installed; {START}")
+        self.port = port
+        self._dir = Path(tempfile.mkdtemp(prefix="meshkit-mariadb-"))
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self._dir / 'data'}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self._proc: ChildProcess | None = None
+        self._created = False
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/test"
+
+    def start(self) -> None:
+        self._proc = spawn(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={self._dir / 'data'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self._dir / 'sock'}",
+                f"--pid-file={self._dir / 'pid'}",
+                "--user=root",
+                "--innodb-buffer-pool-size=16M",
+                "--skip-log-bin",
+            ],
+            name="private mariadb",
+            port=self.port,
+            stderr="discard",
+            grace=30,
+            timeout=30,
+        )
+
+    async def create_database(self) -> None:
+        import asyncmy
+
+        conn = await asyncmy.connect(host="127.0.0.1", port=self.port, user="root", autocommit=True)
+        await my_rows(conn, "CREATE DATABASE IF NOT EXISTS test")
+        conn.close()
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+        self._proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
