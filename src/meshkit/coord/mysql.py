@@ -18,7 +18,9 @@ lease:
   ``wait`` bounds it on our side. A waiter that is cancelled or times out on our side cannot simply
   close its socket: the server does not read a connection whose statement is blocked, and would
   grant the row to the dead waiter when its turn comes. So the waiter's connection is KILLed from a
-  side connection; the server then ends its lock request and its transaction.
+  side connection; the server then ends its lock request and its transaction. Only if the process
+  list shows it still running our statement (a random marker in its comment): connection ids start
+  again from 1 after a restart, and a KILL by id alone could end someone else's connection.
 
 **The fencing token** is ``<table>_fences.fence`` for the name, incremented by one autocommit
 statement on the side connection (``UPDATE … fence = LAST_INSERT_ID(fence + 1)``) *after* the row
@@ -42,6 +44,7 @@ import contextlib
 import hashlib
 import math
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -81,6 +84,9 @@ class _Held:
     thread: int
     key: str
     guard: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: A comment in this connection's lock statement: what tells, in the server's process list,
+    #: that a connection id is still ours and blocked (ids start again from 1 after a restart).
+    marker: str = field(default_factory=lambda: f"meshkit-wait-{secrets.token_hex(8)}")
 
 
 class MySQLLocks:
@@ -142,9 +148,9 @@ class MySQLLocks:
         except (OSError, TimeoutError, asyncmy.errors.MySQLError) as exc:
             raise self._unavailable(exc) from exc
 
-    async def _side_run(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+    async def _side_run(self, sql: str, args: tuple[Any, ...] = (), *, fetch: bool = False) -> Any:
         """One statement on the shared side connection (opened, and reopened once after an engine
-        restart, as needed); returns the cursor's ``lastrowid``."""
+        restart, as needed); returns the cursor's ``lastrowid`` (``fetch``: its rows)."""
         errors = _driver().errors
         async with self._side_lock:
             for attempt in (1, 2):
@@ -153,7 +159,7 @@ class MySQLLocks:
                 try:
                     async with self._side.cursor() as cur:
                         await cur.execute(sql, args)
-                        return cur.lastrowid
+                        return await cur.fetchall() if fetch else cur.lastrowid
                 except (errors.OperationalError, errors.InterfaceError, OSError) as exc:
                     code = exc.args[0] if exc.args else None
                     if code == _NO_SUCH_THREAD:
@@ -186,13 +192,21 @@ class MySQLLocks:
             return None if row is None else row[0]
 
     def _kill_later(self, held: _Held) -> asyncio.Task[None]:
-        """KILL a connection whose statement may still be blocked on the server, as a task of its
-        own: a cancelled waiter's cleanup must finish even though its caller is gone."""
+        """Close a waiter's connection and, if its lock statement is still running on the server,
+        KILL it there; a task of its own, so that a cancelled waiter's cleanup finishes even though
+        its caller is gone. Only a connection the process list shows running *our* statement (its
+        marker) is killed: after an engine restart the same id may be someone else's."""
 
         async def kill() -> None:
             held.conn.close()
             with contextlib.suppress(EngineUnavailable):
-                await self._side_run(f"KILL CONNECTION {int(held.thread)}")
+                running = await self._side_run(
+                    "SELECT id FROM information_schema.processlist WHERE id = %s AND info LIKE %s",
+                    (held.thread, f"%{held.marker}%"),
+                    fetch=True,
+                )
+                if running:
+                    await self._side_run(f"KILL CONNECTION {int(held.thread)}")
 
         task = asyncio.get_running_loop().create_task(kill())
         self._cleanups.add(task)
@@ -243,11 +257,11 @@ class MySQLLocks:
                     await cur.execute(f"INSERT IGNORE INTO `{self.table}` (name) VALUES (%s)", (held.key,))
                 await conn.begin()
                 nowait = " NOWAIT" if wait == 0 else ""
-                statement = f"SELECT name FROM `{self.table}` WHERE name = %s FOR UPDATE{nowait}"
+                statement = f"SELECT /* {held.marker} */ name FROM `{self.table}` WHERE name = %s FOR UPDATE{nowait}"
                 args: tuple[Any, ...] = (held.key,)
             else:
                 timeout = _GET_LOCK_FOREVER if wait is None else wait
-                statement, args = "SELECT GET_LOCK(%s, %s)", (held.key, timeout)
+                statement, args = f"SELECT /* {held.marker} */ GET_LOCK(%s, %s)", (held.key, timeout)
             while True:
                 try:
                     if wait:
@@ -282,7 +296,7 @@ class MySQLLocks:
             if ok == 1:
                 return True
             self._held.discard(held)
-            await asyncio.shield(self._kill_later(held))
+            held.conn.close()  # an idle connection: the server sees it close and rolls back
             return False
 
     async def release(self, grant: Grant) -> bool:
@@ -300,7 +314,7 @@ class MySQLLocks:
                 await held.conn.ensure_closed()
                 return released
             except (OSError, _driver().errors.MySQLError):
-                await asyncio.shield(self._kill_later(held))
+                held.conn.close()
                 return False
 
     async def close(self) -> None:

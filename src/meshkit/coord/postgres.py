@@ -18,7 +18,8 @@ lease is that connection's session:
   Lock waits on one key are granted in the order they were queued (FIFO). A waiter that is cancelled
   is ended on the server from a side connection (``pg_terminate_backend``): asyncpg does send a
   cancel request when its task is cancelled, but a cancel racing the grant could leave a session
-  holding a lock nobody knows of; ending the session removes both the wait and any such lock.
+  holding a lock nobody knows of; ending the session removes both the wait and any such lock. The
+  session is named by its pid *and* ``backend_start``, since a pid is reused by later backends.
 
 **The fencing token** is ``nextval(sequence)``, taken on the held connection after the grant.
 ``nextval`` is never rolled back, so every token is unique and increasing across the whole engine
@@ -67,6 +68,9 @@ class _Held:
     conn: Any
     pid: int
     key: int
+    #: When the session began: with the pid, what names it on the server (a pid is reused by a
+    #: later backend once this one has exited; the pair is not).
+    started: Any = None
     guard: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -158,8 +162,14 @@ class PostgresLocks:
 
         async def end() -> None:
             held.conn.terminate()
+            if held.started is None:
+                return  # it never got as far as waiting
             with contextlib.suppress(EngineUnavailable):
-                await self._side_run("SELECT pg_terminate_backend($1)", held.pid)
+                await self._side_run(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2",
+                    held.pid,
+                    held.started,
+                )
 
         task = asyncio.get_running_loop().create_task(end())
         self._cleanups.add(task)
@@ -172,7 +182,11 @@ class PostgresLocks:
         conn = await self._connect()
         held = _Held(conn, conn.get_server_pid(), lock_key(name))
         try:
-            await conn.execute(f"SET idle_session_timeout = {max(1, math.ceil(ttl * 1000))}")
+            held.started = await conn.fetchval(
+                "SELECT backend_start FROM pg_stat_activity, set_config('idle_session_timeout', $1, false) "
+                "WHERE pid = pg_backend_pid()",
+                str(max(1, math.ceil(ttl * 1000))),
+            )
             if wait == 0:
                 if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", held.key):
                     raise _timeout(name, wait)
@@ -206,7 +220,7 @@ class PostgresLocks:
             if ok == 1:
                 return True
             self._held.discard(held)
-            await asyncio.shield(self._end_later(held))
+            held.conn.terminate()  # an idle session: the server sees the socket close and ends it
             return False
 
     async def release(self, grant: Grant) -> bool:
@@ -220,7 +234,7 @@ class PostgresLocks:
                 await held.conn.close(timeout=self.connect_timeout)
                 return released
             except self._failures():
-                await asyncio.shield(self._end_later(held))
+                held.conn.terminate()
                 return False
 
     async def close(self) -> None:
