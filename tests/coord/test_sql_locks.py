@@ -256,3 +256,22 @@ async def test_a_backend_whose_side_connection_ended_reconnects_when_it_next_nee
     second = await a.acquire(name, "a", LONG, 0)
     assert second.token > first.token
     assert await a.release(second)
+
+
+async def test_racing_first_acquires_of_a_new_name_give_one_grant_and_timeouts(engine: Engine, name: str) -> None:
+    """The first grants of a name race to make its row (mysql row mode): one wins, the others are
+    refused as for any held lock, none fails."""
+    backends = [engine.open() for _ in range(8)]
+    try:
+        results = await asyncio.gather(
+            *(b.acquire(name, str(i), LONG, 0) for i, b in enumerate(backends)), return_exceptions=True
+        )
+        grants = [r for r in results if isinstance(r, Grant)]
+        assert len(grants) == 1, results
+        assert all(isinstance(r, LockTimeout) for r in results if not isinstance(r, Grant)), results
+        winner = backends[results.index(grants[0])]
+        assert await winner.release(grants[0])
+    finally:
+        for b in backends:
+            await b.close()
+    await eventually(lambda: _nothing(engine, name), what="nothing left")

@@ -246,39 +246,45 @@ class MySQLLocks:
         """Return once ``held``'s connection holds the lock; LockTimeout after ``wait``."""
         conn, errors = held.conn, _driver().errors
         server_wait = _FOREVER if wait is None else math.ceil(wait) + 1  # ours fires first, exactly
+        if self.mode == "row":
+            nowait = " NOWAIT" if wait == 0 else ""
+            statement = f"SELECT /* {held.marker} */ name FROM `{self.table}` WHERE name = %s FOR UPDATE{nowait}"
+            args: tuple[Any, ...] = (held.key,)
+        else:
+            timeout = _GET_LOCK_FOREVER if wait is None else wait
+            statement, args = f"SELECT /* {held.marker} */ GET_LOCK(%s, %s)", (held.key, timeout)
         async with conn.cursor() as cur:
             await cur.execute(
                 f"SET SESSION wait_timeout = {max(1, math.ceil(ttl))}, SESSION innodb_lock_wait_timeout = {server_wait}"
             )
-            if self.mode == "row":
-                # A plain read first: INSERT IGNORE of an existing row would queue behind its holder.
-                await cur.execute(f"SELECT 1 FROM `{self.table}` WHERE name = %s", (held.key,))
-                if await cur.fetchone() is None:
-                    await cur.execute(f"INSERT IGNORE INTO `{self.table}` (name) VALUES (%s)", (held.key,))
-                await conn.begin()
-                nowait = " NOWAIT" if wait == 0 else ""
-                statement = f"SELECT /* {held.marker} */ name FROM `{self.table}` WHERE name = %s FOR UPDATE{nowait}"
-                args: tuple[Any, ...] = (held.key,)
-            else:
-                timeout = _GET_LOCK_FOREVER if wait is None else wait
-                statement, args = f"SELECT /* {held.marker} */ GET_LOCK(%s, %s)", (held.key, timeout)
-            while True:
-                try:
-                    if wait:
-                        await asyncio.wait_for(cur.execute(statement, args), wait)
-                    else:
+            try:
+                async with asyncio.timeout(wait or None):
+                    if self.mode == "row":
+                        await self._ensure_row(cur, held.key)
+                        await conn.begin()
+                    while True:
                         await cur.execute(statement, args)
-                except TimeoutError:
+                        row = await cur.fetchone()
+                        if self.mode == "row" or (row is not None and row[0] == 1):
+                            return
+                        if wait is not None or row is None or row[0] is None:  # None: GET_LOCK was killed
+                            raise _timeout(held.key, wait)
+            except TimeoutError:
+                raise _timeout(held.key, wait) from None
+            except errors.OperationalError as exc:
+                if exc.args and exc.args[0] == _LOCK_WAIT_TIMEOUT:
                     raise _timeout(held.key, wait) from None
-                except errors.OperationalError as exc:
-                    if exc.args and exc.args[0] == _LOCK_WAIT_TIMEOUT:
-                        raise _timeout(held.key, wait) from None
-                    raise
-                row = await cur.fetchone()
-                if self.mode == "row" or (row is not None and row[0] == 1):
-                    return
-                if wait is not None or row is None or row[0] is None:  # None: GET_LOCK was killed
-                    raise _timeout(held.key, wait)
+                raise
+
+    async def _ensure_row(self, cur: Any, key: str) -> None:
+        """The name's row, made if missing. A plain read first: an INSERT of an existing row checks
+        the duplicate under a shared lock, so it would queue behind the row's holder."""
+        await cur.execute(f"SELECT 1 FROM `{self.table}` WHERE name = %s", (key,))
+        if await cur.fetchone() is None:
+            try:
+                await cur.execute(f"INSERT INTO `{self.table}` (name) VALUES (%s)", (key,))
+            except _driver().errors.IntegrityError:
+                pass  # made by another acquire at the same moment
 
     async def renew(self, grant: Grant) -> bool:
         held: _Held = grant.handle
