@@ -231,7 +231,7 @@ class PostgresLocks:
             self._held.discard(held)
             try:
                 released = bool(await held.conn.fetchval("SELECT pg_advisory_unlock($1)", held.key))
-                await held.conn.close(timeout=self.connect_timeout)
+                held.conn.terminate()  # unlocked already: no need to wait for a graceful goodbye
                 return released
             except self._failures():
                 held.conn.terminate()
