@@ -39,6 +39,12 @@ lock_backends: SchemeTable[LockBackend] = SchemeTable(
     {
         "memory": "meshkit.coord.memory:open_memory",
         "meshkit": "meshkit.coord.builtin:open_builtin",
+        "redis": "meshkit.coord.redis:open_redis",
+        "mysql": "meshkit.coord.mysql:open_mysql",
+        "postgresql": "meshkit.coord.postgres:open_postgres",
+        "postgres": "meshkit.coord.postgres:open_postgres",
+        "etcd": "meshkit.coord.etcd:open_etcd_locks",
+        "zk": "meshkit.coord.zookeeper:open_zookeeper_locks",
     },
     _BACKEND_MEMBERS,
 )
