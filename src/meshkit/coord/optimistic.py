@@ -25,15 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshkit.coord._sql import adapter, identifier
-from meshkit.errors import CoordinationError, StatusCode
-
-
-class VersionConflict(CoordinationError):
-    """Every attempt of a versioned update met a newer version than the one it read (ABORTED:
-    retrying the whole operation later may succeed)."""
-
-    __slots__ = ()
-    default_code = StatusCode.ABORTED
+from meshkit.errors import VersionConflict
 
 
 @dataclass(frozen=True, slots=True)
