@@ -1,6 +1,8 @@
 """Locks and elections on Redis: one hash per held name, granted, renewed and released by Lua.
 
-``redis://[user:password@]host:port/db?prefix=meshkit:coord:`` (``rediss://`` for TLS). Three
+``redis://[user:password@]host:port/db`` (``rediss://`` for TLS), with the query options
+``prefix`` (``meshkit:coord:``), ``connect_timeout`` (2 s), ``timeout`` (5 s: a command's answer,
+and a free connection when all ``max_connections``, 32, are busy). Three
 things per name, under the prefix (``lock:``, ``fence:``, ``chan:`` keep them apart whatever the
 name holds):
 
@@ -15,9 +17,9 @@ Waiting is by notification: a waiter subscribes to the name's channel (and has t
 confirmed) before it tries again, then sleeps until a release is published or the holder's
 remaining lease (PTTL, which the failed grant returns) runs out, bounded by ``wait``: a holder that
 died never publishes, its key just expires. **Waiting is not FIFO**: every waiter of a name wakes on
-a release and the first grant script to run wins. A waiter holds one pub/sub connection while it
-waits; cancelling it closes that connection (the subscription ends with it) and, as nothing was
-written, leaves nothing behind.
+a release and the first grant script to run wins. The waiters and watchers of a backend share one
+pub/sub connection (``redis_listener.py``); a cancelled waiter leaves its channel (the last one
+unsubscribes it) and, as a waiter writes nothing, leaves nothing behind.
 
 redis-py is imported here only (``pip install meshkit[redis]``), by :func:`open_redis`.
 """
@@ -33,6 +35,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from meshkit.coord.backend import Grant, Holder
+from meshkit.coord.redis_listener import Listener
 from meshkit.errors import BadLockRequest, EngineUnavailable, LockTimeout, StatusCode
 from meshkit.schemes import BackendURL
 
@@ -41,7 +44,9 @@ DEFAULT_PREFIX = "meshkit:coord:"
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 5.0
 HOW_TO_START = "start it with: bash scripts/engines.sh"
-OPTIONS = ("prefix", "connect_timeout", "timeout")
+#: Connections one backend opens at most (``?max_connections=``); its waiters and watchers share one.
+MAX_CONNECTIONS = 32
+OPTIONS = ("prefix", "connect_timeout", "timeout", "max_connections")
 
 
 def _lua(name: str) -> str:
@@ -68,24 +73,30 @@ def open_redis(url: BackendURL) -> RedisLocks:
         port = parts.port or 6379
         connect_timeout = url.number("connect_timeout", CONNECT_TIMEOUT)
         timeout = url.number("timeout", COMMAND_TIMEOUT)
+        max_connections = int(url.number("max_connections", MAX_CONNECTIONS))
     except ValueError as exc:
         raise BadLockRequest(f"URL {url.url!r}: {exc}") from None
     if not db.isdigit():
         raise BadLockRequest(f"URL {url.url!r}: the path is a database number (redis://host:port/0), got {db!r}")
     host = parts.hostname or "127.0.0.1"
-    client = aioredis.Redis(
+    # A blocking pool: past ``max_connections`` a call waits (up to ``timeout``) for a connection
+    # to come back instead of failing, so a burst of acquires is bounded on the engine.
+    pool = aioredis.BlockingConnectionPool(
+        connection_class=aioredis.SSLConnection if url.scheme == "rediss" else aioredis.Connection,
+        max_connections=max_connections,
+        timeout=timeout,
         host=host,
         port=port,
         db=int(db),
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
-        ssl=url.scheme == "rediss",
         socket_connect_timeout=connect_timeout,
         socket_timeout=timeout,
         # No retry inside the driver: the watchdog of meshkit.coord.Locks retries renewals itself,
         # and a release retried after its answer was lost would report False for a lock it gave back.
         retry=Retry(NoBackoff(), 0),
     )
+    client = aioredis.Redis.from_pool(pool)
     return RedisLocks(client, where=f"{host}:{port}", prefix=url.text("prefix", DEFAULT_PREFIX), timeout=timeout)
 
 
@@ -104,6 +115,7 @@ class RedisLocks:
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
         self._cleanups: set[asyncio.Task[Any]] = set()
+        self.listener = Listener(client, timeout)
 
     def keys(self, name: str) -> tuple[str, str, str]:
         """The holder hash, the fence counter and the channel of ``name``."""
@@ -112,10 +124,10 @@ class RedisLocks:
     async def acquire(self, name: str, owner: str, ttl: float, wait: float | None, value: bytes = b"") -> Grant:
         lock, fence, channel = self.keys(name)
         args = (owner, _ms(ttl), value, channel)
-        with self._translated():
-            granted, n = await self._try(lock, fence, args)
+        with self._translated() as cancels:
+            granted, n = await self._try(lock, fence, args, cancels)
             if not granted and wait != 0:
-                granted, n = await self._wait(lock, fence, channel, args, wait)
+                granted, n = await self._wait(lock, fence, channel, args, wait, cancels)
         if not granted:
             raise LockTimeout(f"lock {name!r} was not granted within {wait:g}s (Redis at {self.where})")
         return Grant(name, owner, n, ttl, value, handle=(lock, channel))
@@ -141,80 +153,57 @@ class RedisLocks:
         lock, _, channel = self.keys(name)
         last: Any = object()
         with self._translated():
-            async with self._subscribed(channel) as pubsub:
+            async with self.listener.subscribed(channel) as changes:
                 while True:
+                    changes.event.clear()
                     current, pttl = await self._read(lock)
                     if current != last:
                         last = current
                         yield current
-                    expires = pttl / 1000 + 0.001 if current is not None and pttl >= 0 else None
-                    await self._message(pubsub, expires, wanted=None)
+                    await changes.wait(pttl / 1000 + 0.001 if current is not None and pttl >= 0 else math.inf)
 
     async def close(self) -> None:
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self.listener.close()
         await self._redis.aclose()
 
-    async def _try(self, lock: str, fence: str, args: tuple[Any, ...]) -> tuple[bool, int]:
+    async def _try(self, lock: str, fence: str, args: tuple[Any, ...], cancels: int) -> tuple[bool, int]:
         """One grant attempt: (True, token) or (False, the holder's PTTL in ms)."""
         try:
             granted, n = await self._grant(keys=[lock, fence], args=args)
         except asyncio.CancelledError:
             # The script may have run before the answer was lost: give back what may be ours (the
             # owner id is this attempt's alone, so this never touches anyone else's grant).
-            cleanup = asyncio.ensure_future(self._release(keys=[lock], args=[args[0], args[3]]))
-            self._cleanups.add(cleanup)
-            cleanup.add_done_callback(self._cleanups.discard)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(cleanup)
+            await self._give_back(lock, args)
             raise
+        if _cancel_lost(cancels):
+            if granted:
+                await self._give_back(lock, args)
+            raise asyncio.CancelledError
         return bool(granted), int(n)
 
+    async def _give_back(self, lock: str, args: tuple[Any, ...]) -> None:
+        cleanup = asyncio.ensure_future(self._release(keys=[lock], args=[args[0], args[3]]))
+        self._cleanups.add(cleanup)
+        cleanup.add_done_callback(self._cleanups.discard)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(cleanup)
+
     async def _wait(
-        self, lock: str, fence: str, channel: str, args: tuple[Any, ...], wait: float | None
+        self, lock: str, fence: str, channel: str, args: tuple[Any, ...], wait: float | None, cancels: int
     ) -> tuple[bool, int]:
         loop = asyncio.get_running_loop()
         deadline = math.inf if wait is None else loop.time() + wait
-        async with self._subscribed(channel) as pubsub:
+        async with self.listener.subscribed(channel, b"release") as releases:
             while True:
-                granted, n = await self._try(lock, fence, args)  # subscribed first: no release is missed
+                releases.event.clear()  # before the try: a release after it wakes the wait below
+                granted, n = await self._try(lock, fence, args, cancels)  # subscribed first: none is missed
                 left = deadline - loop.time()
                 if granted or left <= 0:
                     return granted, n
                 expires = n / 1000 + 0.001 if n >= 0 else math.inf  # -1: a key without expiry
-                await self._message(pubsub, min(left, expires), wanted=b"release")
-
-    @contextlib.asynccontextmanager
-    async def _subscribed(self, channel: str) -> AsyncIterator[Any]:
-        """A pub/sub connection subscribed to ``channel``, the subscription confirmed by Redis."""
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.subscribe(channel)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self._timeout
-            while True:
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise self._rex.TimeoutError(f"no confirmation of SUBSCRIBE {channel} within {self._timeout:g}s")
-                message = await pubsub.get_message(timeout=left)
-                if message is not None and message["type"] == "subscribe":
-                    break
-            yield pubsub
-        finally:
-            await pubsub.aclose()  # closes the connection: no subscription outlives the waiter
-
-    @staticmethod
-    async def _message(pubsub: Any, timeout: float | None, wanted: bytes | None) -> None:
-        """Until a message (``wanted``, or any) arrives on ``pubsub`` or ``timeout`` s have passed."""
-        loop = asyncio.get_running_loop()
-        deadline = math.inf if timeout is None or math.isinf(timeout) else loop.time() + timeout
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            message = await pubsub.get_message(timeout=None if math.isinf(left) else left)
-            if message is not None and message["type"] == "message" and wanted in (None, message["data"]):
-                return
+                await releases.wait(min(left, expires))
 
     async def _read(self, lock: str) -> tuple[Holder | None, int]:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -226,11 +215,16 @@ class RedisLocks:
         return Holder(owner.decode(), value or b"", int(token)), int(pttl)
 
     @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        """redis-py's exceptions as meshkit's, naming the server and how to start it."""
+    def _translated(self) -> Iterator[int]:
+        """redis-py's exceptions as meshkit's, naming the server and how to start it. Gives the
+        task's count of cancellation requests (see :func:`_cancel_lost`)."""
         rex = self._rex
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
-            yield
+            yield cancels
+            if _cancel_lost(cancels):
+                raise asyncio.CancelledError
         except rex.AuthenticationError as exc:
             raise EngineUnavailable(
                 f"Redis at {self.where} refused our credentials: {exc}", code=StatusCode.UNAUTHENTICATED
@@ -246,6 +240,16 @@ class RedisLocks:
             ) from exc
         except rex.RedisError as exc:
             raise EngineUnavailable(f"Redis at {self.where} refused a lock command: {exc}") from exc
+
+
+def _cancel_lost(cancels: int) -> bool:
+    """Whether this task was cancelled since it had ``cancels`` requests, yet no CancelledError came:
+    Python 3.11's ``asyncio.wait_for`` (inside redis-py) returns the result of a command that
+    completed as the cancellation arrived and drops the cancellation. The command's answer is
+    sound, but the caller asked to stop: raise CancelledError as it expects (after giving back a
+    grant that answer made)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > cancels
 
 
 def _ms(seconds: float) -> int:
