@@ -1,0 +1,58 @@
+"""A private Redis (no persistence) restarted under a holder: the grant is reported lost, and
+tokens handed out after the restart are still above those before it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from meshkit.coord.backend import Grant
+from meshkit.errors import EngineUnavailable
+from tests.coord.redis_helpers import Engine, name, open_engine, owner
+from tests.resilience.redis_engine import PrivateRedis
+
+
+@pytest.fixture
+def server() -> Iterator[PrivateRedis]:
+    private = PrivateRedis()
+    private.start()
+    yield private
+    private.stop()
+
+
+@pytest.fixture
+async def engine(server: PrivateRedis) -> AsyncIterator[Engine]:
+    async for opened in open_engine(server.url):
+        yield opened
+
+
+async def test_a_restart_loses_the_grant_and_tokens_still_grow(server: PrivateRedis, engine: Engine) -> None:
+    lock = name()
+    before = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    assert await engine.backend.renew(before)
+    server.stop()
+    with pytest.raises(EngineUnavailable, match=rf"127\.0\.0\.1:{server.port}"):
+        await engine.backend.renew(before)
+    server.start()
+    renewed = await _renew_when_up(engine, before)
+    assert renewed is False, "Redis kept nothing: the renewal says the grant is lost"
+    assert await engine.backend.holder(lock) is None
+    after = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    assert after.token > before.token, "the token is above every one handed out before the restart"
+    assert await engine.backend.release(after)
+    assert await engine.keys() == {engine.backend.keys(lock)[1]}
+
+
+async def _renew_when_up(engine: Engine, grant: Grant) -> bool:
+    """renew() once the engine answers (it may say EngineUnavailable while it starts)."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            return await engine.backend.renew(grant)
+        except EngineUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
