@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_demo_runs_spreads_calls_survives_a_kill_and_stops_its_processes() -> None:
+    """... and the restock job moves from the killed leader to the other inventory within its TTL."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -27,7 +28,7 @@ def test_demo_runs_spreads_calls_survives_a_kill_and_stops_its_processes() -> No
             "meshkit",
             "demo",
             "--duration",
-            "6",
+            "7",
             "--rate",
             "300",
             "--kill-after",
@@ -55,6 +56,10 @@ def test_demo_runs_spreads_calls_survives_a_kill_and_stops_its_processes() -> No
     }
     assert served_before == set(pids)  # calls spread over both instances
     assert served_after == {pids[1]}  # the killed one gets nothing any more
+    leaders = re.findall(r"t=\s*([\d.]+)s calls/s=.*? restock_leader=(\S+)", out)
+    assert {leader for t, leader in leaders if 1.0 <= float(t) <= 3.0} == {f"inventory-{pids[0]}"}, leaders
+    # Killed at 3 s, its lease (restock.TTL = 2 s) ends by 5 s: the survivor leads from then on.
+    assert {leader for t, leader in leaders if float(t) >= 5.5} == {f"inventory-{pids[1]}"}, leaders
     ok_at_kill = max(int(ok) for t, ok, _, _ in ticks if float(t) <= 3.0)
     assert int(ticks[-1][1]) > ok_at_kill  # orders kept being placed after the kill
     # Every child it started is gone.

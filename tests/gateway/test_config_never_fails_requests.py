@@ -5,38 +5,20 @@ Authorization header as two credentials) are either refused at load or work.
 
 from __future__ import annotations
 
-import httpx
+from meshkit.gateway import GatewayConfigError, parse
+from tests.gateway.helpers import http_client, orders_config, serving
 
-from meshkit import Server
-from meshkit.gateway import GatewayApp, GatewayConfigError, GatewayServer, parse
-from tests.gateway.services import Orders
-
-CONFIG = """
-[gateway]
-port = 0
-services = ["tests.gateway.services:Orders"]
-[targets]
-orders = "{address}"
-[[routes]]
-method = "GET"
-path = "/orders/{{order_id}}"
-call = "orders.get"
-{access}
-{extra}
-"""
 KEY = "a-key-long-enough-0123456789"
 
 
 async def _status(extra: str, access: str, headers: dict[str, str] | None = None) -> int | None:
     """The status of GET /orders/1 under a config with ``extra``; None when the config is refused."""
     try:
-        parse(CONFIG.format(address="127.0.0.1:1", access=access, extra=extra))
+        parse(orders_config("127.0.0.1:1", route=access, extra=extra))
     except GatewayConfigError:
         return None
-    async with Server([Orders()]) as backend:
-        config = parse(CONFIG.format(address=backend.address, access=access, extra=extra))
-        async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
-            return (await http.get("/orders/1", headers=headers or {})).status_code
+    async with serving(route=access, extra=extra) as gw, http_client(gw) as http:
+        return (await http.get("/orders/1", headers=headers or {})).status_code
 
 
 async def test_max_tracked_zero_is_refused_at_load_or_works() -> None:

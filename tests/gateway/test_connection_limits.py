@@ -9,65 +9,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 
-from meshkit import Server
-from meshkit.gateway import GatewayApp, GatewayServer, parse
-from tests.gateway.services import Orders
+from tests.gateway.helpers import closed_by_peer, serving
 
-CONFIG = """
-[gateway]
-port = 0
-header_timeout = 0.3
-idle_timeout = 0.3
-body_timeout = 0.3
-services = ["tests.gateway.services:Orders"]
-[targets]
-orders = "{address}"
-[[routes]]
-method = "GET"
-path = "/orders/{{order_id}}"
-call = "orders.get"
-public = true
-[[routes]]
-method = "POST"
-path = "/orders"
-call = "orders.place"
-public = true
-"""
-
-
-@asynccontextmanager
-async def _gateway() -> AsyncIterator[GatewayServer]:
-    async with Server([Orders()]) as backend:
-        async with GatewayServer(GatewayApp(parse(CONFIG.format(address=backend.address)))) as gw:
-            yield gw
-
-
-async def _closed_by_peer(reader: asyncio.StreamReader, within: float) -> bool:
-    """Whether the server closes the connection (EOF) within ``within`` seconds."""
-    try:
-        async with asyncio.timeout(within):
-            while await reader.read(4096):
-                pass
-        return True
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        return True
+TIMEOUTS = "header_timeout = 0.3\nidle_timeout = 0.3\nbody_timeout = 0.3"
+PLACE = '[[routes]]\nmethod = "POST"\npath = "/orders"\ncall = "orders.place"\npublic = true\n'
 
 
 async def test_a_body_that_never_arrives_is_cut_off() -> None:
-    async with _gateway() as gw:
+    async with serving(gateway=TIMEOUTS, extra=PLACE) as gw:
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
         writer.write(
             b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
         )
         await writer.drain()  # and the other 99 bytes never come
-        closed = await _closed_by_peer(reader, within=8)  # 25 times the header and idle timeouts
+        closed = await closed_by_peer(reader, within=8)  # 25 times the header and idle timeouts
         writer.close()
     assert closed
 
@@ -96,6 +54,6 @@ async def _status(port: int, request: bytes) -> int:
     ids=["one 1 MiB header", "20000 headers"],
 )
 async def test_a_request_head_of_a_megabyte_is_refused(head: bytes) -> None:
-    async with _gateway() as gw:
+    async with serving(gateway=TIMEOUTS, extra=PLACE) as gw:
         status = await _status(gw.port, b"GET /orders/1 HTTP/1.1\r\nHost: x\r\n" + head + b"Connection: close\r\n\r\n")
     assert status == 0 or 400 <= status < 500, status  # 431, 400 or a closed connection

@@ -9,53 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
-
-import httpx
 
 from meshkit import Server
 from meshkit.gateway import GatewayApp, GatewayServer, parse
+from tests.gateway.helpers import http_client, mounted, orders_config
 from tests.gateway.services import Orders
-
-CONFIG = """
-[gateway]
-port = 0
-services = ["tests.gateway.services:Orders"]
-[targets]
-orders = "{address}"
-[[routes]]
-method = "GET"
-path = "/orders/{{order_id}}"
-call = "orders.get"
-public = true
-"""
 
 
 @asynccontextmanager
 async def _mounted() -> AsyncIterator[GatewayServer]:
-    """The gateway mounted at /gw in a parent app (as test_connections.py does it)."""
-    async with Server([Orders()]) as backend:
-        gateway = GatewayApp(parse(CONFIG.format(address=backend.address)))
-
-        async def outer(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] == "http" and scope["path"].startswith("/gw/"):
-                await gateway({**scope, "root_path": "/gw"}, receive, send)
-                return
-            if scope["type"] == "lifespan":
-                await gateway(scope, receive, send)
-                return
-            await send({"type": "http.response.start", "status": 418, "headers": []})
-            await send({"type": "http.response.body", "body": b"outer"})
-
-        server = GatewayServer(gateway)
-        server.app = outer  # type: ignore[assignment]
-        server.app.config = gateway.config  # type: ignore[attr-defined]
-        async with server:
-            yield server
+    """The gateway mounted at /gw in a parent app (helpers.mounted, as test_connections.py does it)."""
+    async with Server([Orders()]) as backend, mounted(GatewayApp(parse(orders_config(backend.address)))) as server:
+        yield server
 
 
 async def test_the_openapi_document_is_served_under_the_mount_prefix() -> None:
-    async with _mounted() as server, httpx.AsyncClient(base_url=f"http://{server.address}") as http:
+    async with _mounted() as server, http_client(server) as http:
         api = await http.get("/gw/orders/1")
         document = await http.get("/gw/openapi.json")
         docs = await http.get("/gw/docs")

@@ -3,7 +3,8 @@ status; X-Request-ID in and out (test_http.py)."""
 
 from __future__ import annotations
 
-import httpx
+from typing import Any
+
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,20 +15,9 @@ from meshkit import Server, rpc
 from meshkit.gateway import GatewayApp, GatewayServer, parse
 from meshkit.gateway.metrics import GatewayMetrics
 from meshkit.observe import tracing
+from tests.gateway.helpers import http_client, orders_config, serving
 from tests.gateway.services import Orders
 
-CONFIG = """
-[gateway]
-port = 0
-services = ["tests.gateway.services:Orders"]
-[targets]
-orders = "{address}"
-[[routes]]
-method = "GET"
-path = "/orders/{{order_id}}"
-call = "orders.get"
-public = true
-"""
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
 
@@ -39,16 +29,31 @@ def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
+def _probe(seen: list[str | None]) -> Orders:
+    """An Orders whose ``get`` appends to ``seen`` the trace id it runs in."""
+
+    class Probe(Orders, name="orders"):
+        @rpc
+        async def get(self, order_id: int):  # type: ignore[no-untyped-def, override]
+            seen.append(tracing.current_ids()[0] if tracing.current_ids() else None)  # type: ignore[index]
+            return await super().get(order_id)
+
+    return Probe()
+
+
+def _traced(provider: TracerProvider) -> dict[str, Any]:
+    """serving()'s arguments for a backend and a gateway that both trace to ``provider``."""
+    return {
+        "middleware": [tracing.middleware("server", provider)],
+        "client_middleware": [tracing.middleware("client", provider)],
+        "tracer_provider": provider,
+    }
+
+
 async def test_a_request_continues_the_callers_trace_down_to_the_service() -> None:
     provider, exporter = _provider()
-    async with Server([Orders()], middleware=[tracing.middleware("server", provider)]) as backend:
-        app = GatewayApp(
-            parse(CONFIG.format(address=backend.address)),
-            client_middleware=[tracing.middleware("client", provider)],
-            tracer_provider=provider,
-        )
-        async with GatewayServer(app) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
-            r = await http.get("/orders/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"})
+    async with serving(**_traced(provider)) as gw, http_client(gw) as http:
+        r = await http.get("/orders/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"})
     assert r.status_code == 200
     spans = {s.kind.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"SERVER", "CLIENT"} or len(exporter.get_finished_spans()) == 3
@@ -65,21 +70,8 @@ async def test_a_request_continues_the_callers_trace_down_to_the_service() -> No
 async def test_an_unsampled_caller_gets_no_span_but_its_trace_id_travels_on() -> None:
     provider, exporter = _provider()
     seen: list[str | None] = []
-
-    class Probe(Orders, name="orders"):
-        @rpc
-        async def get(self, order_id: int):  # type: ignore[no-untyped-def, override]
-            seen.append(tracing.current_ids()[0] if tracing.current_ids() else None)  # type: ignore[index]
-            return await super().get(order_id)
-
-    async with Server([Probe()], middleware=[tracing.middleware("server", provider)]) as backend:
-        app = GatewayApp(
-            parse(CONFIG.format(address=backend.address)),
-            client_middleware=[tracing.middleware("client", provider)],
-            tracer_provider=provider,
-        )
-        async with GatewayServer(app) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
-            r = await http.get("/orders/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-00"})
+    async with serving([_probe(seen)], **_traced(provider)) as gw, http_client(gw) as http:
+        r = await http.get("/orders/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-00"})
     assert r.status_code == 200
     assert exporter.get_finished_spans() == ()
     assert seen == [PARENT_TRACE]
@@ -87,11 +79,9 @@ async def test_an_unsampled_caller_gets_no_span_but_its_trace_id_travels_on() ->
 
 async def test_metrics_count_requests_by_route_template_and_status() -> None:
     registry = CollectorRegistry()
-    async with Server([Orders()]) as backend:
-        app = GatewayApp(parse(CONFIG.format(address=backend.address)), metrics=GatewayMetrics(registry))
-        async with GatewayServer(app) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
-            for path in ("/orders/1", "/orders/1", "/orders/9", "/nowhere", "/orders/x"):
-                await http.get(path)
+    async with serving(metrics=GatewayMetrics(registry)) as gw, http_client(gw) as http:
+        for path in ("/orders/1", "/orders/1", "/orders/9", "/nowhere", "/orders/x"):
+            await http.get(path)
     route = "GET /orders/{order_id}"
     value = registry.get_sample_value
     assert value("meshkit_gateway_requests_total", {"route": route, "status": "200"}) == 2
@@ -104,23 +94,16 @@ async def test_metrics_count_requests_by_route_template_and_status() -> None:
 async def test_without_trust_an_incoming_sampled_flag_is_not_obeyed_but_the_trace_continues() -> None:
     provider, exporter = _provider()
     seen: list[str | None] = []
-
-    class Probe(Orders, name="orders"):
-        @rpc
-        async def get(self, order_id: int):  # type: ignore[no-untyped-def, override]
-            seen.append(tracing.current_ids()[0] if tracing.current_ids() else None)  # type: ignore[index]
-            return await super().get(order_id)
-
-    untrusting = CONFIG.replace("[gateway]\n", "[gateway]\ntrust_traceparent = false\n", 1)
-    async with Server([Probe()], middleware=[tracing.middleware("server", provider)]) as backend:
-        for config, ratio in ((untrusting, 0.0), (CONFIG, 0.0)):
+    untrusting = "trust_traceparent = false"
+    async with Server([_probe(seen)], middleware=[tracing.middleware("server", provider)]) as backend:
+        for config, ratio in ((untrusting, 0.0), ("", 0.0)):
             app = GatewayApp(
-                parse(config.format(address=backend.address)),
+                parse(orders_config(backend.address, gateway=config)),
                 client_middleware=[tracing.middleware("client", provider)],
                 tracer_provider=provider,
                 trace_ratio=ratio,
             )
-            async with GatewayServer(app) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+            async with GatewayServer(app) as gw, http_client(gw) as http:
                 r = await http.get("/orders/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"})
                 assert r.status_code == 200
             if config is untrusting:

@@ -5,26 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
 from meshkit import RpcError, Server, StatusCode, rpc
 from meshkit.gateway import GatewayApp, GatewayServer, parse
+from tests.gateway.helpers import http_client, orders_config
 from tests.gateway.services import Order, Orders
-
-CONFIG = """
-[gateway]
-port = 0
-services = ["tests.gateway.services:Orders"]
-{extra}
-[targets]
-orders = "{address}"
-[[routes]]
-method = "GET"
-path = "/orders/{{order_id}}"
-call = "orders.get"
-public = true
-"""
 
 
 class Broken(Orders, name="orders"):
@@ -42,8 +28,8 @@ async def test_a_failing_instance_leaves_the_rotation() -> None:
     """Balancing and the instance breakers keep a broken instance's share of requests tiny."""
     broken = Broken()
     async with Server([Orders()]) as good, Server([broken]) as bad:
-        config = parse(CONFIG.format(address=f"{good.address},{bad.address}", extra=""))
-        async with GatewayServer(GatewayApp(config)) as gw, httpx.AsyncClient(base_url=f"http://{gw.address}") as http:
+        config = parse(orders_config(f"{good.address},{bad.address}"))
+        async with GatewayServer(GatewayApp(config)) as gw, http_client(gw) as http:
             statuses: list[int] = []
             for _ in range(20):  # 10 at a time: with nothing in flight, p2c may never try the second instance
                 answers = await asyncio.gather(*(http.get("/orders/1") for _ in range(10)))
@@ -55,7 +41,7 @@ async def test_a_failing_instance_leaves_the_rotation() -> None:
 
 def test_a_policy_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "policy.toml").write_text('[client."orders.*".retry]\nmax_attempts = 2\n')
-    config = parse(CONFIG.format(address="127.0.0.1:1", extra='policy = "policy.toml"'))
+    config = parse(orders_config("127.0.0.1:1", gateway='policy = "policy.toml"'))
     app = GatewayApp(config, base=tmp_path)
     assert app.policy().config.client["orders.*"].retry.max_attempts == 2  # type: ignore[union-attr]
     (tmp_path / "policy.toml").write_text('[client."orders.*".retry]\nmax_attempts = "two"\n')

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from meshkit.benchmark.harness import main, worker_main
+from meshkit.benchmark.harness import main
+from meshkit.benchmark.worker import worker_main
 
 
 def _entry(argv: list[str]) -> int:

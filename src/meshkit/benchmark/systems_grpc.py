@@ -15,7 +15,9 @@ from typing import Any
 import grpc
 
 from meshkit.benchmark import echo_pb2, echo_pb2_grpc
-from meshkit.benchmark.harness import HOST, AnnounceFn, closed_loop, wait_for_stop_signal
+from meshkit.benchmark.closed_loop import closed_loop
+from meshkit.benchmark.systems import HOST, AnnounceFn
+from meshkit.benchmark.worker import wait_for_stop_signal
 
 # The generated modules carry no type information; go through Any rather than sprinkle ignores.
 _pb2: Any = echo_pb2

@@ -12,7 +12,9 @@ from typing import Any
 import msgspec
 
 from meshkit import Client, Server, Service, rpc
-from meshkit.benchmark.harness import HOST, AnnounceFn, closed_loop, wait_for_stop_signal
+from meshkit.benchmark.closed_loop import closed_loop
+from meshkit.benchmark.systems import HOST, AnnounceFn
+from meshkit.benchmark.worker import wait_for_stop_signal
 from meshkit.transport.loop import run
 
 

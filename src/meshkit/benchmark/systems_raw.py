@@ -17,7 +17,9 @@ from typing import Any, cast
 
 import msgpack
 
-from meshkit.benchmark.harness import HOST, AnnounceFn, closed_loop, wait_for_stop_signal
+from meshkit.benchmark.closed_loop import closed_loop
+from meshkit.benchmark.systems import HOST, AnnounceFn
+from meshkit.benchmark.worker import wait_for_stop_signal
 from meshkit.transport.loop import has_uvloop, run
 
 PAYLOAD: dict[str, Any] = {"id": 42, "name": "alice", "tags": ["a", "b"]}

@@ -41,6 +41,11 @@ class Grant:
     #: The fencing token (see the module docstring).
     token: int
     ttl: float
+    #: Event-loop time (``loop.time()``) at which the request that got the grant was *sent*: the
+    #: engine's lease runs from no earlier, so the holder counts its TTL from here (a grant that
+    #: waited 30 s must not count from when it started waiting). A backend whose lease is an idle
+    #: timer (the SQL ones) gives the send time of its last round trip before returning.
+    sent_at: float = 0.0
     #: What the holder said about itself (an election candidate's value; a lock's is b"").
     value: bytes = b""
     #: The backend's own state for this grant: a connection, a lease id, a node path.
@@ -64,9 +69,10 @@ class LockBackend(Protocol):
         ...
 
     async def renew(self, grant: Grant) -> bool:
-        """Extend the lease to ``grant.ttl`` from now. False: it is not ours any more (expired and
-        perhaps taken, the session or connection gone). Raises EngineUnavailable when the engine
-        cannot be asked; the watchdog then tries again until the lease would have run out."""
+        """Extend the lease to ``grant.ttl`` from now (the front counts from when it called).
+        False: it is not ours any more (expired and perhaps taken, the session or connection
+        gone). Raises EngineUnavailable when the engine cannot be asked; the watchdog then tries
+        again until the lease would have run out."""
         ...
 
     async def release(self, grant: Grant) -> bool:

@@ -25,7 +25,9 @@ from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 
+from meshkit.coord import Election, EngineUnavailable
 from meshkit.demo.driver import Spread, Traces, drive
+from meshkit.demo.restock import ELECTION, TTL
 from meshkit.demo.services import DEMO_API_KEY, OUT_OF_STOCK, gateway_config
 from meshkit.demo.stats import RollingStats
 from meshkit.errors import RpcError
@@ -142,6 +144,22 @@ class Breakers:
         return next((s for n, s in self.states.items() if n.endswith(f"@{address}")), "")
 
 
+class RestockLeader:
+    """Which inventory runs the restock job (the elected one), polled from the registry."""
+
+    def __init__(self) -> None:
+        self.leader: str | None = None
+
+    async def poll(self, url: str, stop: asyncio.Event) -> None:
+        async with Election(url, ELECTION, ttl=TTL) as election:
+            while not stop.is_set():
+                try:
+                    self.leader = await election.leader()
+                except (RpcError, EngineUnavailable):
+                    pass  # the view keeps the last known leader
+                await asyncio.sleep(0.25)
+
+
 def _view(
     stats: RollingStats,
     spread: Spread,
@@ -150,6 +168,7 @@ def _view(
     concurrency: int,
     breakers: Breakers | None = None,
     note: str = "",
+    restock: RestockLeader | None = None,
 ) -> Panel:
     now = time.monotonic()
     table = Table(show_header=True, header_style="bold")
@@ -167,7 +186,7 @@ def _view(
         ", ".join(f"{k}={v}" for k, v in stats.total_errors.most_common()) or "0",
     )
     procs = Table(show_header=True, header_style="bold")
-    for col in ("process", "pid", "address", "state", "calls/s served", "breaker (in order)"):
+    for col in ("process", "pid", "address", "state", "calls/s served", "breaker (in order)", "restock job"):
         procs.add_column(col)
     served = spread.last_second(now)
     for child in children:
@@ -183,6 +202,7 @@ def _view(
             state,
             "" if share is None else str(share),
             f"{style}{breaker}" if breaker else "",
+            "leader" if restock is not None and restock.leader == f"inventory-{child.process.pid}" else "",
         )
     title = (
         f"meshkit demo — HTTP → gateway → order → 2 inventories — {now - started:.0f}s, {concurrency} callers — Ctrl-C"
@@ -240,7 +260,7 @@ async def _main(
                 _spawn(
                     f"inventory-{n}",
                     ["run", service, "--registry", url, "--no-access-log", *admin],
-                    env={**otel, "OTEL_SERVICE_NAME": f"inventory-{n}"},
+                    env={**otel, "OTEL_SERVICE_NAME": f"inventory-{n}", "MESHKIT_DEMO_COORD": url},
                 )
             )
         order = _spawn(
@@ -274,6 +294,8 @@ async def _main(
             console.print(f"traces: every process exports to {otlp} (one call in twenty traced)", soft_wrap=True)
         breakers = Breakers()
         poller = asyncio.create_task(breakers.poll(order.address, stop))
+        restock = RestockLeader()
+        follower = asyncio.create_task(restock.poll(url, stop))
         started = time.monotonic()
         faulty = children[2]  # inventory-2: inventory-1 is the one --kill-after kills
         note = f'fault switch: meshkit call {faulty.address} inventory.chaos \'{{"mode": "failing"}}\'  (or slow, ok)'
@@ -304,14 +326,14 @@ async def _main(
             # transient: the live view is erased when it ends, so the final panel below is the one
             # left on the screen (a kept last frame and the final panel would show it twice).
             with Live(
-                _view(stats, spread, children, started, concurrency, breakers, note),
+                _view(stats, spread, children, started, concurrency, breakers, note, restock),
                 console=console,
                 refresh_per_second=4,
                 transient=True,
             ) as live:
                 while not stop.is_set():
                     await asyncio.sleep(0.25)
-                    live.update(_view(stats, spread, children, started, concurrency, breakers, note))
+                    live.update(_view(stats, spread, children, started, concurrency, breakers, note, restock))
         else:
             end = started + (duration if duration is not None else float("inf"))
             while not stop.is_set() and time.monotonic() < end:
@@ -325,14 +347,15 @@ async def _main(
                     f"p99={'-' if p99 is None else f'{p99 * 1000:.2f}ms'} "
                     f"ok={stats.total_ok} out_of_stock={stats.total_expected[OUT_OF_STOCK]} "
                     f"errors={dict(stats.total_errors)} served_by: {served}"
-                    f" breakers: {breakers.line()}"
+                    f" breakers: {breakers.line()} restock_leader={restock.leader or '-'}"
                     + (f" trace: {traces.last}" if traces is not None and traces.last else ""),
                     soft_wrap=True,
                 )
             stop.set()
         await driver
         await poller
-        _print_whole(console, _view(stats, spread, children, started, concurrency, breakers))
+        await follower
+        _print_whole(console, _view(stats, spread, children, started, concurrency, breakers, restock=restock))
         return 0 if stats.total_ok > 0 else 1
     finally:
         _stop(children)

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from meshkit import Client, RpcError, Service, StatusCode, rpc
+from meshkit.demo.restock import RestockJob
 from meshkit.policy import Breaker, ClientRule, Policy, PolicyConfig, Retry, Shedding
 
 
@@ -106,9 +107,11 @@ DEMO_POLICY = PolicyConfig(
 
 
 class Inventory(Service, name="inventory"):
-    """Keeps stock per SKU and restocks when it runs out, so the demo keeps flowing: an order
-    for more than is left is refused as out of stock, and half the starting stock arrives.
-    $MESHKIT_DEMO_STOCK sets the starting stock (default 1000)."""
+    """Keeps stock per SKU; an order for more than is left is refused as out of stock.
+    $MESHKIT_DEMO_STOCK sets the starting stock (default 1000). With $MESHKIT_DEMO_COORD (a
+    lock URL: the demo gives its registry's) the inventories elect one of them to run the restock
+    job (meshkit.demo.restock), which tops every inventory up under a lock with a fencing token;
+    without it, an inventory restocks itself when it runs out."""
 
     def __init__(self) -> None:
         initial = int(os.environ.get("MESHKIT_DEMO_STOCK", "1000"))
@@ -119,6 +122,24 @@ class Inventory(Service, name="inventory"):
         self.name = f"inventory-{os.getpid()}"
         self.latency = float(os.environ.get("MESHKIT_DEMO_INVENTORY_LATENCY", "0.0005"))
         self.mode = "ok"
+        self.fence = 0  # the highest restock token seen: a lower one is a stale job's
+        self.job: RestockJob | None = None
+        coord = os.environ.get("MESHKIT_DEMO_COORD")
+        if coord:
+            self.job = RestockJob(self.name, coord)
+            self._job_task = asyncio.get_running_loop().create_task(self.job.run())
+
+    @rpc
+    async def receive(self, token: int) -> dict[str, int]:
+        """The truck: top up every SKU below half its starting stock; ``token`` is the restock
+        lock's fencing token, and one lower than a token seen before is refused."""
+        if token < self.fence:
+            raise RpcError(StatusCode.FAILED_PRECONDITION, f"stale restock token {token} (seen {self.fence})")
+        self.fence = token
+        for sku, left in self.stock.items():
+            if left < self.restock:
+                self.stock[sku] = left + self.restock
+        return dict(self.stock)
 
     @rpc
     async def chaos(self, mode: str) -> str:
@@ -141,7 +162,8 @@ class Inventory(Service, name="inventory"):
         if self.latency:
             await asyncio.sleep(random.expovariate(1 / self.latency))
         if self.stock[sku] < qty:
-            self.stock[sku] += self.restock  # the truck arrives
+            if self.job is None:
+                self.stock[sku] += self.restock  # no restock job: the truck arrives at once
             raise RpcError(StatusCode.FAILED_PRECONDITION, f"{sku} is {OUT_OF_STOCK}")
         self.stock[sku] -= qty
         return Reservation(sku, qty, self.stock[sku], self.name)
