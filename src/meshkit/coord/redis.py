@@ -125,12 +125,12 @@ class RedisLocks:
         lock, fence, channel = self.keys(name)
         args = (owner, _ms(ttl), value, channel)
         with self._translated() as cancels:
-            granted, n = await self._try(lock, fence, args, cancels)
+            granted, n, sent = await self._try(lock, fence, args, cancels)
             if not granted and wait != 0:
-                granted, n = await self._wait(lock, fence, channel, args, wait, cancels)
+                granted, n, sent = await self._wait(lock, fence, channel, args, wait, cancels)
         if not granted:
             raise LockTimeout(f"lock {name!r} was not granted within {wait:g}s (Redis at {self.where})")
-        return Grant(name, owner, n, ttl, value, handle=(lock, channel))
+        return Grant(name, owner, n, ttl, sent_at=sent, value=value, handle=(lock, channel))
 
     async def renew(self, grant: Grant) -> bool:
         lock, _ = grant.handle
@@ -168,8 +168,9 @@ class RedisLocks:
         await self.listener.close()
         await self._redis.aclose()
 
-    async def _try(self, lock: str, fence: str, args: tuple[Any, ...], cancels: int) -> tuple[bool, int]:
-        """One grant attempt: (True, token) or (False, the holder's PTTL in ms)."""
+    async def _try(self, lock: str, fence: str, args: tuple[Any, ...], cancels: int) -> tuple[bool, int, float]:
+        """One grant attempt: (True, token, when it was sent) or (False, the holder's PTTL in ms, …)."""
+        sent = asyncio.get_running_loop().time()
         try:
             granted, n = await self._grant(keys=[lock, fence], args=args)
         except asyncio.CancelledError:
@@ -181,7 +182,7 @@ class RedisLocks:
             if granted:
                 await self._give_back(lock, args)
             raise asyncio.CancelledError
-        return bool(granted), int(n)
+        return bool(granted), int(n), sent
 
     async def _give_back(self, lock: str, args: tuple[Any, ...]) -> None:
         cleanup = asyncio.ensure_future(self._release(keys=[lock], args=[args[0], args[3]]))
@@ -192,16 +193,16 @@ class RedisLocks:
 
     async def _wait(
         self, lock: str, fence: str, channel: str, args: tuple[Any, ...], wait: float | None, cancels: int
-    ) -> tuple[bool, int]:
+    ) -> tuple[bool, int, float]:
         loop = asyncio.get_running_loop()
         deadline = math.inf if wait is None else loop.time() + wait
         async with self.listener.subscribed(channel, b"release") as releases:
             while True:
                 releases.event.clear()  # before the try: a release after it wakes the wait below
-                granted, n = await self._try(lock, fence, args, cancels)  # subscribed first: none is missed
+                granted, n, sent = await self._try(lock, fence, args, cancels)  # subscribed: none is missed
                 left = deadline - loop.time()
                 if granted or left <= 0:
-                    return granted, n
+                    return granted, n, sent
                 expires = n / 1000 + 0.001 if n >= 0 else math.inf  # -1: a key without expiry
                 await releases.wait(min(left, expires))
 
