@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -61,6 +62,20 @@ class TestRedisElection(ElectionContract):
     @pytest.fixture(autouse=True)
     def _raw(self, raw: aioredis.Redis) -> None:
         self.raw = raw
+
+    @pytest.fixture
+    async def pair(self) -> AsyncIterator[tuple[Election, Election]]:
+        """The contract's pair, each already connected: its tests that create a challenger's task
+        before the first candidate's call assume that call reaches the engine first, which two
+        fresh clients racing through their connection handshakes do not promise."""
+        name = f"contract-{uuid.uuid4().hex[:12]}"
+        a, b = Election(self.url, name, ttl=self.ttl), Election(self.url, name, ttl=self.ttl)
+        try:
+            assert await a.leader() is None and await b.leader() is None  # connects both
+            yield a, b
+        finally:
+            await a.close()
+            await b.close()
 
     async def break_lease(self, election: Election, term: Term) -> None:
         await _expire(self.raw, term.name)

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from meshkit.coord.backend import Grant, Holder
-from meshkit.coord.redis_listener import Listener
+from meshkit.coord.redis_listener import Listener, ListenerClosed
 from meshkit.errors import BadLockRequest, EngineUnavailable, LockTimeout, StatusCode
 from meshkit.schemes import BackendURL
 
@@ -226,6 +226,8 @@ class RedisLocks:
             yield cancels
             if _cancel_lost(cancels):
                 raise asyncio.CancelledError
+        except ListenerClosed as exc:
+            raise EngineUnavailable(f"the lock backend of Redis at {self.where} was closed while waiting") from exc
         except rex.AuthenticationError as exc:
             raise EngineUnavailable(
                 f"Redis at {self.where} refused our credentials: {exc}", code=StatusCode.UNAUTHENTICATED

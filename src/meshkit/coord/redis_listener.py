@@ -24,6 +24,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 
+class ListenerClosed(Exception):
+    """The backend was closed while this subscriber waited."""
+
+
 class Subscription:
     """One subscriber of one channel: ``event`` is set by each message it wants (or an error)."""
 
@@ -167,7 +171,7 @@ class Listener:
         self._confirmed.clear()
         for subscribers in self._subscribers.values():
             for subscription in subscribers:
-                subscription.error = error or ConnectionError("the Redis lock backend was closed")
+                subscription.error = error or ListenerClosed("the Redis lock backend was closed")
                 subscription.event.set()
         self._subscribers.clear()
         async with self._changed:
