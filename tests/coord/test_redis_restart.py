@@ -11,7 +11,7 @@ import pytest
 
 from meshkit.coord.backend import Grant
 from meshkit.errors import EngineUnavailable
-from tests.coord.redis_helpers import Engine, name, open_engine, owner
+from tests.coord.redis_helpers import Engine, name, open_engine, owner, until
 from tests.resilience.redis_engine import PrivateRedis
 
 
@@ -44,6 +44,26 @@ async def test_a_restart_loses_the_grant_and_tokens_still_grow(server: PrivateRe
     assert after.token > before.token, "the token is above every one handed out before the restart"
     assert await engine.backend.release(after)
     assert await engine.keys() == {engine.backend.keys(lock)[1]}
+
+
+async def test_a_waiter_during_a_restart_is_told_the_engine_is_unavailable(
+    server: PrivateRedis, engine: Engine
+) -> None:
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    waiter = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=30.0, wait=None))
+    await until(lambda: _subscribed(engine, lock), what="the waiter subscribed")
+    server.stop()
+    with pytest.raises(EngineUnavailable, match=rf"127\.0\.0\.1:{server.port}"):
+        await asyncio.wait_for(waiter, 10.0)
+    server.start()
+    assert not await _renew_when_up(engine, held)
+    await engine.raw.connection_pool.disconnect()  # the test's own client: its connections died too
+    assert await engine.keys() == set(), "nothing survived the restart, and the waiter wrote nothing"
+
+
+async def _subscribed(engine: Engine, lock: str) -> bool:
+    return await engine.subscribers(lock) == 1
 
 
 async def _renew_when_up(engine: Engine, grant: Grant) -> bool:
