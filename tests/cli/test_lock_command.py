@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
 import pytest
 
 from meshkit.cli import main
 from meshkit.cli.common import EXIT_USAGE
-from meshkit.cli.coord import EXIT_LOCK_TIMEOUT, split_command
+from meshkit.cli.coord import EXIT_LOCK_LOST, EXIT_LOCK_TIMEOUT, split_command
+from meshkit.testing import spawn
+from tests.helpers import CHILD_PYTHONPATH
+from tests.resilience.redis_engine import closed_port
 
 
 def test_the_command_runs_with_the_token_and_its_status_is_meshkits(capfd: pytest.CaptureFixture[str]) -> None:
@@ -66,3 +74,72 @@ def test_the_timeout_status_is_documented_in_the_help(capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit):
         main(["lock", "--help"])
     assert f"{EXIT_LOCK_TIMEOUT} not granted within --wait" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.fixture
+def registry_address() -> Iterator[str]:
+    with spawn(
+        [sys.executable, "-m", "meshkit", "registry", "--port", str(closed_port())],
+        ready=r"registry serving on (\S+)",
+        env={"PYTHONPATH": CHILD_PYTHONPATH},
+        name="registry",
+    ) as registry:
+        yield registry.ready_match[1]  # type: ignore[index]
+
+
+def _lock_command(address: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "meshkit", "lock", "job", "--backend", f"meshkit://{address}", *args]
+
+
+@pytest.mark.slow
+def test_a_second_holder_is_refused_while_the_first_runs_and_gets_the_next_token(registry_address: str) -> None:
+    env = {"PYTHONPATH": CHILD_PYTHONPATH}
+    with spawn(
+        _lock_command(registry_address, "--", "sh", "-c", 'echo "held $MESHKIT_FENCE"; sleep 30'),
+        ready=r"held (\d+)",
+        env=env,
+        name="first holder",
+    ) as first:
+        second = subprocess.run(
+            _lock_command(registry_address, "--wait", "0", "--", "true"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, **env},
+        )
+        assert second.returncode == EXIT_LOCK_TIMEOUT, second.stderr
+        assert "not granted" in second.stderr
+        first.terminate()  # passed on to its command; the lock is released on the way out
+        first.wait(30)
+    third = subprocess.run(
+        _lock_command(registry_address, "--wait", "5", "--", "sh", "-c", 'echo "$MESHKIT_FENCE"'),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
+    assert third.returncode == 0, third.stderr
+    assert int(third.stdout) > int(first.ready_match[1])  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_a_lost_lock_stops_the_command_and_exits_lock_lost() -> None:
+    port = closed_port()
+    env = {"PYTHONPATH": CHILD_PYTHONPATH}
+    argv = [sys.executable, "-m", "meshkit", "registry", "--port", str(port)]
+    registry = spawn(argv, ready=r"registry serving on", env=env, name="registry")
+    holder = spawn(
+        _lock_command(f"127.0.0.1:{port}", "--ttl", "1", "--grace", "1", "--", "sh", "-c", "echo held; exec sleep 60"),
+        ready=r"^held",
+        env=env,
+        stderr="capture",
+        name="holder",
+    )
+    try:
+        registry.stop()  # a registry restart forgets every holder: the next renewal says so
+        registry = spawn(argv, ready=r"registry serving on", env=env, name="registry again")
+        assert holder.wait(30) == EXIT_LOCK_LOST
+        assert any("lost 'job' while the command ran" in line for line in holder.tail())
+    finally:
+        holder.stop()
+        registry.stop()

@@ -26,6 +26,11 @@ class FlakyEngine(memory.MemoryLocks):
             raise EngineUnavailable("engine at 127.0.0.1:1 is down")
         return await super().renew(grant)
 
+    async def release(self, grant: memory.Grant) -> bool:
+        if self.down:
+            raise EngineUnavailable("engine at 127.0.0.1:1 is down")
+        return await super().release(grant)
+
 
 def flaky_locks() -> tuple[Locks, FlakyEngine]:
     engine = FlakyEngine()
@@ -142,3 +147,20 @@ async def test_releasing_twice_is_harmless_but_a_lost_lock_never_releases_quietl
         await lost.release()
     with pytest.raises(LockLost):
         await lost.release()
+
+
+async def test_a_lost_lock_whose_engine_is_down_still_reports_lock_lost_on_release() -> None:
+    locks, engine = flaky_locks()
+    held = await locks.acquire("job", ttl=0.3)
+    engine.down = True
+    await asyncio.wait_for(held.lost.wait(), timeout=5)
+    with pytest.raises(LockLost):
+        await held.release()
+
+
+async def test_a_held_lock_whose_engine_is_down_says_so_on_release() -> None:
+    locks, engine = flaky_locks()
+    held = await locks.acquire("job", ttl=30)
+    engine.down = True
+    with pytest.raises(EngineUnavailable):
+        await held.release()  # not known to be given back: the caller must not think it was

@@ -39,6 +39,12 @@ lock_backends: SchemeTable[LockBackend] = SchemeTable(
     {
         "memory": "meshkit.coord.memory:open_memory",
         "meshkit": "meshkit.coord.builtin:open_builtin",
+        "redis": "meshkit.coord.redis:open_redis",
+        "mysql": "meshkit.coord.mysql:open_mysql",
+        "postgresql": "meshkit.coord.postgres:open_postgres",
+        "postgres": "meshkit.coord.postgres:open_postgres",
+        "etcd": "meshkit.coord.etcd:open_etcd_locks",
+        "zk": "meshkit.coord.zookeeper:open_zookeeper_locks",
     },
     _BACKEND_MEMBERS,
 )
@@ -145,7 +151,12 @@ class Held:
             await self._watchdog
         except asyncio.CancelledError:
             pass
-        still_ours = await self._backend.release(self._grant)
+        try:
+            still_ours = await self._backend.release(self._grant)
+        except (EngineUnavailable, OSError):
+            if not self.lost.is_set():
+                raise  # not known to be given back: it ends with its lease, within the TTL
+            still_ours = False  # lost already: that is what the caller must hear
         if self.lost.is_set() or not still_ours:
             self.lost.set()
             raise LockLost(f"lock {self.name!r} (token {self.token}) was lost before it was released")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from meshkit.coord.backend import Grant, Holder
@@ -49,8 +49,12 @@ def reset() -> None:
 class MemoryLocks:
     """Locks and elections of one space of this process."""
 
-    def __init__(self, space: str = "", *, clock_tokens: bool = False) -> None:
+    def __init__(
+        self, space: str = "", *, clock_tokens: bool = False, clock: Callable[[], float] | None = None
+    ) -> None:
         self.space = space
+        #: Where leases are measured (the event loop's clock unless a test gives its own).
+        self._clock = clock
         self._names = _spaces.setdefault(space, {})
         #: Tokens no lower than the wall clock in microseconds: they keep growing across a restart
         #: of the process that holds this space (meshkit's built-in registry), unless its clock
@@ -86,19 +90,29 @@ class MemoryLocks:
                 return
             state.waiters.popleft()
 
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
     def _arm_expiry(self, state: _Name, loop: asyncio.AbstractEventLoop) -> None:
+        """Wake the waiters when the lease runs out (the timer asks the clock again: with a
+        test's clock it may fire at another time, and then does nothing early)."""
         if state.timer is not None:
             state.timer.cancel()
-        state.timer = loop.call_at(state.expires_at, self._expire, state, state.expires_at)
+        delay = state.expires_at - self._now()
+        state.timer = loop.call_later(max(0.0, delay), self._timer_expired, state)
+
+    def _timer_expired(self, state: _Name) -> None:
+        state.timer = None
+        self._expire(state, self._now())
 
     async def acquire(self, name: str, owner: str, ttl: float, wait: float | None, value: bytes = b"") -> Grant:
         loop = asyncio.get_running_loop()
         state = self._state(name)
-        deadline = None if wait is None else loop.time() + wait
+        deadline = None if wait is None else self._now() + wait
         waiter: asyncio.Future[None] | None = None
         try:
             while True:
-                now = loop.time()
+                now = self._now()
                 self._expire(state, now)
                 first = not state.waiters or state.waiters[0] is waiter
                 if state.holder is None and first:
@@ -145,16 +159,15 @@ class MemoryLocks:
         return state
 
     async def renew(self, grant: Grant) -> bool:
-        loop = asyncio.get_running_loop()
-        state = self._ours(grant, loop.time())
+        state = self._ours(grant, self._now())
         if state is None:
             return False
-        state.expires_at = loop.time() + grant.ttl
-        self._arm_expiry(state, loop)
+        state.expires_at = self._now() + grant.ttl
+        self._arm_expiry(state, asyncio.get_running_loop())
         return True
 
     async def release(self, grant: Grant) -> bool:
-        state = self._ours(grant, asyncio.get_running_loop().time())
+        state = self._ours(grant, self._now())
         if state is None:
             return False
         self._set_holder(state, None)
@@ -164,7 +177,7 @@ class MemoryLocks:
         state = self._names.get(name)
         if state is None:
             return None
-        self._expire(state, asyncio.get_running_loop().time())
+        self._expire(state, self._now())
         return state.holder
 
     async def watch(self, name: str) -> AsyncIterator[Holder | None]:

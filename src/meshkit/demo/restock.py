@@ -75,3 +75,19 @@ class RestockJob:
             except RpcError as exc:
                 log.info("restocking %s failed: %s", address, exc)  # a dead instance: the next run retries
         self.runs += 1
+
+
+class RestockLeader:
+    """Which inventory runs the restock job (the elected one), polled from the registry."""
+
+    def __init__(self) -> None:
+        self.leader: str | None = None
+
+    async def poll(self, url: str, stop: asyncio.Event) -> None:
+        async with Election(url, ELECTION, ttl=TTL) as election:
+            while not stop.is_set():
+                try:
+                    self.leader = await election.leader()
+                except (RpcError, EngineUnavailable):
+                    pass  # the view keeps the last known leader
+                await asyncio.sleep(0.25)

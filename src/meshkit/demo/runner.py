@@ -25,9 +25,8 @@ from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 
-from meshkit.coord import Election, EngineUnavailable
 from meshkit.demo.driver import Spread, Traces, drive
-from meshkit.demo.restock import ELECTION, TTL
+from meshkit.demo.restock import RestockLeader
 from meshkit.demo.services import DEMO_API_KEY, OUT_OF_STOCK, gateway_config
 from meshkit.demo.stats import RollingStats
 from meshkit.errors import RpcError
@@ -142,22 +141,6 @@ class Breakers:
 
     def of(self, address: str) -> str:
         return next((s for n, s in self.states.items() if n.endswith(f"@{address}")), "")
-
-
-class RestockLeader:
-    """Which inventory runs the restock job (the elected one), polled from the registry."""
-
-    def __init__(self) -> None:
-        self.leader: str | None = None
-
-    async def poll(self, url: str, stop: asyncio.Event) -> None:
-        async with Election(url, ELECTION, ttl=TTL) as election:
-            while not stop.is_set():
-                try:
-                    self.leader = await election.leader()
-                except (RpcError, EngineUnavailable):
-                    pass  # the view keeps the last known leader
-                await asyncio.sleep(0.25)
 
 
 def _view(
