@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from meshkit.coord import register_election_backend, register_lock_backend
 from meshkit.coord.election import Election, Term
 from meshkit.coord.locks import Held, Locks
 from tests.coord.contract import LockContract
@@ -17,10 +16,6 @@ from tests.resilience.redis_engine import SHARED, require_redis
 
 PREFIX = "meshkit-test:contract:"
 URL = f"{SHARED}?prefix={PREFIX}"
-
-# What pyproject's entry points will declare; in code here so a source checkout runs this as is.
-register_lock_backend("redis", "meshkit.coord.redis:open_redis")
-register_election_backend("redis", "meshkit.coord.redis:open_redis")
 
 
 @pytest.fixture

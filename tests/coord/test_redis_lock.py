@@ -213,7 +213,12 @@ async def test_bad_credentials_are_engine_unavailable_unauthenticated(engine: En
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://127.0.0.1:6379/zero", "redis://127.0.0.1:6379/0?prefx=a:", "redis://127.0.0.1:6379/0?timeout=soon"],
+    [
+        "redis://127.0.0.1:6379/zero",
+        "redis://127.0.0.1:6379/0?prefx=a:",
+        "redis://127.0.0.1:6379/0?timeout=soon",
+        "redis://127.0.0.1:6379/0?max_connections=1",
+    ],
 )
 def test_a_url_it_cannot_use_is_a_bad_lock_request(url: str) -> None:
     with pytest.raises(BadLockRequest, match="URL"):

@@ -2,9 +2,8 @@
 
 ``redis://[user:password@]host:port/db`` (``rediss://`` for TLS), with the query options
 ``prefix`` (``meshkit:coord:``), ``connect_timeout`` (2 s), ``timeout`` (5 s: a command's answer,
-and a free connection when all ``max_connections``, 32, are busy). Three
-things per name, under the prefix (``lock:``, ``fence:``, ``chan:`` keep them apart whatever the
-name holds):
+and a free connection when all ``max_connections``, 32, are busy). Three things per name, under
+the prefix (``lock:``, ``fence:``, ``chan:`` keep them apart whatever the name holds):
 
 - ``{prefix}lock:{name}``, a hash (owner, value, token) that expires with the lease (PEXPIRE). It
   exists only while someone holds the name.
@@ -76,6 +75,8 @@ def open_redis(url: BackendURL) -> RedisLocks:
         max_connections = int(url.number("max_connections", MAX_CONNECTIONS))
     except ValueError as exc:
         raise BadLockRequest(f"URL {url.url!r}: {exc}") from None
+    if max_connections < 2:  # the waiters' pub/sub connection is one of them
+        raise BadLockRequest(f"URL {url.url!r}: max_connections must be at least 2, got {max_connections}")
     if not db.isdigit():
         raise BadLockRequest(f"URL {url.url!r}: the path is a database number (redis://host:port/0), got {db!r}")
     host = parts.hostname or "127.0.0.1"
