@@ -27,6 +27,7 @@ class Engine:
 
     async def keys(self) -> set[str]:
         """Every key under this test's prefix, as SCAN finds them on the engine."""
+        await self.raw.connection_pool.disconnect()  # a test may have restarted the engine
         return {key.decode() async for key in self.raw.scan_iter(match=f"{self.prefix}*", count=1000)}
 
     async def subscribers(self, name: str) -> int:
@@ -46,6 +47,7 @@ async def open_engine(url: str = SHARED) -> AsyncIterator[Engine]:
         yield Engine(backend, raw, prefix)
     finally:
         await backend.close()
+        await raw.connection_pool.disconnect()  # connections made before an engine restart are dead
         async for key in raw.scan_iter(match=f"{prefix}*", count=1000):
             await raw.delete(key)
         await raw.aclose()

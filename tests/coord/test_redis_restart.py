@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis.exceptions
 
 from meshkit.coord.backend import Grant
 from meshkit.errors import EngineUnavailable
@@ -58,7 +59,6 @@ async def test_a_waiter_during_a_restart_is_told_the_engine_is_unavailable(
         await asyncio.wait_for(waiter, 10.0)
     server.start()
     assert not await _renew_when_up(engine, held)
-    await engine.raw.connection_pool.disconnect()  # the test's own client: its connections died too
     assert await engine.keys() == set(), "nothing survived the restart, and the waiter wrote nothing"
 
 
@@ -76,3 +76,24 @@ async def _renew_when_up(engine: Engine, grant: Grant) -> bool:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.01)
+
+
+async def test_waiting_works_again_after_the_engine_came_back(server: PrivateRedis, engine: Engine) -> None:
+    """A subscription that failed while Redis was down leaves no state that stops later ones."""
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    server.stop()
+    with pytest.raises(EngineUnavailable):
+        await engine.backend.renew(held)  # now no connection is left: the next one is refused
+    with pytest.raises(redis.exceptions.ConnectionError):  # the listener's own; acquire translates it
+        async with engine.backend.listener.subscribed(engine.backend.keys(lock)[2], b"release"):
+            pass
+    server.start()
+    assert not await _renew_when_up(engine, held)
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    waiter = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=30.0, wait=10.0))
+    await until(lambda: _subscribed(engine, lock), what="the waiter subscribed")
+    assert await engine.backend.release(held)
+    grant = await asyncio.wait_for(waiter, 5.0)
+    assert grant.token > held.token
+    assert await engine.backend.release(grant)

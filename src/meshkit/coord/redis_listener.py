@@ -85,8 +85,12 @@ class Listener:
             if first:
                 self._sent[channel] = target = self._sent.get(channel, 0) + 1
                 async with self._write:  # FIFO: SUBSCRIBEs go out in the order they were counted
-                    pubsub = await self._open()
-                    await pubsub.subscribe(channel)
+                    try:
+                        pubsub = await self._open()
+                        await pubsub.subscribe(channel)
+                    except Exception as exc:
+                        await self._reset(exc)  # counted but maybe not sent: start again from zero
+                        raise
             else:
                 target = self._sent[channel]
             async with self._changed:
