@@ -218,6 +218,7 @@ async def test_bad_credentials_are_engine_unavailable_unauthenticated(engine: En
         "redis://127.0.0.1:6379/0?prefx=a:",
         "redis://127.0.0.1:6379/0?timeout=soon",
         "redis://127.0.0.1:6379/0?max_connections=1",
+        "redis://127.0.0.1:6379/0?timeout=0",
     ],
 )
 def test_a_url_it_cannot_use_is_a_bad_lock_request(url: str) -> None:

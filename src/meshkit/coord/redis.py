@@ -75,6 +75,8 @@ def open_redis(url: BackendURL) -> RedisLocks:
         max_connections = int(url.number("max_connections", MAX_CONNECTIONS))
     except ValueError as exc:
         raise BadLockRequest(f"URL {url.url!r}: {exc}") from None
+    if not (connect_timeout > 0 and timeout > 0):
+        raise BadLockRequest(f"URL {url.url!r}: connect_timeout and timeout are seconds above 0")
     if max_connections < 2:  # the waiters' pub/sub connection is one of them
         raise BadLockRequest(f"URL {url.url!r}: max_connections must be at least 2, got {max_connections}")
     if not db.isdigit():
