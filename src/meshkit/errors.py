@@ -11,6 +11,7 @@ on. The tree::
     │       ├── LockTimeout           DEADLINE_EXCEEDED: not granted within ``wait``
     │       ├── LockLost              ABORTED: the lease ended while held (renewal failed, session gone)
     │       ├── EngineUnavailable     UNAVAILABLE (or UNAUTHENTICATED): the engine is down or refused us
+    │       ├── VersionConflict       ABORTED: an optimistic (versioned) update met newer versions every time
     │       └── BadLockRequest        INVALID_ARGUMENT: a bad name, ttl or URL (also a ValueError)
     └── ProtocolError                 a peer broke the wire format; the connection is closed
         ├── BadMagic
@@ -51,6 +52,7 @@ __all__ = [
     "StatusCode",
     "UnknownFrameType",
     "UnsupportedVersion",
+    "VersionConflict",
 ]
 
 
@@ -193,6 +195,14 @@ class EngineUnavailable(CoordinationError):
 
     __slots__ = ()
     default_code = StatusCode.UNAVAILABLE
+
+
+class VersionConflict(CoordinationError):
+    """Every attempt of a versioned update met a newer version than the one it read (ABORTED:
+    retrying the whole operation later may succeed)."""
+
+    __slots__ = ()
+    default_code = StatusCode.ABORTED
 
 
 class BadLockRequest(CoordinationError, ValueError):

@@ -90,9 +90,9 @@ class ElectionContract:
     ) -> None:
         a, b = pair
         loop = asyncio.get_running_loop()
-        challenger = asyncio.create_task(b.elect(b"node-b"))
         with pytest.raises(LockLost):
             async with a.campaign("node-a") as term:
+                challenger = asyncio.create_task(b.elect(b"node-b"))  # once a leads: it waits
                 await self.break_lease(a, term)
                 broke_at = loop.time()
                 await asyncio.sleep(LONG_TTL)  # cancelled when the term is lost

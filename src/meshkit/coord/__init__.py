@@ -20,7 +20,14 @@ docs/coordination.md has every backend's guarantees, the fencing helpers and the
 from meshkit.coord.backend import ElectionBackend, Grant, Holder, LockBackend
 from meshkit.coord.election import ELECTIONS_GROUP, Election, Term, election_backends
 from meshkit.coord.locks import LOCKS_GROUP, Held, Locks, lock_backends
-from meshkit.errors import BadLockRequest, CoordinationError, EngineUnavailable, LockLost, LockTimeout
+from meshkit.errors import (
+    BadLockRequest,
+    CoordinationError,
+    EngineUnavailable,
+    LockLost,
+    LockTimeout,
+    VersionConflict,
+)
 
 __all__ = [
     "ELECTIONS_GROUP",
@@ -38,6 +45,7 @@ __all__ = [
     "LockTimeout",
     "Locks",
     "Term",
+    "VersionConflict",
     "election_backends",
     "lock_backends",
     "register_election_backend",

@@ -33,6 +33,7 @@ election_backends: SchemeTable[ElectionBackend] = SchemeTable(
         "memory": "meshkit.coord.memory:open_memory",
         "meshkit": "meshkit.coord.builtin:open_builtin",
         "redis": "meshkit.coord.redis:open_redis",
+        "rediss": "meshkit.coord.redis:open_redis",
         "etcd": "meshkit.coord.etcd:open_etcd_elections",
         "zk": "meshkit.coord.zookeeper:open_zookeeper_elections",
     },

@@ -40,6 +40,7 @@ lock_backends: SchemeTable[LockBackend] = SchemeTable(
         "memory": "meshkit.coord.memory:open_memory",
         "meshkit": "meshkit.coord.builtin:open_builtin",
         "redis": "meshkit.coord.redis:open_redis",
+        "rediss": "meshkit.coord.redis:open_redis",
         "mysql": "meshkit.coord.mysql:open_mysql",
         "postgresql": "meshkit.coord.postgres:open_postgres",
         "postgres": "meshkit.coord.postgres:open_postgres",

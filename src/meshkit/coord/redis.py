@@ -1,0 +1,262 @@
+"""Locks and elections on Redis: one hash per held name, granted, renewed and released by Lua.
+
+``redis://[user:password@]host:port/db`` (``rediss://`` for TLS), with the query options
+``prefix`` (``meshkit:coord:``), ``connect_timeout`` (2 s), ``timeout`` (5 s: a command's answer,
+and a free connection when all ``max_connections``, 32, are busy). Three things per name, under
+the prefix (``lock:``, ``fence:``, ``chan:`` keep them apart whatever the name holds):
+
+- ``{prefix}lock:{name}``, a hash (owner, value, token) that expires with the lease (PEXPIRE). It
+  exists only while someone holds the name.
+- ``{prefix}fence:{name}``, the fence counter, which never expires: the grant script takes the
+  token from it in the same atomic step as the grant, ``max(last + 1, server clock in µs)``, so
+  tokens keep growing across a restart that lost the counter (see ``lua/grant.lua``).
+- ``{prefix}chan:{name}``, a pub/sub channel (not a key): the grant and the release publish on it.
+
+Waiting is by notification: a waiter subscribes to the name's channel (and has the subscription
+confirmed) before it tries again, then sleeps until a release is published or the holder's
+remaining lease (PTTL, which the failed grant returns) runs out, bounded by ``wait``: a holder that
+died never publishes, its key just expires. **Waiting is not FIFO**: every waiter of a name wakes on
+a release and the first grant script to run wins. The waiters and watchers of a backend share one
+pub/sub connection (``redis_listener.py``); a cancelled waiter leaves its channel (the last one
+unsubscribes it) and, as a waiter writes nothing, leaves nothing behind.
+
+redis-py is imported here only (``pip install meshkit[redis]``), by :func:`open_redis`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Iterator
+from importlib import resources
+from typing import Any
+from urllib.parse import unquote
+
+from meshkit.coord.backend import Grant, Holder
+from meshkit.coord.redis_listener import Listener, ListenerClosed
+from meshkit.errors import BadLockRequest, EngineUnavailable, LockTimeout, StatusCode
+from meshkit.schemes import BackendURL
+
+DEFAULT_PREFIX = "meshkit:coord:"
+#: How long connecting may take (``?connect_timeout=``), and a command's answer (``?timeout=``).
+CONNECT_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 5.0
+HOW_TO_START = "start it with: bash scripts/engines.sh"
+#: Connections one backend opens at most (``?max_connections=``); its waiters and watchers share one.
+MAX_CONNECTIONS = 32
+OPTIONS = ("prefix", "connect_timeout", "timeout", "max_connections")
+
+
+def _lua(name: str) -> str:
+    return resources.files("meshkit.coord").joinpath("lua", f"{name}.lua").read_text()
+
+
+GRANT, RENEW, RELEASE = _lua("grant"), _lua("renew"), _lua("release")
+
+
+def open_redis(url: BackendURL) -> RedisLocks:
+    """The backend ``redis://host:port/db`` names (nothing connects until the first call)."""
+    try:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+    except ImportError as exc:
+        raise ImportError(f"redis:// locks need redis-py: pip install meshkit[redis] ({exc})") from exc
+    unknown = sorted(set(url.query) - set(OPTIONS))
+    if unknown:
+        raise BadLockRequest(f"URL {url.url!r}: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+    parts = url.parts
+    db = url.path.strip("/") or "0"
+    try:
+        port = parts.port or 6379
+        connect_timeout = url.number("connect_timeout", CONNECT_TIMEOUT)
+        timeout = url.number("timeout", COMMAND_TIMEOUT)
+        max_connections = int(url.number("max_connections", MAX_CONNECTIONS))
+    except ValueError as exc:
+        raise BadLockRequest(f"URL {url.url!r}: {exc}") from None
+    if not (connect_timeout > 0 and timeout > 0):
+        raise BadLockRequest(f"URL {url.url!r}: connect_timeout and timeout are seconds above 0")
+    if max_connections < 2:  # the waiters' pub/sub connection is one of them
+        raise BadLockRequest(f"URL {url.url!r}: max_connections must be at least 2, got {max_connections}")
+    if not db.isdigit():
+        raise BadLockRequest(f"URL {url.url!r}: the path is a database number (redis://host:port/0), got {db!r}")
+    host = parts.hostname or "127.0.0.1"
+    # A blocking pool: past ``max_connections`` a call waits (up to ``timeout``) for a connection
+    # to come back instead of failing, so a burst of acquires is bounded on the engine.
+    pool = aioredis.BlockingConnectionPool(
+        connection_class=aioredis.SSLConnection if url.scheme == "rediss" else aioredis.Connection,
+        max_connections=max_connections,
+        timeout=timeout,
+        host=host,
+        port=port,
+        db=int(db),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=timeout,
+        # No retry inside the driver: the watchdog of meshkit.coord.Locks retries renewals itself,
+        # and a release retried after its answer was lost would report False for a lock it gave back.
+        retry=Retry(NoBackoff(), 0),
+    )
+    client = aioredis.Redis.from_pool(pool)
+    return RedisLocks(client, where=f"{host}:{port}", prefix=url.text("prefix", DEFAULT_PREFIX), timeout=timeout)
+
+
+class RedisLocks:
+    """Locks and elections (:class:`~meshkit.coord.backend.ElectionBackend`) on one Redis client."""
+
+    def __init__(self, client: Any, *, where: str, prefix: str = DEFAULT_PREFIX, timeout: float = COMMAND_TIMEOUT):
+        import redis.exceptions as rex
+
+        self._redis = client
+        self._rex = rex
+        self.where = where
+        self.prefix = prefix
+        self._timeout = timeout
+        self._grant = client.register_script(GRANT)
+        self._renew = client.register_script(RENEW)
+        self._release = client.register_script(RELEASE)
+        self._cleanups: set[asyncio.Task[Any]] = set()
+        self.listener = Listener(client, timeout)
+
+    def keys(self, name: str) -> tuple[str, str, str]:
+        """The holder hash, the fence counter and the channel of ``name``."""
+        return f"{self.prefix}lock:{name}", f"{self.prefix}fence:{name}", f"{self.prefix}chan:{name}"
+
+    async def acquire(self, name: str, owner: str, ttl: float, wait: float | None, value: bytes = b"") -> Grant:
+        lock, fence, channel = self.keys(name)
+        args = (owner, _ms(ttl), value, channel)
+        with self._translated() as cancels:
+            granted, n, sent = await self._try(lock, fence, args, cancels)
+            if not granted and wait != 0:
+                granted, n, sent = await self._wait(lock, fence, channel, args, wait, cancels)
+        if not granted:
+            raise LockTimeout(f"lock {name!r} was not granted within {wait:g}s (Redis at {self.where})")
+        return Grant(name, owner, n, ttl, sent_at=sent, value=value, handle=(lock, channel))
+
+    async def renew(self, grant: Grant) -> bool:
+        lock, _ = grant.handle
+        with self._translated():
+            return bool(await self._renew(keys=[lock], args=[grant.owner, _ms(grant.ttl)]))
+
+    async def release(self, grant: Grant) -> bool:
+        lock, channel = grant.handle
+        with self._translated():
+            return bool(await self._release(keys=[lock], args=[grant.owner, channel]))
+
+    async def holder(self, name: str) -> Holder | None:
+        with self._translated():
+            return (await self._read(self.keys(name)[0]))[0]
+
+    async def watch(self, name: str) -> AsyncIterator[Holder | None]:
+        """The holder now, then again after every grant and release (both publish) and whenever
+        the holder's lease runs out (woken at its PTTL). Each wake-up reads the holder again, so
+        changes closer together than a round trip may be seen as one, never out of order."""
+        lock, _, channel = self.keys(name)
+        last: Any = object()
+        with self._translated():
+            async with self.listener.subscribed(channel) as changes:
+                while True:
+                    changes.event.clear()
+                    current, pttl = await self._read(lock)
+                    if current != last:
+                        last = current
+                        yield current
+                    await changes.wait(pttl / 1000 + 0.001 if current is not None and pttl >= 0 else math.inf)
+
+    async def close(self) -> None:
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self.listener.close()
+        await self._redis.aclose()
+
+    async def _try(self, lock: str, fence: str, args: tuple[Any, ...], cancels: int) -> tuple[bool, int, float]:
+        """One grant attempt: (True, token, when it was sent) or (False, the holder's PTTL in ms, …)."""
+        sent = asyncio.get_running_loop().time()
+        try:
+            granted, n = await self._grant(keys=[lock, fence], args=args)
+        except asyncio.CancelledError:
+            # The script may have run before the answer was lost: give back what may be ours (the
+            # owner id is this attempt's alone, so this never touches anyone else's grant).
+            await self._give_back(lock, args)
+            raise
+        if _cancel_lost(cancels):
+            if granted:
+                await self._give_back(lock, args)
+            raise asyncio.CancelledError
+        return bool(granted), int(n), sent
+
+    async def _give_back(self, lock: str, args: tuple[Any, ...]) -> None:
+        cleanup = asyncio.ensure_future(self._release(keys=[lock], args=[args[0], args[3]]))
+        self._cleanups.add(cleanup)
+        cleanup.add_done_callback(self._cleanups.discard)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(cleanup)
+
+    async def _wait(
+        self, lock: str, fence: str, channel: str, args: tuple[Any, ...], wait: float | None, cancels: int
+    ) -> tuple[bool, int, float]:
+        loop = asyncio.get_running_loop()
+        deadline = math.inf if wait is None else loop.time() + wait
+        async with self.listener.subscribed(channel, b"release") as releases:
+            while True:
+                releases.event.clear()  # before the try: a release after it wakes the wait below
+                granted, n, sent = await self._try(lock, fence, args, cancels)  # subscribed: none is missed
+                left = deadline - loop.time()
+                if granted or left <= 0:
+                    return granted, n, sent
+                expires = n / 1000 + 0.001 if n >= 0 else math.inf  # -1: a key without expiry
+                await releases.wait(min(left, expires))
+
+    async def _read(self, lock: str) -> tuple[Holder | None, int]:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(lock, "owner", "value", "token")
+            pipe.pttl(lock)
+            (owner, value, token), pttl = await pipe.execute()
+        if owner is None:
+            return None, -2
+        return Holder(owner.decode(), value or b"", int(token)), int(pttl)
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[int]:
+        """redis-py's exceptions as meshkit's, naming the server and how to start it. Gives the
+        task's count of cancellation requests (see :func:`_cancel_lost`)."""
+        rex = self._rex
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
+        try:
+            yield cancels
+            if _cancel_lost(cancels):
+                raise asyncio.CancelledError
+        except ListenerClosed as exc:
+            raise EngineUnavailable(f"the lock backend of Redis at {self.where} was closed while waiting") from exc
+        except rex.AuthenticationError as exc:
+            raise EngineUnavailable(
+                f"Redis at {self.where} refused our credentials: {exc}", code=StatusCode.UNAUTHENTICATED
+            ) from exc
+        except rex.NoPermissionError as exc:
+            raise EngineUnavailable(
+                f"Redis at {self.where} does not let this user run the lock scripts: {exc}",
+                code=StatusCode.PERMISSION_DENIED,
+            ) from exc
+        except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
+            raise EngineUnavailable(
+                f"Redis at {self.where} cannot be reached ({exc or type(exc).__name__}); {HOW_TO_START}"
+            ) from exc
+        except rex.RedisError as exc:
+            raise EngineUnavailable(f"Redis at {self.where} refused a lock command: {exc}") from exc
+
+
+def _cancel_lost(cancels: int) -> bool:
+    """Whether this task was cancelled since it had ``cancels`` requests, yet no CancelledError came:
+    Python 3.11's ``asyncio.wait_for`` (inside redis-py) returns the result of a command that
+    completed as the cancellation arrived and drops the cancellation. The command's answer is
+    sound, but the caller asked to stop: raise CancelledError as it expects (after giving back a
+    grant that answer made)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > cancels
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))

@@ -1,0 +1,152 @@
+"""Admin connections to the shared MariaDB and PostgreSQL, what each still has of a lock, and a
+private MariaDB to restart."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshkit.coord.postgres import lock_key
+from meshkit.testing import ChildProcess, spawn
+
+START = "start it with: bash scripts/engines.sh"
+
+
+async def mariadb() -> Any:
+    import asyncmy
+
+    try:
+        return await asyncmy.connect(host="127.0.0.1", port=3306, user="root", db="test", autocommit=True)
+    except (OSError, asyncmy.errors.OperationalError) as exc:
+        pytest.fail(f"MariaDB is not running on 127.0.0.1:3306 ({exc}); {START}")
+
+
+async def postgres() -> Any:
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(host="127.0.0.1", port=5432, database="test")
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc}); {START}")
+
+
+async def my_rows(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async with conn.cursor() as cur:
+        await cur.execute(sql, args)
+        return list(await cur.fetchall() or [])
+
+
+async def mariadb_leftovers(conn: Any, name: str, besides: int | None = None) -> list[str]:
+    """Connections still running a statement about ``name``, InnoDB transactions running one, a
+    GET_LOCK of it: what a waiter or an ended holder must not leave (``besides``: a holder's
+    connection id, whose lock is expected)."""
+    # SHOW FULL PROCESSLIST filtered here: querying information_schema.processlist concurrently
+    # was seen to crash MariaDB 10.11 (see meshkit.coord.mysql).
+    [(me,)] = await my_rows(conn, "SELECT CONNECTION_ID()")
+    left = [
+        f"connection {row[0]} ({row[4]}: {row[7]})"
+        for row in await my_rows(conn, "SHOW FULL PROCESSLIST")
+        if row[0] != me and name in (row[7] or "") and "SHOW FULL PROCESSLIST" not in (row[7] or "")
+    ]
+    left += [
+        f"transaction of connection {thread} ({state})"
+        for thread, state in await my_rows(
+            conn,
+            "SELECT trx_mysql_thread_id, trx_state FROM information_schema.innodb_trx WHERE trx_query LIKE %s",
+            (f"%{name}%",),
+        )
+    ]
+    [(used,)] = await my_rows(conn, "SELECT IS_USED_LOCK(%s)", (f"meshkit:{name}",))
+    if used is not None and used != besides:
+        left.append(f"GET_LOCK held by connection {used}")
+    return left
+
+
+async def postgres_leftovers(conn: Any, name: str, besides: int | None = None) -> list[str]:
+    """Advisory locks (held or waited for) on ``name``'s key and the sessions that had them
+    (``besides``: a holder's backend pid, whose lock is expected)."""
+    key = lock_key(name) & 0xFFFF_FFFF_FFFF_FFFF
+    rows = await conn.fetch(
+        "SELECT l.pid, l.granted, a.state FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid "
+        "AND l.objsubid = 1",
+        key >> 32,
+        key & 0xFFFF_FFFF,
+    )
+    return [
+        f"session {r['pid']} ({r['state']}) {'holds' if r['granted'] else 'waits for'} it"
+        for r in rows
+        if r["pid"] != besides
+    ]
+
+
+class PrivateMariaDB:
+    """A MariaDB of its own (port, data dir) for tests that restart the engine; ``stop``/``start``
+    keep the data, as a restart does. Never the shared one on 3306."""
+
+    def __init__(self, port: int) -> None:
+        if shutil.which("mariadbd") is None or shutil.which("mariadb-install-db") is None:
+            pytest.fail(f"MariaDB is not installed; {START}")
+        self.port = port
+        self._dir = Path(tempfile.mkdtemp(prefix="meshkit-mariadb-"))
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={self._dir / 'data'}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self._proc: ChildProcess | None = None
+        self._created = False
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/test"
+
+    def start(self) -> None:
+        self._proc = spawn(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={self._dir / 'data'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self._dir / 'sock'}",
+                f"--pid-file={self._dir / 'pid'}",
+                "--user=root",
+                "--innodb-buffer-pool-size=16M",
+                "--skip-log-bin",
+            ],
+            name="private mariadb",
+            port=self.port,
+            stderr="discard",
+            grace=30,
+            timeout=30,
+        )
+
+    async def create_database(self) -> None:
+        import asyncmy
+
+        conn = await asyncmy.connect(host="127.0.0.1", port=self.port, user="root", autocommit=True)
+        await my_rows(conn, "CREATE DATABASE IF NOT EXISTS test")
+        conn.close()
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+        self._proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
