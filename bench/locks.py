@@ -5,9 +5,11 @@
 For every system, interleaved round by round (the VM's speed drifts; ratios within a round hold):
 
 - **uncontended**: one task acquires and releases a fresh name in a loop: acquire+release per second;
-- **contended**: ``--waiters`` tasks loop on one name: hand-offs per second, and the hand-off
-  latency (a release's start to the next holder's grant) as a p50, also in engine round trips
-  (the p50 of the engine's own ping, measured in the same round).
+- **contended**: ``--waiters`` tasks loop on one name: grants per second, *hand-offs* per second
+  (grants to another waiter than the one that just released: a lock that lets its releaser take
+  it straight back hands nothing over, and starves the others), and the hand-off latency (a
+  release's start to another waiter's grant) as a p50, also in engine round trips (the p50 of the
+  engine's own ping, measured in the same round).
 
 Engines: the ones the suite runs on 127.0.0.1 (Redis 6379, MariaDB 3306, PostgreSQL 5432, etcd
 2379, ZooKeeper 2181); ``meshkit-builtin`` starts a ``meshkit registry`` of its own. A system whose
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import itertools
 import json
 import statistics
@@ -44,6 +47,7 @@ class System:
 @dataclass
 class Round:
     uncontended: float = 0.0
+    grants: float = 0.0
     handoffs: float = 0.0
     handoff_p50: float = 0.0
     rtt_p50: float = 0.0
@@ -208,27 +212,29 @@ async def uncontended(system: System, duration: float) -> float:
     return done / duration
 
 
-async def contended(system: System, duration: float, waiters: int) -> tuple[float, float]:
-    """Hand-offs per second and the p50 hand-off latency (release start -> next grant), seconds."""
+async def contended(system: System, duration: float, waiters: int) -> tuple[float, float, float]:
+    """Grants per second, hand-offs per second (grants to another waiter than the last holder:
+    a lock that lets its releaser take it straight back hands nothing over) and the p50 hand-off
+    latency (a release's start to another waiter's grant), seconds."""
     loop = asyncio.get_running_loop()
     name = f"c-{uuid.uuid4().hex[:8]}"
     end = loop.time() + duration
-    events: list[tuple[float, float]] = []  # (granted, release started) per hold
+    events: list[tuple[float, float, int]] = []  # (granted, release started, worker) per hold
 
-    async def worker() -> None:
+    async def worker(number: int) -> None:
         while loop.time() < end:
             held = await system.acquire(name)
             granted = loop.time()
-            started = loop.time()
-            events.append((granted, started))
+            events.append((granted, loop.time(), number))
             await system.release(held)
 
     started_at = loop.time()
-    await asyncio.gather(*(worker() for _ in range(waiters)))
+    await asyncio.gather(*(worker(n) for n in range(waiters)))
     elapsed = loop.time() - started_at
     events.sort()
-    gaps = [b[0] - a[1] for a, b in itertools.pairwise(events) if b[0] >= a[1]]
-    return len(events) / elapsed, (statistics.median(gaps) if gaps else float("nan"))
+    handoffs = [(a, b) for a, b in itertools.pairwise(events) if b[2] != a[2]]
+    gaps = [b[0] - a[1] for a, b in handoffs if b[0] >= a[1]]
+    return len(events) / elapsed, len(handoffs) / elapsed, (statistics.median(gaps) if gaps else float("nan"))
 
 
 async def rtt(system: System, samples: int = 50) -> float:
@@ -243,6 +249,8 @@ async def rtt(system: System, samples: int = 50) -> float:
 
 async def run(names: list[str], duration: float, rounds: int, waiters: int) -> Results:
     results = Results()
+    # kazoo's lock blocks a thread per waiter: more threads than the default executor's few.
+    asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=waiters + 8))
     registry: list[Any] = []
     systems: dict[str, System] = {}
     for name in names:
@@ -256,7 +264,7 @@ async def run(names: list[str], duration: float, rounds: int, waiters: int) -> R
                 r = Round()
                 try:
                     r.uncontended = await uncontended(system, duration)
-                    r.handoffs, r.handoff_p50 = await contended(system, duration, waiters)
+                    r.grants, r.handoffs, r.handoff_p50 = await contended(system, duration, waiters)
                     r.rtt_p50 = await rtt(system)
                 except Exception as exc:  # a system failing mid-run is reported
                     results.unavailable[name] = f"round {number + 1}: {type(exc).__name__}: {exc}"
@@ -264,7 +272,8 @@ async def run(names: list[str], duration: float, rounds: int, waiters: int) -> R
                 results.rounds.setdefault(name, []).append(r)
                 print(
                     f"round {number + 1} {name}: {r.uncontended:,.0f} acquire+release/s, "
-                    f"{r.handoffs:,.0f} hand-offs/s, hand-off p50 {r.handoff_p50 * 1000:.2f} ms, "
+                    f"{r.grants:,.0f} contended grants/s, {r.handoffs:,.0f} hand-offs/s, "
+                    f"hand-off p50 {r.handoff_p50 * 1000:.2f} ms, "
                     f"rtt p50 {r.rtt_p50 * 1000:.3f} ms",
                     flush=True,
                 )
@@ -288,19 +297,20 @@ def report(results: Results, baseline: str = "redis-py") -> str:
         return f"{statistics.median(getattr(a, attr) / getattr(b, attr) for a, b in pairs):.2f}x"
 
     lines = [
-        "| system | acquire+release/s | vs redis-py | hand-offs/s (contended) | vs redis-py | hand-off p50 "
-        "| engine rtt p50 | hand-off / rtt |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| system | acquire+release/s | vs redis-py | contended grants/s | hand-offs/s | vs redis-py "
+        "| hand-off p50 | engine rtt p50 | hand-off / rtt |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in results.rounds:
         p50, rtt_p50 = med(name, "handoff_p50"), med(name, "rtt_p50")
         lines.append(
             f"| {name} | {med(name, 'uncontended'):,.0f} | {ratio(name, 'uncontended')} | "
-            f"{med(name, 'handoffs'):,.0f} | {ratio(name, 'handoffs')} | {p50 * 1000:.2f} ms | "
+            f"{med(name, 'grants'):,.0f} | {med(name, 'handoffs'):,.0f} | {ratio(name, 'handoffs')} | "
+            f"{p50 * 1000:.2f} ms | "
             f"{rtt_p50 * 1000:.3f} ms | {p50 / rtt_p50 if rtt_p50 else float('nan'):.1f} |"
         )
     for name, why in results.unavailable.items():
-        lines.append(f"| {name} | unavailable: {why} | | | | | | |")
+        lines.append(f"| {name} | unavailable: {why} | | | | | | | |")
     return "\n".join(lines)
 
 
