@@ -34,7 +34,7 @@ draws a larger one. A name's lock row and fence row stay in the tables after rel
 row is the memory that keeps tokens increasing); waiters leave nothing.
 
 **FIFO**: InnoDB grants a waited-for row lock to the waiters in the order they asked (observed on
-MariaDB 10.11, see docs/coordination/mysql.md); ``GET_LOCK`` is a metadata lock, granted in order too.
+MariaDB 10.11, see docs/coordination.md); ``GET_LOCK`` is a metadata lock, granted in order too.
 """
 
 from __future__ import annotations
