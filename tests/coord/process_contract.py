@@ -186,6 +186,7 @@ class ProcessContract:
             took = loop.time() - killed_at
             await held.release()
         holder.stop()
+        print(f"\nSIGKILL hand-over on {self.url.split('://')[0]}:// with ttl {self.ttl:g} s: {took:.2f} s")
         assert held.token > first
         assert took <= self.ttl + self.slack, f"the next holder waited {took:.2f} s after the kill"
 
