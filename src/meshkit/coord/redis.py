@@ -2,23 +2,38 @@
 
 ``redis://[user:password@]host:port/db`` (``rediss://`` for TLS), with the query options
 ``prefix`` (``meshkit:coord:``), ``connect_timeout`` (2 s), ``timeout`` (5 s: a command's answer,
-and a free connection when all ``max_connections``, 32, are busy). Three things per name, under
-the prefix (``lock:``, ``fence:``, ``chan:`` keep them apart whatever the name holds):
+and a free connection when all ``max_connections``, 32, are busy). Per name, under the prefix
+(``lock:``, ``fence:``, ``queue:``, ``waiter:``, ``chan:`` keep them apart whatever the name holds):
 
 - ``{prefix}lock:{name}``, a hash (owner, value, token) that expires with the lease (PEXPIRE). It
   exists only while someone holds the name.
-- ``{prefix}fence:{name}``, the fence counter, which never expires: the grant script takes the
-  token from it in the same atomic step as the grant, ``max(last + 1, server clock in µs)``, so
-  tokens keep growing across a restart that lost the counter (see ``lua/grant.lua``).
-- ``{prefix}chan:{name}``, a pub/sub channel (not a key): the grant and the release publish on it.
+- ``{prefix}fence:{name}``, the fence counter, which never expires: the grant takes the token from
+  it in the same atomic step, ``max(last + 1, server clock in µs)``, so tokens keep growing across
+  a restart that lost the counter (see ``lua/queue.lua``).
+- ``{prefix}queue:{name}``, the FIFO list of waiting owners, and per waiter its ticket
+  ``{prefix}waiter:{name}:{owner}``, a hash (ttl, value) that expires ``TICKET`` (2 s) after the
+  waiter last refreshed it. They exist only while someone waits.
+- ``{prefix}chan:{name}``, a pub/sub channel (not a key): grants, hand-offs and releases publish.
 
-Waiting is by notification: a waiter subscribes to the name's channel (and has the subscription
-confirmed) before it tries again, then sleeps until a release is published or the holder's
-remaining lease (PTTL, which the failed grant returns) runs out, bounded by ``wait``: a holder that
-died never publishes, its key just expires. **Waiting is not FIFO**: every waiter of a name wakes on
-a release and the first grant script to run wins. The waiters and watchers of a backend share one
-pub/sub connection (``redis_listener.py``); a cancelled waiter leaves its channel (the last one
-unsubscribes it) and, as a waiter writes nothing, leaves nothing behind.
+**Waiting is FIFO, with direct hand-off** (as Redisson's fair lock). A waiter subscribes to the
+name's channel (confirmed) and then runs the grant script with "enqueue": it is granted if the
+name is free and no live waiter is ahead of it, else it is appended to the queue (RPUSH) with its
+ticket. A release (``lua/release.lua``) does not free the name when someone waits: in the same
+atomic step it pops the queue until an entry whose ticket still exists (dropping the dead ones),
+grants the name to that owner (its value and ttl, a new token) and publishes ``granted:<owner>``.
+The waiter, woken by that message, runs the grant script again, which finds it the holder and
+extends the lease to ttl from then: the send time of that call is the grant's ``sent_at``. A
+waiter also runs it every ``TICKET/3`` (refreshing its ticket; a waiter whose ticket lapsed goes
+back to the end of the queue) and when the holder's lease (PTTL) runs out: a holder that died
+never releases, and the grant script, finding the name free, hands it to the head of the queue
+(not necessarily the waiter that ran it). ``wait=0`` never jumps the queue; a free name with
+nobody queued is granted in one round trip, as before. A releaser that asks again at once queues
+behind the others. A cancelled or timed-out waiter leaves in one script (LREM, DEL its ticket,
+and gives back a grant handed to it meanwhile, which hands it on), so nothing stays behind; a
+waiter that died without leaving can still be handed the name during the ``TICKET`` after its
+last refresh (the name then stays idle until that grant's ttl runs out), after that it is
+skipped, and the queue itself expires a ``TICKET`` after the last refresh of any waiter. The
+waiters and watchers of a backend share one pub/sub connection (``redis_listener.py``).
 
 redis-py is imported here only (``pip install meshkit[redis]``), by :func:`open_redis`.
 """
@@ -160,7 +175,7 @@ class RedisLocks:
             return (await self._read(self.keys(name)[0]))[0]
 
     async def watch(self, name: str) -> AsyncIterator[Holder | None]:
-        """The holder now, then again after every grant and release (both publish) and whenever
+        """The holder now, then again after every grant, hand-off and release (each publishes) and whenever
         the holder's lease runs out (woken at its PTTL). Each wake-up reads the holder again, so
         changes closer together than a round trip may be seen as one, never out of order."""
         lock, _, channel = self.keys(name)
