@@ -129,3 +129,23 @@ async def test_a_releaser_looping_cannot_starve_the_others(engine: Engine) -> No
     repeats = sum(1 for a, b in itertools.pairwise(steady) if a == b)
     assert repeats == 0, f"{repeats} grants went straight back to the releaser"
     assert await engine.keys() == {engine.backend.keys(lock)[1]}
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_the_name_hands_it_on(engine: Engine) -> None:
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    first = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=30.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 1), what="the first waiter queued")
+    second = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=30.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 2), what="the second waiter queued")
+    assert await engine.backend.release(held)  # handed to the first, which is cancelled at once
+    first.cancel()
+    try:
+        grant = await first
+    except asyncio.CancelledError:
+        pass
+    else:  # it had confirmed the hand-off before the cancellation reached it
+        assert await engine.backend.release(grant)
+    grant = await asyncio.wait_for(second, 2.0)
+    assert await engine.backend.release(grant)
+    assert await engine.keys() == {engine.backend.keys(lock)[1]}
