@@ -2,23 +2,38 @@
 
 ``redis://[user:password@]host:port/db`` (``rediss://`` for TLS), with the query options
 ``prefix`` (``meshkit:coord:``), ``connect_timeout`` (2 s), ``timeout`` (5 s: a command's answer,
-and a free connection when all ``max_connections``, 32, are busy). Three things per name, under
-the prefix (``lock:``, ``fence:``, ``chan:`` keep them apart whatever the name holds):
+and a free connection when all ``max_connections``, 32, are busy). Per name, under the prefix
+(``lock:``, ``fence:``, ``queue:``, ``waiter:``, ``chan:`` keep them apart whatever the name holds):
 
 - ``{prefix}lock:{name}``, a hash (owner, value, token) that expires with the lease (PEXPIRE). It
   exists only while someone holds the name.
-- ``{prefix}fence:{name}``, the fence counter, which never expires: the grant script takes the
-  token from it in the same atomic step as the grant, ``max(last + 1, server clock in µs)``, so
-  tokens keep growing across a restart that lost the counter (see ``lua/grant.lua``).
-- ``{prefix}chan:{name}``, a pub/sub channel (not a key): the grant and the release publish on it.
+- ``{prefix}fence:{name}``, the fence counter, which never expires: the grant takes the token from
+  it in the same atomic step, ``max(last + 1, server clock in µs)``, so tokens keep growing across
+  a restart that lost the counter (see ``lua/queue.lua``).
+- ``{prefix}queue:{name}``, the FIFO list of waiting owners, and per waiter its ticket
+  ``{prefix}waiter:{name}:{owner}``, a hash (ttl, value) that expires ``TICKET`` (2 s) after the
+  waiter last refreshed it. They exist only while someone waits.
+- ``{prefix}chan:{name}``, a pub/sub channel (not a key): grants, hand-offs and releases publish.
 
-Waiting is by notification: a waiter subscribes to the name's channel (and has the subscription
-confirmed) before it tries again, then sleeps until a release is published or the holder's
-remaining lease (PTTL, which the failed grant returns) runs out, bounded by ``wait``: a holder that
-died never publishes, its key just expires. **Waiting is not FIFO**: every waiter of a name wakes on
-a release and the first grant script to run wins. The waiters and watchers of a backend share one
-pub/sub connection (``redis_listener.py``); a cancelled waiter leaves its channel (the last one
-unsubscribes it) and, as a waiter writes nothing, leaves nothing behind.
+**Waiting is FIFO, with direct hand-off** (as Redisson's fair lock). A waiter subscribes to the
+name's channel (confirmed) and then runs the grant script with "enqueue": it is granted if the
+name is free and no live waiter is ahead of it, else it is appended to the queue (RPUSH) with its
+ticket. A release (``lua/release.lua``) does not free the name when someone waits: in the same
+atomic step it pops the queue until an entry whose ticket still exists (dropping the dead ones),
+grants the name to that owner (its value and ttl, a new token) and publishes ``granted:<owner>``.
+The waiter, woken by that message, runs the grant script again, which finds it the holder and
+extends the lease to ttl from then: the send time of that call is the grant's ``sent_at``. A
+waiter also runs it every ``TICKET/3`` (refreshing its ticket; a waiter whose ticket lapsed goes
+back to the end of the queue) and when the holder's lease (PTTL) runs out: a holder that died
+never releases, and the grant script, finding the name free, hands it to the head of the queue
+(not necessarily the waiter that ran it). ``wait=0`` never jumps the queue; a free name with
+nobody queued is granted in one round trip, as before. A releaser that asks again at once queues
+behind the others. A cancelled or timed-out waiter leaves in one script (LREM, DEL its ticket,
+and gives back a grant handed to it meanwhile, which hands it on), so nothing stays behind; a
+waiter that died without leaving can still be handed the name during the ``TICKET`` after its
+last refresh (the name then stays idle until that grant's ttl runs out), after that it is
+skipped, and the queue itself expires a ``TICKET`` after the last refresh of any waiter. The
+waiters and watchers of a backend share one pub/sub connection (``redis_listener.py``).
 
 redis-py is imported here only (``pip install meshkit[redis]``), by :func:`open_redis`.
 """
@@ -52,7 +67,10 @@ def _lua(name: str) -> str:
     return resources.files("meshkit.coord").joinpath("lua", f"{name}.lua").read_text()
 
 
-GRANT, RENEW, RELEASE = _lua("grant"), _lua("renew"), _lua("release")
+GRANT, RENEW, RELEASE = _lua("queue") + _lua("grant"), _lua("renew"), _lua("queue") + _lua("release")
+#: How long a waiter's ticket lives unless refreshed (it is, every third of it, while it waits):
+#: a waiter that died without leaving is skipped by the hand-offs after this.
+TICKET = 2.0
 
 
 def open_redis(url: BackendURL) -> RedisLocks:
@@ -124,33 +142,40 @@ class RedisLocks:
         """The holder hash, the fence counter and the channel of ``name``."""
         return f"{self.prefix}lock:{name}", f"{self.prefix}fence:{name}", f"{self.prefix}chan:{name}"
 
+    def queue_keys(self, name: str) -> tuple[str, str]:
+        """The waiters' queue of ``name`` and the prefix of its waiters' tickets (+ owner)."""
+        return f"{self.prefix}queue:{name}", f"{self.prefix}waiter:{name}:"
+
     async def acquire(self, name: str, owner: str, ttl: float, wait: float | None, value: bytes = b"") -> Grant:
         lock, fence, channel = self.keys(name)
-        args = (owner, _ms(ttl), value, channel)
+        queue, waiters = self.queue_keys(name)
+        keys = [lock, fence, queue, waiters + owner]
+        args = [owner, _ms(ttl), value, channel, 0, waiters, _ms(TICKET)]
         with self._translated() as cancels:
-            granted, n, sent = await self._try(lock, fence, args, cancels)
+            granted, n, sent = await self._try(keys, args, cancels)
             if not granted and wait != 0:
-                granted, n, sent = await self._wait(lock, fence, channel, args, wait, cancels)
+                granted, n, sent = await self._wait(keys, args, wait, cancels)
         if not granted:
             raise LockTimeout(f"lock {name!r} was not granted within {wait:g}s (Redis at {self.where})")
-        return Grant(name, owner, n, ttl, sent_at=sent, value=value, handle=(lock, channel))
+        return Grant(name, owner, n, ttl, sent_at=sent, value=value, handle=(keys[:3], [owner, channel, waiters]))
 
     async def renew(self, grant: Grant) -> bool:
-        lock, _ = grant.handle
+        keys, _ = grant.handle
         with self._translated():
-            return bool(await self._renew(keys=[lock], args=[grant.owner, _ms(grant.ttl)]))
+            return bool(await self._renew(keys=keys[:1], args=[grant.owner, _ms(grant.ttl)]))
 
     async def release(self, grant: Grant) -> bool:
-        lock, channel = grant.handle
+        """Give it back, handing it straight to the first live waiter (see ``lua/release.lua``)."""
+        keys, args = grant.handle
         with self._translated():
-            return bool(await self._release(keys=[lock], args=[grant.owner, channel]))
+            return bool(await self._release(keys=keys, args=args))
 
     async def holder(self, name: str) -> Holder | None:
         with self._translated():
             return (await self._read(self.keys(name)[0]))[0]
 
     async def watch(self, name: str) -> AsyncIterator[Holder | None]:
-        """The holder now, then again after every grant and release (both publish) and whenever
+        """The holder now, then again after every grant, hand-off and release (each publishes) and whenever
         the holder's lease runs out (woken at its PTTL). Each wake-up reads the holder again, so
         changes closer together than a round trip may be seen as one, never out of order."""
         lock, _, channel = self.keys(name)
@@ -171,43 +196,65 @@ class RedisLocks:
         await self.listener.close()
         await self._redis.aclose()
 
-    async def _try(self, lock: str, fence: str, args: tuple[Any, ...], cancels: int) -> tuple[bool, int, float]:
+    async def _try(self, keys: list[str], args: list[Any], cancels: int) -> tuple[bool, int, float]:
         """One grant attempt: (True, token, when it was sent) or (False, the holder's PTTL in ms, …)."""
         sent = asyncio.get_running_loop().time()
         try:
-            granted, n = await self._grant(keys=[lock, fence], args=args)
+            granted, n = await self._grant(keys=keys, args=args)
         except asyncio.CancelledError:
             # The script may have run before the answer was lost: give back what may be ours (the
             # owner id is this attempt's alone, so this never touches anyone else's grant).
-            await self._give_back(lock, args)
+            await self._give_back(keys, args)
             raise
         if _cancel_lost(cancels):
             if granted:
-                await self._give_back(lock, args)
+                await self._give_back(keys, args)
             raise asyncio.CancelledError
         return bool(granted), int(n), sent
 
-    async def _give_back(self, lock: str, args: tuple[Any, ...]) -> None:
-        cleanup = asyncio.ensure_future(self._release(keys=[lock], args=[args[0], args[3]]))
+    async def _give_back(self, keys: list[str], args: list[Any], *, leave: bool = False) -> None:
+        """Release what may be ours (and, ``leave``, take us out of the queue), whatever happens
+        to the caller meanwhile; an engine that cannot be reached is not reported here."""
+        cleanup = asyncio.ensure_future(
+            self._release(keys=keys if leave else keys[:3], args=[args[0], args[3], args[5]])
+        )
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
         with contextlib.suppress(Exception):
             await asyncio.shield(cleanup)
 
     async def _wait(
-        self, lock: str, fence: str, channel: str, args: tuple[Any, ...], wait: float | None, cancels: int
+        self, keys: list[str], args: list[Any], wait: float | None, cancels: int
     ) -> tuple[bool, int, float]:
+        """Wait in the name's queue until a release (or a grant that found the lease run out) hands
+        it to us. Each grant script run refreshes our ticket, so it runs at least every TICKET/3;
+        and whenever we are told we were granted, or the holder's lease may have run out."""
         loop = asyncio.get_running_loop()
         deadline = math.inf if wait is None else loop.time() + wait
-        async with self.listener.subscribed(channel, b"release") as releases:
-            while True:
-                releases.event.clear()  # before the try: a release after it wakes the wait below
-                granted, n, sent = await self._try(lock, fence, args, cancels)  # subscribed: none is missed
-                left = deadline - loop.time()
-                if granted or left <= 0:
-                    return granted, n, sent
-                expires = n / 1000 + 0.001 if n >= 0 else math.inf  # -1: a key without expiry
-                await releases.wait(min(left, expires))
+        args = [*args[:4], 1, *args[5:]]
+        try:
+            # Subscribed before enqueued: the hand-off to us that a release publishes is not missed.
+            async with self.listener.subscribed(args[3], b"granted:" + args[0].encode()) as handed:
+                while True:
+                    handed.event.clear()
+                    sent = loop.time()
+                    # Granted to us (handed over, or free and we are first): the script extends the
+                    # lease to ttl from its run, so ``sent`` is a safe start of it.
+                    granted, n = await self._grant(keys=keys, args=args)
+                    if _cancel_lost(cancels):
+                        raise asyncio.CancelledError
+                    if granted:
+                        return True, int(n), sent
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    expires = int(n) / 1000 + 0.001 if int(n) >= 0 else math.inf  # -1: no expiry
+                    await handed.wait(min(left, expires, TICKET / 3))
+        except BaseException:
+            await self._give_back(keys, args, leave=True)  # out of the queue; a grant got is handed on
+            raise
+        await self._give_back(keys, args, leave=True)
+        return False, 0, 0.0
 
     async def _read(self, lock: str) -> tuple[Holder | None, int]:
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -1,32 +1,42 @@
--- Grant a lock (or an election term) to ARGV[1] if nobody holds it, in one atomic step.
--- KEYS[1]: the holder hash (owner, value, token), expiring with the lease.
--- KEYS[2]: the name's fence counter, never expiring.
--- ARGV: owner, ttl in ms, value, the name's channel.
--- Returns {1, token} when granted (also when ARGV[1] holds it already: a retried grant is
--- harmless), else {0, pttl}: the holder's remaining lease in ms, how long a waiter may sleep
--- before it must look again (a holder that dies never publishes its release).
-local held = redis.call('HGET', KEYS[1], 'owner')
-if held == ARGV[1] then
-  return {1, redis.call('HGET', KEYS[1], 'token')}
+-- Grant a lock (or an election term) to ARGV[1] if nobody holds it and no live waiter is queued
+-- before it, in one atomic step (queue.lua is prepended).
+-- KEYS: the holder hash (owner, value, token, expiring with the lease), the name's fence counter
+-- (never expiring), the name's queue, ARGV[1]'s ticket.
+-- ARGV: owner, ttl in ms, value, the name's channel, enqueue ('1': wait in the queue; '0': try
+-- once, never jumping the queue), the tickets' key prefix, the ticket's expiry in ms.
+-- Returns {1, token} when granted (also when ARGV[1] holds it already, handed over by a release
+-- or a retried grant: the lease is then extended to ttl from now), else {0, pttl}: the holder's
+-- remaining lease in ms, how long a waiter may sleep before it must look again (a holder that
+-- dies never releases). Enqueueing again refreshes the ticket (and re-queues a waiter whose
+-- ticket had expired, at the back).
+local lock, fence, queue, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local owner, ttl, value, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local held = redis.call('HGET', lock, 'owner')
+if held == owner then
+  redis.call('PEXPIRE', lock, ttl)
+  return {1, redis.call('HGET', lock, 'token')}
 end
-if held then
-  return {0, redis.call('PTTL', KEYS[1])}
+if not held then
+  -- Free (released with nobody live queued, or the holder's lease ran out): the head first.
+  local head, token = hand_off(lock, fence, queue, ARGV[6], channel)
+  if head == owner then
+    return {1, token}
+  end
+  if not head then
+    redis.call('DEL', mine)
+    token = grant_to(lock, fence, owner, ttl, value)
+    redis.call('PUBLISH', channel, 'grant')
+    return {1, token}
+  end
 end
--- token = max(last + 1, the server clock in microseconds): strictly growing while the counter
--- lives, and still above every earlier token when a restart lost the counter (no persistence)
--- or brought back an old one (a snapshot), as long as the server clock did not go back.
--- Kept as decimal strings: Lua's tostring of a 16-digit number loses digits.
-local now = redis.call('TIME')
-local clock = now[1] .. string.format('%06d', tonumber(now[2]))
-local last = redis.call('GET', KEYS[2])
-local token
-if last and tonumber(last) >= tonumber(clock) then
-  token = string.format('%d', redis.call('INCR', KEYS[2]))
-else
-  token = clock
-  redis.call('SET', KEYS[2], token)
+if ARGV[5] == '1' then
+  if redis.call('PEXPIRE', mine, ARGV[7]) == 0 then
+    redis.call('LREM', queue, 0, owner)
+    redis.call('RPUSH', queue, owner)
+    redis.call('HSET', mine, 'ttl', ttl, 'value', value)
+    redis.call('PEXPIRE', mine, ARGV[7])
+  end
+  -- Gone a ticket after the last waiter's last refresh, whoever died holding a place in it.
+  redis.call('PEXPIRE', queue, ARGV[7])
 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'value', ARGV[3], 'token', token)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[4], 'grant')
-return {1, token}
+return {0, redis.call('PTTL', lock)}

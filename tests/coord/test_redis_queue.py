@@ -1,0 +1,151 @@
+"""Redis waiting is FIFO with direct hand-off: a release grants the name to the first live waiter
+of its queue, a dead waiter (its ticket expired) is skipped, a releaser taking the name straight
+back queues behind the others, and trying once never jumps the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+
+from meshkit.coord.redis import TICKET
+from meshkit.errors import LockTimeout
+from tests.coord.redis_helpers import Engine, name, open_engine, owner, until
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    async for opened in open_engine():
+        yield opened
+
+
+async def _queued(engine: Engine, lock: str) -> list[str]:
+    return [entry.decode() for entry in await engine.raw.lrange(engine.backend.queue_keys(lock)[0], 0, -1)]
+
+
+async def test_five_waiters_are_granted_in_the_order_they_queued(engine: Engine) -> None:
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=10.0, wait=0)
+    order: list[int] = []
+    owners = [owner() for _ in range(5)]
+
+    async def waiter(number: int) -> None:
+        grant = await engine.backend.acquire(lock, owners[number], ttl=10.0, wait=10.0)
+        order.append(number)
+        await asyncio.sleep(0.01)  # the others keep waiting meanwhile
+        assert await engine.backend.release(grant)
+
+    tasks = []
+    for number in range(5):
+        tasks.append(asyncio.create_task(waiter(number)))
+        await until(lambda n=number: _has_queued(engine, lock, n + 1), what=f"waiter {number} queued")
+    assert await _queued(engine, lock) == owners
+    assert await engine.backend.release(held)
+    await asyncio.wait_for(asyncio.gather(*tasks), 10.0)
+    assert order == [0, 1, 2, 3, 4]
+    assert await engine.keys() == {engine.backend.keys(lock)[1]}, "no queue and no ticket left behind"
+
+
+async def _has_queued(engine: Engine, lock: str, count: int) -> bool:
+    return len(await _queued(engine, lock)) == count
+
+
+async def test_dead_waiters_are_skipped_by_the_hand_off(engine: Engine) -> None:
+    """Queue entries whose ticket is gone (never written, or expired: the waiter died without
+    leaving) are dropped; the first live waiter is granted at once, not after anyone's ttl."""
+    lock = name()
+    queue, tickets = engine.backend.queue_keys(lock)
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    ghost, lapsed = owner(), owner()
+    await engine.raw.rpush(queue, ghost, lapsed)
+    await engine.raw.hset(tickets + lapsed, mapping={"ttl": 30000, "value": ""})
+    await engine.raw.pexpire(tickets + lapsed, 20)
+    live = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=10.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 3), what="the live waiter queued behind the dead")
+    await asyncio.sleep(0.05)  # the lapsed ticket expires
+    assert await engine.backend.release(held)
+    grant = await asyncio.wait_for(live, 1.0)
+    assert grant.token > held.token
+    assert await engine.backend.release(grant)
+    assert await engine.keys() == {engine.backend.keys(lock)[1]}
+
+
+async def test_a_waiter_whose_ticket_lapsed_loses_its_place_not_its_wait(engine: Engine) -> None:
+    lock = name()
+    _, tickets = engine.backend.queue_keys(lock)
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    first, second = owner(), owner()
+    a = asyncio.create_task(engine.backend.acquire(lock, first, ttl=10.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 1), what="the first waiter queued")
+    b = asyncio.create_task(engine.backend.acquire(lock, second, ttl=10.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 2), what="the second waiter queued")
+    await engine.raw.delete(tickets + first)  # as if it had stopped refreshing for a ticket
+    assert await engine.backend.release(held)
+    grant = await asyncio.wait_for(b, 2.0)
+    assert not a.done(), "the first waiter lost its place"
+    assert await engine.backend.release(grant)
+    # Its next refresh (every TICKET/3) queues it again, at the back: it is granted then.
+    grant = await asyncio.wait_for(a, TICKET)
+    assert await engine.backend.release(grant)
+    assert await engine.keys() == {engine.backend.keys(lock)[1]}
+
+
+async def test_trying_once_never_jumps_the_queue(engine: Engine) -> None:
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    waiter = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=10.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 1), what="the waiter queued")
+    await engine.raw.pexpire(engine.backend.keys(lock)[0], 1)  # the holder's lease runs out
+    await asyncio.sleep(0.01)
+    with pytest.raises(LockTimeout):
+        await engine.backend.acquire(lock, owner(), ttl=10.0, wait=0)  # hands it to the waiter
+    grant = await asyncio.wait_for(waiter, 2.0)
+    assert not await engine.backend.release(held), "its lease had run out"
+    assert await engine.backend.release(grant)
+    assert await engine.keys() == {engine.backend.keys(lock)[1]}
+
+
+async def test_a_releaser_looping_cannot_starve_the_others(engine: Engine) -> None:
+    """8 tasks each take the name, release it and ask again at once: FIFO queues each one behind
+    the others, so every grant after the first few goes to another task than the last."""
+    lock = name()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 1.0
+    grants: list[int] = []
+
+    async def worker(number: int) -> None:
+        while loop.time() < end:
+            grant = await engine.backend.acquire(lock, owner(), ttl=10.0, wait=10.0)
+            grants.append(number)
+            assert await engine.backend.release(grant)
+
+    await asyncio.wait_for(asyncio.gather(*(worker(n) for n in range(8))), 15.0)
+    counts = [grants.count(n) for n in range(8)]
+    assert min(counts) >= 10, counts
+    assert max(counts) <= min(counts) * 1.1 + 2, f"round robin: {counts}"
+    steady = grants[8:-8]  # the last ones: tasks whose time is up stop queueing
+    repeats = sum(1 for a, b in itertools.pairwise(steady) if a == b)
+    assert repeats == 0, f"{repeats} grants went straight back to the releaser"
+    assert await engine.keys() == {engine.backend.keys(lock)[1]}
+
+
+async def test_a_waiter_cancelled_as_it_is_handed_the_name_hands_it_on(engine: Engine) -> None:
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    first = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=30.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 1), what="the first waiter queued")
+    second = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=30.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 2), what="the second waiter queued")
+    assert await engine.backend.release(held)  # handed to the first, which is cancelled at once
+    first.cancel()
+    try:
+        grant = await first
+    except asyncio.CancelledError:
+        pass
+    else:  # it had confirmed the hand-off before the cancellation reached it
+        assert await engine.backend.release(grant)
+    grant = await asyncio.wait_for(second, 2.0)
+    assert await engine.backend.release(grant)
+    assert await engine.keys() == {engine.backend.keys(lock)[1]}
