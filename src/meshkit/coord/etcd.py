@@ -30,9 +30,8 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
-
 from meshkit.coord.backend import Grant, Holder
+from meshkit.coord.record import Record, decode_record, encode_record
 from meshkit.discovery.etcd_http import (
     GRPC_UNAUTHENTICATED,
     EtcdError,
@@ -54,17 +53,6 @@ ELECTIONS_PREFIX = "/meshkit/elections"
 CLEANUP_WAIT = 5.0
 
 T = TypeVar("T")
-
-
-class _Record(msgspec.Struct, frozen=True):
-    """What a lock key holds: who asked, and what it said about itself (an election's value)."""
-
-    owner: str
-    value: bytes
-
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(_Record).decode
 
 
 def escape(name: str) -> str:
@@ -140,7 +128,13 @@ class EtcdLocks:
                 {
                     "compare": [{"target": "CREATE", "result": "EQUAL", "key": b64(key), "create_revision": 0}],
                     "success": [
-                        {"request_put": {"key": b64(key), "value": b64(_encode(_Record(owner, value))), "lease": lease}}
+                        {
+                            "request_put": {
+                                "key": b64(key),
+                                "value": b64(encode_record(Record(owner, value))),
+                                "lease": lease,
+                            }
+                        }
                     ],
                 },
             )
@@ -340,7 +334,7 @@ class EtcdLocks:
 
 
 def _entry(kv: dict[str, Any]) -> tuple[int, Holder]:
-    record = _decode(unb64(kv.get("value", "")))
+    record = decode_record(unb64(kv.get("value", "")))
     revision = int(kv["create_revision"])
     return revision, Holder(record.owner, record.value, revision)
 

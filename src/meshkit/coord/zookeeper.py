@@ -46,9 +46,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from meshkit.coord.backend import Grant, Holder
+from meshkit.coord.record import Record, decode_record, encode_record
 from meshkit.errors import BadLockRequest, EngineUnavailable, LockLost, LockTimeout, StatusCode
 
 if TYPE_CHECKING:
@@ -64,15 +63,6 @@ CONNECT_TIMEOUT = 5.0
 #: How long a cancelled waiter or a release waits for its node's deletion before it returns.
 CLEANUP_WAIT = 5.0
 NODE = "lock-"
-
-
-class _Record(msgspec.Struct, frozen=True):
-    owner: str
-    value: bytes
-
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(_Record).decode
 
 
 def escape(name: str) -> str:
@@ -200,7 +190,7 @@ class ZooKeeperLocks:
             raise EngineUnavailable(
                 f"ZooKeeper at {self._hosts}: not connected ({self._zk.state}); start it with: bash scripts/engines.sh"
             )
-        path, stat = await self._create(self._dir(name) + "/" + NODE, _encode(_Record(owner, value)))
+        path, stat = await self._create(self._dir(name) + "/" + NODE, encode_record(Record(owner, value)))
         try:
             loop = asyncio.get_running_loop()
             sent_at = loop.time()  # the session was confirmed no earlier than this
@@ -349,7 +339,7 @@ class ZooKeeperLocks:
                 data, stat = await self._call(self._zk.get_async, f"{self._dir(name)}/{child}")
             except self._errors.NoNodeError:
                 continue  # left between the listing and the read: the next one holds it
-            record = _decode(data)
+            record = decode_record(data)
             return Holder(record.owner, record.value, stat.czxid)
         return None
 
