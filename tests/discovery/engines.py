@@ -52,6 +52,13 @@ class PrivateEtcd:
             self._proc.stop()
         self._proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: the member dies without a word (its data dir stays for a restart)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+        self._proc = None
+
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
