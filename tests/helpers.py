@@ -1,13 +1,19 @@
-"""What tests across the suite share: whether this is a CI run, and the event loop's measured lag
+"""What tests across the suite share: whether this is a CI run, polling a condition with a deadline
+(``eventually``), and the event loop's measured lag
 (what a wall-clock bound in a test must allow for, since no timer fires before the loop gets round
 to it)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import pytest
 
 #: What a child process of a test puts on its path: this checkout's ``src`` first (so it runs the
 #: code under test, never another install), then the root (for the ``tests.*`` services it loads).
@@ -51,3 +57,21 @@ class LoopLag:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+async def eventually(
+    check: Callable[[], Any], timeout: float = 10.0, what: str = "condition", interval: float = 0.01
+) -> None:
+    """Poll ``check()`` (sync, or returning an awaitable) until it is true, failing the test after
+    ``timeout`` seconds: a condition with a deadline, never a sleep for correctness."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:g} s")
+        await asyncio.sleep(interval)

@@ -25,24 +25,12 @@ import pytest
 
 from meshkit.coord.locks import Held, Locks
 from meshkit.errors import LockLost, LockTimeout
+from tests.helpers import eventually
+
+__all__ = ["LONG_TTL", "LockContract", "eventually"]
 
 #: Long enough that no test ever sees a lease run out unless it breaks it on purpose.
 LONG_TTL = 30.0
-
-
-async def eventually(check: object, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``check()`` (sync or async) until it is true, failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()  # type: ignore[operator]
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 class LockContract:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from meshkit.coord.etcd import escape as etcd_escape
 from meshkit.coord.zookeeper import ZooKeeperLocks
 from meshkit.coord.zookeeper import escape as zk_escape
 from meshkit.discovery.etcd_http import b64, prefix_end, unb64
+from tests.helpers import eventually as _eventually
 
 ETCD = "127.0.0.1:2379"
 ZK = "127.0.0.1:2181"
@@ -39,12 +39,8 @@ def require(host_port: str, engine: str) -> None:
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0, what: str = "") -> None:
-    """Poll ``check`` until it is true (the condition, not a fixed sleep), failing after ``within``."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g}s: {what or check}")
-        await asyncio.sleep(0.02)
+    """tests.helpers.eventually, with this module's argument names."""
+    await _eventually(check, within, what or str(check), interval=0.02)
 
 
 class Inspector:

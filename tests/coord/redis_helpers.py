@@ -3,17 +3,15 @@ what it leaves on the engine, and a deadline-bounded poll."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import pytest
 import redis.asyncio as aioredis
 
 from meshkit.coord.redis import RedisLocks, open_redis
 from meshkit.schemes import BackendURL
+from tests.helpers import eventually
 from tests.resilience.redis_engine import SHARED, require_redis
 
 
@@ -62,9 +60,5 @@ def owner() -> str:
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not hold within {timeout:g}s")
-        await asyncio.sleep(0.005)
+    """tests.helpers.eventually, with this module's argument names."""
+    await eventually(condition, timeout, what, interval=0.005)
