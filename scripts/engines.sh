@@ -98,3 +98,31 @@ wait_for prometheus 30 prom_up
 # Chromium (the gateway's /docs is rendered in a real browser by Playwright): Debian's, never a
 # browser build Playwright would download.
 apt_install chromium chromium
+
+# The engines this machine kind starts before a session (PostgreSQL, MariaDB, RabbitMQ, NATS; Redis
+# above): started again, with the machine's own commands, if one has stopped since. A crashed
+# MariaDB is reported with the end of its error log, so the reason shows in CI's output.
+tcp_up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    log "PostgreSQL is down: starting it"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+wait_for postgresql 30 pg_isready -q -h 127.0.0.1 -p 5432
+if ! mariadb-admin -h 127.0.0.1 -P 3306 -u root ping >/dev/null 2>&1; then
+    log "MariaDB is down: the end of /var/log/mysql/error.log:"
+    tail -n 30 /var/log/mysql/error.log 2>/dev/null | sed 's/^/engines:   /' || true
+    log "starting MariaDB"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+fi
+wait_for mariadb 60 mariadb-admin -h 127.0.0.1 -P 3306 -u root ping
+if ! tcp_up 5672; then
+    log "RabbitMQ is down: starting it"
+    rabbitmq-server -detached || true
+fi
+wait_for rabbitmq 90 tcp_up 5672
+if ! tcp_up 4222; then
+    log "NATS is down: starting it"
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+        -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log || true
+fi
+wait_for nats 30 tcp_up 4222
