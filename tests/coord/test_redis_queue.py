@@ -149,3 +149,83 @@ async def test_a_waiter_cancelled_as_it_is_handed_the_name_hands_it_on(engine: E
     grant = await asyncio.wait_for(second, 2.0)
     assert await engine.backend.release(grant)
     assert await engine.keys() == {engine.backend.keys(lock)[1]}
+
+
+class _CountingGrants:
+    """Counts the grant script's runs of one backend (it is called as ``_grant(keys=, args=)``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.runs = 0
+        self._script = engine.backend._grant
+        engine.backend._grant = self  # type: ignore[assignment]
+
+    async def __call__(self, **kwargs: object) -> object:
+        self.runs += 1
+        return await self._script(**kwargs)
+
+
+async def _yield_to_others(times: int = 5) -> None:
+    """Let the tasks that are ready run (no time passes: nothing here waits on I/O)."""
+    for _ in range(times):
+        await asyncio.sleep(0)
+
+
+async def test_a_handed_off_grant_is_taken_from_the_release_message_without_another_round_trip(engine: Engine) -> None:
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=10.0, wait=0)
+    waiting = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=10.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 1), what="the waiter queued")
+    grants = _CountingGrants(engine)
+    assert await engine.backend.release(held)
+    grant = await asyncio.wait_for(waiting, 10.0)
+    assert grants.runs == 0, "the waiter asked Redis again after the hand-off message told it all"
+    holder = await engine.backend.holder(lock)
+    assert holder is not None and (holder.owner, holder.token) == (grant.owner, grant.token)
+    assert grant.token > held.token
+    assert await engine.backend.release(grant)
+
+
+async def test_a_stale_hand_off_message_is_not_taken_for_a_grant(engine: Engine) -> None:
+    """A ``granted:<owner>:<token>`` whose token is not above the last one the waiter's latest
+    attempt saw was granted before that attempt (a grant of ours that lapsed since, delivered
+    late): it must not make the waiter believe it holds the name."""
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    me = owner()
+    waiting = asyncio.create_task(engine.backend.acquire(lock, me, ttl=30.0, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 1), what="the waiter queued")
+    channel = engine.backend.keys(lock)[2]
+    async with engine.backend.listener.subscribed(channel) as seen:  # the waiter's listener, same order
+        await engine.raw.publish(channel, f"granted:{me}:{held.token}")
+        await asyncio.wait_for(seen.event.wait(), 5.0)
+    await _yield_to_others()
+    assert not waiting.done(), "a stale hand-off message was taken for a grant"
+    assert await engine.backend.release(held)
+    grant = await asyncio.wait_for(waiting, 10.0)
+    holder = await engine.backend.holder(lock)
+    assert holder is not None and (holder.owner, holder.token) == (me, grant.token)
+    assert grant.token > held.token
+    assert await engine.backend.release(grant)
+
+
+async def test_a_hand_off_that_leaves_too_little_of_the_lease_is_confirmed_with_the_engine(engine: Engine) -> None:
+    """The lease of a handed-off grant is reckoned from the waiter's last refused attempt; when
+    less than a third of the ttl is left by that reckoning the waiter runs the grant script,
+    which extends the lease from then, instead of starting with a lease about to end."""
+    lock = name()
+    held = await engine.backend.acquire(lock, owner(), ttl=30.0, wait=0)
+    waiting = asyncio.create_task(engine.backend.acquire(lock, owner(), ttl=0.3, wait=10.0))
+    await until(lambda: _has_queued(engine, lock, 1), what="the waiter queued")
+    grants = _CountingGrants(engine)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await until(lambda: _after(loop, start + 0.1), what="a third of the waiter's ttl passed")
+    assert await engine.backend.release(held)
+    grant = await asyncio.wait_for(waiting, 10.0)
+    assert grants.runs >= 1, "the waiter took a lease it could not prove a third of was left"
+    assert grant.sent_at >= start + 0.1
+    assert await engine.backend.release(grant)
+
+
+async def _after(loop: asyncio.AbstractEventLoop, moment: float) -> bool:
+    return loop.time() >= moment

@@ -75,7 +75,14 @@ class Held:
         self._body: asyncio.Task[Any] | None = None
         self._cancels = 0  # how often the watchdog cancelled the body (undone on exit)
         self._released = False
-        self._watchdog = loop.create_task(self._watch(), name=f"meshkit lock watchdog {grant.name}")
+        # The watchdog task starts when the first renewal is due: a lock released before ttl/3
+        # (most are) costs a timer, not a task.
+        self._watchdog: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = loop.call_at(self._schedule.next_attempt, self._start_watchdog)
+
+    def _start_watchdog(self) -> None:
+        self._timer = None
+        self._watchdog = self._loop.create_task(self._watch(), name=f"meshkit lock watchdog {self.name}")
 
     @property
     def name(self) -> str:
@@ -147,11 +154,15 @@ class Held:
                 raise LockLost(f"lock {self.name!r} (token {self.token}) was lost before it was released")
             return
         self._released = True
-        self._watchdog.cancel()
-        try:
-            await self._watchdog
-        except asyncio.CancelledError:
-            pass
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            try:
+                await self._watchdog
+            except asyncio.CancelledError:
+                pass
         try:
             still_ours = await self._backend.release(self._grant)
         except (EngineUnavailable, OSError):

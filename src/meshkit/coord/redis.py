@@ -20,9 +20,12 @@ name's channel (confirmed) and then runs the grant script with "enqueue": it is 
 name is free and no live waiter is ahead of it, else it is appended to the queue (RPUSH) with its
 ticket. A release (``lua/release.lua``) does not free the name when someone waits: in the same
 atomic step it pops the queue until an entry whose ticket still exists (dropping the dead ones),
-grants the name to that owner (its value and ttl, a new token) and publishes ``granted:<owner>``.
-The waiter, woken by that message, runs the grant script again, which finds it the holder and
-extends the lease to ttl from then: the send time of that call is the grant's ``sent_at``. A
+grants the name to that owner (its value and ttl, a new token) and publishes ``granted:<owner>:<token>``.
+The waiter takes the grant from that message (no round trip of its own) when it can prove the
+message is current: the token is above the last one its latest refused attempt saw, so the
+hand-off ran after that attempt, whose send time is then the grant's ``sent_at``; else (a message
+delayed past a lease that lapsed since, or too little of the lease provably left) it runs the
+grant script again, which finds it the holder and extends the lease to ttl from then. A
 waiter also runs it every ``TICKET/3`` (refreshing its ticket; a waiter whose ticket lapsed goes
 back to the end of the queue) and when the holder's lease (PTTL) runs out: a holder that died
 never releases, and the grant script, finding the name free, hands it to the head of the queue
@@ -49,6 +52,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from meshkit.coord.backend import Grant, Holder
+from meshkit.coord.lease import RENEW_FRACTION
 from meshkit.coord.redis_listener import Listener, ListenerClosed
 from meshkit.errors import BadLockRequest, EngineUnavailable, LockTimeout, StatusCode
 from meshkit.schemes import BackendURL
@@ -200,7 +204,7 @@ class RedisLocks:
         """One grant attempt: (True, token, when it was sent) or (False, the holder's PTTL in ms, …)."""
         sent = asyncio.get_running_loop().time()
         try:
-            granted, n = await self._grant(keys=keys, args=args)
+            granted, n = (await self._grant(keys=keys, args=args))[:2]
         except asyncio.CancelledError:
             # The script may have run before the answer was lost: give back what may be ours (the
             # owner id is this attempt's alone, so this never touches anyone else's grant).
@@ -228,28 +232,52 @@ class RedisLocks:
     ) -> tuple[bool, int, float]:
         """Wait in the name's queue until a release (or a grant that found the lease run out) hands
         it to us. Each grant script run refreshes our ticket, so it runs at least every TICKET/3;
-        and whenever we are told we were granted, or the holder's lease may have run out."""
+        and whenever the holder's lease may have run out.
+
+        A hand-off tells us ``granted:<owner>:<token>``, and we take the grant from that message
+        with no round trip of our own, if it is provably the current one: its token is above the
+        last token our latest refused attempt saw (so it was granted after that attempt ran, and
+        the attempt's send time is a safe start of the lease), and a third of the lease is left
+        by that reckoning. Any other message (a stale one, delayed past a lease that has run out
+        since) only wakes us to run the grant script again."""
         loop = asyncio.get_running_loop()
         deadline = math.inf if wait is None else loop.time() + wait
         args = [*args[:4], 1, *args[5:]]
+        handed_off = b"granted:" + args[0].encode() + b":"
+        fresh = float(args[1]) / 1000 * RENEW_FRACTION  # the lease that must be left to take it as is
         try:
             # Subscribed before enqueued: the hand-off to us that a release publishes is not missed.
-            async with self.listener.subscribed(args[3], b"granted:" + args[0].encode()) as handed:
+            async with self.listener.subscribed(args[3], handed_off) as handed:
                 while True:
                     handed.event.clear()
+                    handed.message = None
                     sent = loop.time()
                     # Granted to us (handed over, or free and we are first): the script extends the
                     # lease to ttl from its run, so ``sent`` is a safe start of it.
-                    granted, n = await self._grant(keys=keys, args=args)
+                    answer = await self._grant(keys=keys, args=args)
                     if _cancel_lost(cancels):
                         raise asyncio.CancelledError
-                    if granted:
-                        return True, int(n), sent
-                    left = deadline - loop.time()
-                    if left <= 0:
+                    if answer[0]:
+                        return True, int(answer[1]), sent
+                    now = loop.time()
+                    if now >= deadline:
                         break
-                    expires = int(n) / 1000 + 0.001 if int(n) >= 0 else math.inf  # -1: no expiry
-                    await handed.wait(min(left, expires, TICKET / 3))
+                    pttl, last = int(answer[1]), int(answer[2])
+                    # Look again at the latest when our ticket needs its refresh or the holder's
+                    # lease runs out (-1: it has no expiry); sooner if a hand-off message comes.
+                    look_again = min(deadline, now + TICKET / 3, now + pttl / 1000 + 0.001 if pttl >= 0 else math.inf)
+                    while (left := look_again - loop.time()) > 0:
+                        await handed.wait(left)
+                        message, handed.message = handed.message, None
+                        handed.event.clear()
+                        if message is None:
+                            continue  # woken without a message: wait out the time left
+                        token = int(message[len(handed_off) :])
+                        if token <= last:
+                            continue  # stale: a grant of ours from before that lapsed since
+                        if loop.time() - sent < fresh:
+                            return True, token, sent
+                        break  # ours, but too little of the lease is provably left: ask the engine
         except BaseException:
             await self._give_back(keys, args, leave=True)  # out of the queue; a grant got is handed on
             raise

@@ -29,15 +29,17 @@ class ListenerClosed(Exception):
 
 
 class Subscription:
-    """One subscriber of one channel: ``event`` is set by each message it wants (or an error)."""
+    """One subscriber of one channel: ``event`` is set by each message it wants (or an error),
+    and ``message`` is the data of the last one."""
 
-    __slots__ = ("channel", "error", "event", "wanted")
+    __slots__ = ("channel", "error", "event", "message", "wanted")
 
     def __init__(self, channel: bytes, wanted: bytes | None) -> None:
         self.channel = channel
-        #: The message data that wakes this subscriber; None: any message.
+        #: How the data of a message that wakes this subscriber begins; None: any message.
         self.wanted = wanted
         self.event = asyncio.Event()
+        self.message: bytes | None = None
         self.error: BaseException | None = None
 
     async def wait(self, timeout: float) -> None:
@@ -155,8 +157,10 @@ class Listener:
                     continue
                 kind, channel = message["type"], message["channel"]
                 if kind == "message":
+                    data = message["data"]
                     for subscription in self._subscribers.get(channel, ()):
-                        if subscription.wanted in (None, message["data"]):
+                        if subscription.wanted is None or data.startswith(subscription.wanted):
+                            subscription.message = data
                             subscription.event.set()
                 elif kind == "subscribe":
                     self._confirmed[channel] = self._confirmed.get(channel, 0) + 1

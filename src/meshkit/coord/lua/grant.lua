@@ -5,9 +5,10 @@
 -- ARGV: owner, ttl in ms, value, the name's channel, enqueue ('1': wait in the queue; '0': try
 -- once, never jumping the queue), the tickets' key prefix, the ticket's expiry in ms.
 -- Returns {1, token} when granted (also when ARGV[1] holds it already, handed over by a release
--- or a retried grant: the lease is then extended to ttl from now), else {0, pttl}: the holder's
--- remaining lease in ms, how long a waiter may sleep before it must look again (a holder that
--- dies never releases). Enqueueing again refreshes the ticket (and re-queues a waiter whose
+-- or a retried grant: the lease is then extended to ttl from now), else {0, pttl, last}: the
+-- holder's remaining lease in ms, how long a waiter may sleep before it must look again (a holder
+-- that dies never releases), and the last token granted: a hand-off message with a greater token
+-- was granted after this call ran. Enqueueing again refreshes the ticket (and re-queues a waiter whose
 -- ticket had expired, at the back).
 local lock, fence, queue, mine = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local owner, ttl, value, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -23,7 +24,9 @@ if not held then
     return {1, token}
   end
   if not head then
-    redis.call('DEL', mine)
+    if ARGV[5] == '1' then
+      redis.call('DEL', mine)
+    end
     token = grant_to(lock, fence, owner, ttl, value)
     redis.call('PUBLISH', channel, 'grant')
     return {1, token}
@@ -39,4 +42,4 @@ if ARGV[5] == '1' then
   -- Gone a ticket after the last waiter's last refresh, whoever died holding a place in it.
   redis.call('PEXPIRE', queue, ARGV[7])
 end
-return {0, redis.call('PTTL', lock)}
+return {0, redis.call('PTTL', lock), redis.call('GET', fence) or '0'}

@@ -26,8 +26,10 @@ local function grant_to(lock, fence, owner, ttl, value)
 end
 
 -- Hand the free `lock` to the first live waiter of `queue` (`waiters` .. owner is its ticket),
--- dropping dead ones on the way, and tell it on `channel`. Returns its owner and token, or nil
--- when nobody live waits (the queue is then empty, so Redis has deleted it).
+-- dropping dead ones on the way, and tell it on `channel` with 'granted:<owner>:<token>': the
+-- waiter takes the grant from that message, without another round trip (redis.py, _wait).
+-- Returns its owner and token, or nil when nobody live waits (the queue is then empty, so Redis
+-- has deleted it).
 local function hand_off(lock, fence, queue, waiters, channel)
   while true do
     local head = redis.call('LPOP', queue)
@@ -39,7 +41,7 @@ local function hand_off(lock, fence, queue, waiters, channel)
     if wanted[1] then
       redis.call('DEL', ticket)
       local token = grant_to(lock, fence, head, wanted[1], wanted[2] or '')
-      redis.call('PUBLISH', channel, 'granted:' .. head)
+      redis.call('PUBLISH', channel, 'granted:' .. head .. ':' .. token)
       return head, token
     end
   end
