@@ -1,5 +1,5 @@
 """Admin connections to the shared MariaDB and PostgreSQL, what each still has of a lock, and a
-private MariaDB to restart."""
+private MariaDB and PostgreSQL to restart."""
 
 from __future__ import annotations
 
@@ -146,6 +146,50 @@ class PrivateMariaDB:
         if self._proc is not None:
             self._proc.stop()
         self._proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class PrivatePostgres:
+    """A PostgreSQL of its own (port, data dir, run as the ``postgres`` user: it refuses root) for
+    tests that restart the engine; started and stopped with ``pg_ctl`` on its own data dir, so
+    only this instance is ever touched. ``stop``/``start`` keep the data, as a restart does."""
+
+    def __init__(self, port: int) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not bins or shutil.which("runuser") is None:
+            pytest.fail(f"PostgreSQL's server binaries are not installed; {START}")
+        self._bin = bins[-1].parent
+        self.port = port
+        self._dir = Path(tempfile.mkdtemp(prefix="meshkit-postgres-"))
+        shutil.chown(self._dir, "postgres", "postgres")
+        self._as_postgres([str(self._bin / "initdb"), "-D", str(self._data), "-U", "postgres", "--auth=trust"])
+        self._running = False
+
+    @property
+    def _data(self) -> Path:
+        return self._dir / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, argv: list[str]) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self._dir / "server.log")  # not our pipes: the server would hold them open
+        self._as_postgres([str(self._bin / "pg_ctl"), "-D", str(self._data), "-o", options, "-l", log, "-w", "start"])
+        self._running = True
+
+    def stop(self) -> None:
+        """A fast shutdown: every session is ended, as a crash or a restart ends them."""
+        if self._running:
+            self._as_postgres([str(self._bin / "pg_ctl"), "-D", str(self._data), "-m", "fast", "-w", "stop"])
+        self._running = False
 
     def remove(self) -> None:
         self.stop()
