@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from meshkit.coord.redis import TICKET
+from meshkit.coord.redis_listener import Subscription
 from meshkit.errors import LockTimeout
 from tests.coord.redis_helpers import Engine, name, open_engine, owner, until
 
@@ -164,6 +165,13 @@ class _CountingGrants:
         return await self._script(**kwargs)
 
 
+async def _seen(subscription: Subscription, data: str) -> None:
+    """Until the last message ``subscription`` got is ``data`` (wake-ups coalesce: look at it)."""
+    while subscription.message != data.encode():
+        await subscription.event.wait()
+        subscription.event.clear()
+
+
 async def _yield_to_others(times: int = 5) -> None:
     """Let the tasks that are ready run (no time passes: nothing here waits on I/O)."""
     for _ in range(times):
@@ -196,8 +204,10 @@ async def test_a_stale_hand_off_message_is_not_taken_for_a_grant(engine: Engine)
     await until(lambda: _has_queued(engine, lock, 1), what="the waiter queued")
     channel = engine.backend.keys(lock)[2]
     async with engine.backend.listener.subscribed(channel) as seen:  # the waiter's listener, same order
-        await engine.raw.publish(channel, f"granted:{me}:{held.token}")
-        await asyncio.wait_for(seen.event.wait(), 5.0)
+        await engine.raw.publish(channel, f"granted:{me}:not-a-token")  # ignored just as well
+        stale = f"granted:{me}:{held.token}"
+        await engine.raw.publish(channel, stale)
+        await asyncio.wait_for(_seen(seen, stale), 5.0)
     await _yield_to_others()
     assert not waiting.done(), "a stale hand-off message was taken for a grant"
     assert await engine.backend.release(held)

@@ -272,7 +272,10 @@ class RedisLocks:
                         handed.event.clear()
                         if message is None:
                             continue  # woken without a message: wait out the time left
-                        token = int(message[len(handed_off) :])
+                        try:
+                            token = int(message[len(handed_off) :])
+                        except ValueError:
+                            continue  # not one of ours (only a stranger on our channel sends that)
                         if token <= last:
                             continue  # stale: a grant of ours from before that lapsed since
                         if loop.time() - sent < fresh:
