@@ -20,14 +20,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from meshkit.coord.locks import Held, Locks
-from meshkit.errors import LockLost, LockTimeout
+from meshkit.errors import EngineUnavailable, LockLost, LockTimeout
 from tests.helpers import eventually
 
-__all__ = ["LONG_TTL", "LockContract", "eventually"]
+__all__ = ["LONG_TTL", "CutOffContract", "LockContract", "eventually"]
 
 #: Long enough that no test ever sees a lease run out unless it breaks it on purpose.
 LONG_TTL = 30.0
@@ -151,3 +152,55 @@ class LockContract:
 
     async def _nothing_left(self, locks: Locks, name: str) -> bool:
         return await self.leftovers(locks, name) == []
+
+
+class _RenewalsFail:
+    """A backend that grants and releases through ``backend`` but whose renewals fail as if the
+    engine could not be reached: a holder cut off from it. On the engine its lease runs out."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    async def acquire(self, name: str, owner: str, ttl: float, wait: float | None, value: bytes = b"") -> Any:
+        return await self._backend.acquire(name, owner, ttl, wait, value)
+
+    async def renew(self, grant: Any) -> bool:
+        raise EngineUnavailable("cut off from the engine (a test's partition)")
+
+    async def release(self, grant: Any) -> bool:
+        return bool(await self._backend.release(grant))
+
+    async def close(self) -> None:
+        """The backend is closed by the Locks that made it."""
+
+
+class CutOffContract(LockContract):
+    """For the engines whose lease ends without renewals (a key's expiry, an idle connection's
+    timeout, a lease's TTL): a holder whose renewals fail stops believing it holds the lock before
+    anyone else is granted it. (ZooKeeper's lease is its client's session, which failing renewals
+    do not end: tests/coord/test_zookeeper_session_ends.py covers it.)"""
+
+    #: The ttl the test grants with, in seconds; an engine that counts its leases in whole
+    #: seconds (MariaDB's wait_timeout, etcd's lease TTL) rounds it up, which only widens the margin.
+    cut_off_ttl = 2.0
+
+    async def test_a_holder_cut_off_from_the_engine_stops_believing_before_the_next_is_granted(
+        self, two: tuple[Locks, Locks], name: str
+    ) -> None:
+        a, b = two
+        loop = asyncio.get_running_loop()
+        cut_off = Locks(self.url, backend=_RenewalsFail(a.backend))  # type: ignore[arg-type]
+        held = await cut_off.acquire(name, ttl=self.cut_off_ttl, wait=5)
+        following = await b.acquire(name, ttl=LONG_TTL, wait=self.cut_off_ttl * 10)
+        granted_at = loop.time()
+        margin = granted_at - held.valid_until
+        print(
+            f"\n{self.url.split('://')[0]}:// cut-off holder, ttl {self.cut_off_ttl:g} s: the next was granted "
+            f"{margin * 1000:.0f} ms after it stopped believing"
+        )
+        assert margin >= 0, f"the next holder was granted {-margin:.3f} s before the cut-off one stopped believing"
+        assert following.token > held.token
+        await eventually(lambda: held.lost.is_set(), what="the cut-off holder declared its lock lost")
+        with pytest.raises(LockLost):
+            await held.release()
+        await following.release()

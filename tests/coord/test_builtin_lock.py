@@ -12,7 +12,7 @@ from meshkit.coord.election import Election, Term
 from meshkit.coord.locks import Held, Locks
 from meshkit.coord.service import CoordService
 from meshkit.errors import EngineUnavailable
-from tests.coord.contract import LockContract
+from tests.coord.contract import CutOffContract
 from tests.coord.election_contract import ElectionContract
 from tests.resilience.redis_engine import closed_port
 
@@ -29,7 +29,7 @@ def _forget(service_space: str, name: str) -> None:
     memory.MemoryLocks(service_space)._set_holder(state, None)  # the registry forgot it (a restart)
 
 
-class TestBuiltinLocks(LockContract):
+class TestBuiltinLocks(CutOffContract):
     @pytest.fixture(autouse=True)
     def _url(self, registry: tuple[str, CoordService]) -> None:
         self.url = registry[0]

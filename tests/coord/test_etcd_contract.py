@@ -5,7 +5,7 @@ from __future__ import annotations
 from meshkit.coord.election import Election, Term
 from meshkit.coord.etcd import EtcdLocks
 from meshkit.coord.locks import Held, Locks
-from tests.coord.contract import LockContract
+from tests.coord.contract import CutOffContract
 from tests.coord.election_contract import ElectionContract
 from tests.coord.etcd_zk import ETCD, EtcdInspector, require
 
@@ -23,7 +23,7 @@ async def revoke(backend: object, held: Held) -> None:
         await inspector.http.aclose()
 
 
-class TestEtcdLocks(LockContract):
+class TestEtcdLocks(CutOffContract):
     url = f"etcd://{ETCD}{PREFIX}"
 
     async def break_lease(self, locks: Locks, held: Held) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from meshkit.coord import memory
 from meshkit.coord.locks import Held, Locks
-from tests.coord.contract import LockContract
+from tests.coord.contract import CutOffContract
 
 
-class TestMemoryLocks(LockContract):
+class TestMemoryLocks(CutOffContract):
     url = "memory://contract"
 
     async def break_lease(self, locks: Locks, held: Held) -> None:

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from meshkit.coord.election import Election, Term
 from meshkit.coord.locks import Held, Locks
-from tests.coord.contract import LockContract
+from tests.coord.contract import CutOffContract
 from tests.coord.election_contract import ElectionContract
 from tests.resilience.redis_engine import SHARED, require_redis
 
@@ -33,7 +33,7 @@ async def _expire(raw: aioredis.Redis, name: str) -> None:
     assert await raw.pexpire(f"{PREFIX}lock:{name}", 1)
 
 
-class TestRedisLocks(LockContract):
+class TestRedisLocks(CutOffContract):
     url = URL
 
     @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from meshkit.coord.locks import Held, Locks
 from meshkit.coord.mysql import MySQLLocks, open_mysql
 from meshkit.coord.postgres import PostgresLocks, open_postgres
 from meshkit.schemes import BackendURL
-from tests.coord.contract import LockContract
+from tests.coord.contract import CutOffContract
 from tests.coord.sql_engines import mariadb, mariadb_leftovers, my_rows, postgres, postgres_leftovers
 
 TAG = uuid.uuid4().hex[:10]
@@ -33,7 +33,7 @@ def _drop_what_the_backends_made() -> Iterator[None]:
     asyncio.run(drop())
 
 
-class _MariaDB(LockContract):
+class _MariaDB(CutOffContract):
     def open(self) -> Locks:
         return Locks(self.url, backend=open_mysql(BackendURL.parse(self.url)))
 
@@ -60,7 +60,7 @@ class TestMariaDBGetLocks(_MariaDB):
     url = f"mysql://root@127.0.0.1:3306/test?mode=get_lock&table=contract_{TAG}"
 
 
-class TestPostgresLocks(LockContract):
+class TestPostgresLocks(CutOffContract):
     url = f"postgresql://127.0.0.1:5432/test?sequence=contract_{TAG}"
 
     def open(self) -> Locks:

@@ -12,11 +12,17 @@ from meshkit.testing import ChildProcess, spawn
 class PrivateEtcd:
     """etcd on its own ports and data dir; ``stop``/``start`` keep the data (a restart)."""
 
-    def __init__(self, client_port: int = 23791, peer_port: int = 23792) -> None:
+    def __init__(
+        self, client_port: int = 23791, peer_port: int = 23792, *, name: str = "private", cluster: str | None = None
+    ) -> None:
+        """``cluster``: the ``--initial-cluster`` of a member of several (``name=http://peer,…``);
+        None: a cluster of this one member."""
         if shutil.which("etcd") is None:
             raise RuntimeError("etcd is not installed; run: bash scripts/engines.sh")
         self.port = client_port
         self._peer = peer_port
+        self.name = name
+        self._cluster = cluster or f"{name}=http://127.0.0.1:{peer_port}"
         self._dir = tempfile.mkdtemp(prefix="meshkit-etcd-")
         self._proc: ChildProcess | None = None
 
@@ -26,7 +32,7 @@ class PrivateEtcd:
             [
                 "etcd",
                 "--name",
-                "private",
+                self.name,
                 "--data-dir",
                 self._dir,
                 "--listen-client-urls",
@@ -38,9 +44,9 @@ class PrivateEtcd:
                 "--initial-advertise-peer-urls",
                 peer,
                 "--initial-cluster",
-                f"private={peer}",
+                self._cluster,
             ],
-            name="private etcd",
+            name=f"private etcd {self.name}",
             port=self.port,
             stderr="discard",
             grace=30,

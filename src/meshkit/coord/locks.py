@@ -128,7 +128,11 @@ class Held:
                     still_ours = await self._backend.renew(self._grant)
             except (TimeoutError, EngineUnavailable, OSError) as exc:
                 schedule.failed(loop.time())
-                log.warning("renewing lock %r failed (%s); retrying until the lease runs out", self.name, exc)
+                log.warning(
+                    "renewing lock %r failed (%s); retrying until the lease runs out",
+                    self.name,
+                    exc or type(exc).__name__,
+                )
                 continue
             if not still_ours:
                 await self._lose("the engine says the lease is gone")

@@ -116,7 +116,8 @@ class Listener:
 
     async def unsubscribe(self, subscription: Subscription) -> None:
         """Leave; the last subscriber of a channel unsubscribes it on Redis, in a task of its own
-        so that a second cancellation of the leaver cannot leave the channel subscribed."""
+        that the leaver does not wait for: a waiter handed the lock returns at once, and no
+        cancellation of the leaver can leave the channel subscribed (``close`` waits for them)."""
         channel = subscription.channel
         subscribers = self._subscribers.get(channel)
         if subscribers is None or subscription not in subscribers:
@@ -128,7 +129,6 @@ class Listener:
         leave = asyncio.ensure_future(self._leave(channel))
         self._leaving.add(leave)
         leave.add_done_callback(self._leaving.discard)
-        await asyncio.shield(leave)
 
     async def _leave(self, channel: bytes) -> None:
         async with self._write:
