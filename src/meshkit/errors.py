@@ -212,6 +212,67 @@ class BadLockRequest(CoordinationError, ValueError):
     default_code = StatusCode.INVALID_ARGUMENT
 
 
+class ConfigError(RpcError):
+    """The configuration store could not do what was asked (meshkit.config). Each subclass has its
+    own status code, as :class:`CoordinationError`'s do."""
+
+    __slots__ = ()
+    default_code = StatusCode.UNKNOWN
+
+    def __init__(self, message: str, *, code: StatusCode | None = None) -> None:
+        super().__init__(code if code is not None else self.default_code, message)
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_config_error, (type(self), self.message, int(self.code)))
+
+
+def _rebuild_config_error(kind: type[ConfigError], message: str, code: int) -> ConfigError:
+    return kind(message, code=StatusCode(code))
+
+
+class Conflict(ConfigError):
+    """A compare-and-set write found the key at another revision than ``expect`` (ABORTED: read it
+    again and retry). ``current`` is the revision it found (0: the key does not exist)."""
+
+    __slots__ = ("current",)
+    default_code = StatusCode.ABORTED
+
+    def __init__(self, message: str, *, current: int = 0, code: StatusCode | None = None) -> None:
+        super().__init__(message, code=code)
+        self.current = current
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_conflict, (self.message, self.current))
+
+
+def _rebuild_conflict(message: str, current: int) -> Conflict:
+    return Conflict(message, current=current)
+
+
+class Compacted(ConfigError):
+    """A watch asked for revisions the store no longer keeps (OUT_OF_RANGE): list the prefix again
+    and watch from the revision the listing gives."""
+
+    __slots__ = ()
+    default_code = StatusCode.OUT_OF_RANGE
+
+
+class ConfigUnavailable(ConfigError):
+    """The engine behind a configuration store cannot be reached (UNAVAILABLE; the message says
+    how to start it)."""
+
+    __slots__ = ()
+    default_code = StatusCode.UNAVAILABLE
+
+
+class BadConfigRequest(ConfigError, ValueError):
+    """A key, a prefix, a value, a revision or a store URL that cannot be used; the message names
+    it (INVALID_ARGUMENT; RESOURCE_EXHAUSTED for a value over the size limit)."""
+
+    __slots__ = ()
+    default_code = StatusCode.INVALID_ARGUMENT
+
+
 class ProtocolError(MeshkitError):
     """The peer sent bytes that break the wire protocol; only that connection is closed.
 
