@@ -3,7 +3,8 @@
 This package's ``__init__`` is the entry (``meshkit = "meshkit.cli:main"``, ``python -m meshkit``):
 the top-level parser and the dispatch. Each command is a module with its arguments
 (``add_parser``) and its ``run``: ``serve`` (``meshkit run``), ``switch``, ``call``, ``registry``,
-``gateway``, ``bench``, ``demo``, ``coord`` (``lock``, ``elect``); ``common`` and ``tokens`` hold what they share.
+``gateway``, ``bench``, ``demo``, ``coord`` (``lock``, ``elect``), ``config``; ``common`` and
+``tokens`` hold what they share.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from meshkit import __version__
-from meshkit.cli import bench, call, coord, demo, gateway, registry, serve, switch
+from meshkit.cli import bench, call, config, coord, demo, gateway, registry, serve, switch
 from meshkit.cli.common import EXIT_RPC_ERROR, EXIT_USAGE
 from meshkit.cli.serve import REGISTRY_SCHEMES
 from meshkit.cli.tokens import admin_token_path
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meshkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (serve, switch, call, registry, gateway, bench, demo, coord):  # the order --help lists them in
+    # The order --help lists them in.
+    for command in (serve, switch, call, registry, gateway, bench, demo, coord, config):
         command.add_parser(sub)
     return parser
 
@@ -62,4 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.run(args)
     if args.command in ("lock", "elect"):
         return coord.run(args, command)
+    if args.command == "config":
+        return config.run(args)
     return EXIT_USAGE

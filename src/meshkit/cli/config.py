@@ -1,0 +1,212 @@
+"""``meshkit config``: read, write, watch and roll back a configuration store from the shell.
+
+    meshkit config put policy/order policy.toml --store file:///var/lib/myapp/config --expect 0
+    meshkit config get policy/order --store URL
+    meshkit config watch policy/ --store URL --since 12
+    meshkit config history policy/order --store URL
+    meshkit config diff policy/order 12 15 --store URL
+    meshkit config rollback policy/order --to 12 --store URL
+
+Values go to stdout as they are (bytes); everything else is one line per item. Exit status: 0;
+:data:`EXIT_NOT_FOUND` for a key or revision that does not exist; :data:`EXIT_CONFLICT` when
+``--expect`` did not hold (the message names the revision found); 69 the store is unreachable;
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import sys
+
+from meshkit.cli.common import EXIT_USAGE
+from meshkit.config import BadConfigRequest, Change, ConfigStore, ConfigUnavailable, Conflict
+from meshkit.config.keys import MAX_VALUE
+
+#: The key (or the revision asked for) does not exist.
+EXIT_NOT_FOUND = 1
+#: ``--expect`` did not hold: somebody else wrote the key first.
+EXIT_CONFLICT = 3
+#: The store could not be reached (EX_UNAVAILABLE).
+EXIT_UNAVAILABLE = 69
+
+
+def _revision(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a revision is a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a revision is 0 or more, got {text}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = sub.add_parser(
+        "config",
+        help="read, write, watch and roll back a configuration store (memory://, file:///dir)",
+        description="Work with the versioned configuration store --store names. Exit: 0; "
+        f"{EXIT_NOT_FOUND} no such key or revision; {EXIT_CONFLICT} --expect did not hold; "
+        f"{EXIT_UNAVAILABLE} the store is unreachable; {EXIT_USAGE} bad input.",
+    )
+    actions = config.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_text)
+        parser.add_argument("--store", required=True, help="the store's URL: memory://, file:///dir")
+        return parser
+
+    action("get", "print a key's value (its revision on stderr)").add_argument("key")
+    put = action("put", "write a key from a file or stdin; prints the new revision")
+    put.add_argument("key")
+    put.add_argument("file", nargs="?", default="-", help="the value's file (default: stdin)")
+    put.add_argument("--expect", type=_revision, help="only if the key is at this revision (0: does not exist)")
+    delete = action("delete", "delete a key; prints the revision of the deletion")
+    delete.add_argument("key")
+    delete.add_argument("--expect", type=_revision, help="only if the key is at this revision")
+    action("list", "print 'REVISION KEY' for every key under a prefix").add_argument("prefix", nargs="?", default="")
+    watch = action("watch", "print 'REVISION put|delete KEY' for every change under a prefix")
+    watch.add_argument("prefix", nargs="?", default="")
+    watch.add_argument("--since", type=_revision, help="the changes after this revision (default: from now)")
+    watch.add_argument("--count", type=int, help="stop after this many changes")
+    action("history", "print every change of a key, oldest first").add_argument("key")
+    diff = action("diff", "show how a key's value changed between two revisions")
+    diff.add_argument("key")
+    diff.add_argument("old", type=_revision, help="the earlier revision")
+    diff.add_argument("new", type=_revision, nargs="?", help="the later revision (default: the current value)")
+    rollback = action("rollback", "write a key's value at --to again, as a new revision")
+    rollback.add_argument("key")
+    rollback.add_argument("--to", type=_revision, required=True, help="the revision to go back to")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "put":
+        # Read before the event loop starts; one byte over the limit is enough to be refused.
+        try:
+            if args.file == "-":
+                args.value = sys.stdin.buffer.read(MAX_VALUE + 1)
+            else:
+                with open(args.file, "rb") as source:
+                    args.value = source.read(MAX_VALUE + 1)
+        except OSError as exc:
+            print(f"meshkit config put: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        return asyncio.run(_run(args))
+    except BadConfigRequest as exc:
+        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except Conflict as exc:
+        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
+        return EXIT_CONFLICT
+    except ConfigUnavailable as exc:
+        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace) -> int:
+    actions = {
+        "get": _get,
+        "put": _put,
+        "delete": _delete,
+        "list": _list,
+        "watch": _watch,
+        "history": _history,
+        "diff": _diff,
+        "rollback": _rollback,
+    }
+    async with ConfigStore(args.store) as store:
+        return await actions[args.action](store, args)
+
+
+def _missing(args: argparse.Namespace, what: str) -> int:
+    print(f"meshkit config {args.action}: {what}", file=sys.stderr)
+    return EXIT_NOT_FOUND
+
+
+async def _get(store: ConfigStore, args: argparse.Namespace) -> int:
+    entry = await store.get(args.key)
+    if entry is None:
+        return _missing(args, f"no key {args.key!r} in {args.store}")
+    sys.stdout.buffer.write(entry.value)
+    sys.stdout.flush()
+    print(f"revision {entry.revision}", file=sys.stderr)
+    return 0
+
+
+async def _put(store: ConfigStore, args: argparse.Namespace) -> int:
+    print(await store.put(args.key, args.value, expect=args.expect))
+    return 0
+
+
+async def _delete(store: ConfigStore, args: argparse.Namespace) -> int:
+    revision = await store.delete(args.key, expect=args.expect)
+    if revision is None:
+        return _missing(args, f"no key {args.key!r} in {args.store}")
+    print(revision)
+    return 0
+
+
+async def _list(store: ConfigStore, args: argparse.Namespace) -> int:
+    listing = await store.list(args.prefix)
+    for entry in listing:
+        print(f"{entry.revision} {entry.key}")
+    print(f"as of revision {listing.revision}", file=sys.stderr)
+    return 0
+
+
+def _line(change: Change) -> str:
+    if change.value is None:
+        return f"{change.revision} delete {change.key}"
+    return f"{change.revision} put {change.key} ({len(change.value)} bytes)"
+
+
+async def _watch(store: ConfigStore, args: argparse.Namespace) -> int:
+    seen = 0
+    if args.count is not None and args.count <= 0:
+        return 0
+    async for change in store.watch(args.prefix, since=args.since):
+        print(_line(change), flush=True)
+        seen += 1
+        if args.count is not None and seen >= args.count:
+            break
+    return 0
+
+
+async def _history(store: ConfigStore, args: argparse.Namespace) -> int:
+    changes = await store.history(args.key)
+    if not changes:
+        return _missing(args, f"no key {args.key!r} in {args.store}")
+    for change in changes:
+        print(_line(change))
+    return 0
+
+
+async def _diff(store: ConfigStore, args: argparse.Namespace) -> int:
+    changes = await store.history(args.key)
+
+    def at(revision: int | None) -> tuple[str, bytes | None] | None:
+        if revision is None:
+            return ("current", changes[-1].value) if changes else None
+        past = [c for c in changes if c.revision <= revision]
+        return (f"revision {revision}", past[-1].value) if past else None
+
+    old, new = at(args.old), at(args.new)
+    if old is None or new is None:
+        return _missing(args, f"key {args.key!r} has no value at revision {args.old if old is None else args.new}")
+    lines = difflib.unified_diff(
+        (old[1] or b"").decode(errors="replace").splitlines(keepends=True),
+        (new[1] or b"").decode(errors="replace").splitlines(keepends=True),
+        f"{args.key} ({old[0]}{', deleted' if old[1] is None else ''})",
+        f"{args.key} ({new[0]}{', deleted' if new[1] is None else ''})",
+    )
+    sys.stdout.writelines(lines)
+    return 0
+
+
+async def _rollback(store: ConfigStore, args: argparse.Namespace) -> int:
+    print(await store.rollback(args.key, to=args.to))
+    return 0
