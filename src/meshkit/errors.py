@@ -240,6 +240,7 @@ class Conflict(ConfigError):
     def __init__(self, message: str, *, current: int = 0, code: StatusCode | None = None) -> None:
         super().__init__(message, code=code)
         self.current = current
+        self.details = {"current": current}  # travels with the error over RPC (meshkit://)
 
     def __reduce__(self) -> Any:
         return (_rebuild_conflict, (self.message, self.current))

@@ -58,7 +58,17 @@ def test_a_change_must_come_after_the_last() -> None:
 
 def test_watching_from_before_what_is_kept_says_compacted() -> None:
     log = RevisionLog()
+    for revision in range(1, 7):
+        log.apply(Change("k", b"%d" % revision, revision))
     log.compacted = 5
     with pytest.raises(Compacted, match="list the prefix again"):
         log.since("", 4)
-    assert log.since("", 5) == []
+    assert [c.revision for c in log.since("", 5)] == [6]
+
+
+def test_watching_from_after_the_last_revision_says_the_store_lost_revisions() -> None:
+    log = RevisionLog()
+    log.apply(Change("k", b"1", 1))
+    assert log.since("", 1) == []
+    with pytest.raises(Compacted, match="it lost revisions"):
+        log.since("", 2)  # a store that started again from 0 (a restart without persistence)

@@ -24,6 +24,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help=f"hold expired leases this long when many go silent at once (default {DEFAULT_HOLD_FOR:g}; 0: off)",
     )
     p.add_argument("--admin-port", type=int, default=None, help="serve /metrics, /healthz, /readyz on this HTTP port")
+    p.add_argument(
+        "--config-dir",
+        default=None,
+        help="keep the configuration store (meshkit://) in this directory's journal, so a restart keeps "
+        "every revision (default: in memory, lost on restart)",
+    )
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
 
 
@@ -42,10 +48,13 @@ async def _registry(args: argparse.Namespace) -> int:
     from meshkit.observe import default_chain
 
     middleware = default_chain("server", tracing=False, access_log=False)  # metrics only
+    from meshkit.config.service import ConfigService
     from meshkit.coord.service import CoordService
 
-    # Locks and elections for meshkit:// (meshkit.coord.builtin), in this process's memory.
-    server = Server([service, CoordService()], host=args.host, port=args.port, middleware=middleware)
+    # Locks and elections for meshkit:// (meshkit.coord.builtin), in this process's memory; the
+    # configuration store (meshkit.config.builtin) in --config-dir's journal, or in memory.
+    config = ConfigService(args.config_dir)
+    server = Server([service, CoordService(), config], host=args.host, port=args.port, middleware=middleware)
     try:
         await server.start()
     except OSError as exc:
@@ -64,6 +73,8 @@ async def _registry(args: argparse.Namespace) -> int:
             return cannot_listen("registry", "its HTTP API", args.host, args.http_port, exc, "--http-port")
         print(f"meshkit: registry HTTP API on http://{args.host}:{http.port}/v1/", flush=True)
     print(f"meshkit: registry serving on {server.address} (clients: meshkit://{server.address})", flush=True)
+    where = f"in {args.config_dir}" if args.config_dir else "in memory (--config-dir DIR keeps it across restarts)"
+    print(f"meshkit: configuration store {where}", flush=True)
     admin = await start_admin(args, server)
     await until_stopped()
     if http is not None:

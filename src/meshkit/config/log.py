@@ -43,6 +43,11 @@ class RevisionLog:
                 f"revisions up to {self.compacted} are no longer kept (asked for those after {revision}); "
                 "list the prefix again and watch from the listing's revision"
             )
+        if revision > self.revision:
+            raise Compacted(
+                f"the store is at revision {self.revision}, before {revision}: it lost revisions (restarted "
+                "without persistence?); list the prefix again and watch from the listing's revision"
+            )
         start = bisect_right(self._revisions, revision)
         return [c for c in self._changes[start:] if c.key.startswith(prefix)]
 

@@ -1,0 +1,91 @@
+"""The configuration service meshkit's built-in registry serves, reachable over meshkit RPC.
+
+``meshkit registry`` adds :class:`ConfigService` to its server, so a system that runs the built-in
+registry has a configuration store without another engine: ``ConfigStore("meshkit://HOST:PORT")``
+(:mod:`meshkit.config.builtin` is the client). The store is a :mod:`meshkit.config.file` journal
+when the registry is given ``--config-dir`` (a restart keeps every revision), else the registry
+process's memory (a restart loses it; watchers are told so with ``Compacted``). Requests are
+checked here as the front checks them, since any RPC client can call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+
+from meshkit.config.backend import Change, ConfigBackend, Entry
+from meshkit.config.file import FileConfig
+from meshkit.config.keys import MAX_VALUE, check_key, check_prefix, check_revision, check_value
+from meshkit.config.memory import MemoryConfig
+from meshkit.rpc.service import Service, rpc
+
+#: The service's name on the wire (and in the registry server's routes).
+SERVICE_NAME = "meshkit.config"
+
+
+class EntryInfo(msgspec.Struct):
+    key: str
+    value: bytes
+    revision: int
+
+
+class ChangeInfo(msgspec.Struct):
+    key: str
+    value: bytes | None
+    revision: int
+
+
+#: (An alias: the service's ``list`` method hides the builtin inside the class.)
+ChangeInfos = list[ChangeInfo]
+
+
+class ListingInfo(msgspec.Struct):
+    entries: list[EntryInfo]
+    revision: int
+
+
+def _change(change: Change) -> ChangeInfo:
+    return ChangeInfo(change.key, change.value, change.revision)
+
+
+class ConfigService(Service, name=SERVICE_NAME):
+    """A configuration store (a directory's journal, or memory) for meshkit:// clients."""
+
+    def __init__(self, directory: str | Path | None = None, *, max_value: int = MAX_VALUE) -> None:
+        self.store: ConfigBackend = (
+            FileConfig(directory) if directory is not None else MemoryConfig(f"config-service-{id(self)}")
+        )
+        self.max_value = max_value
+
+    @rpc(idempotent=True)
+    async def get(self, key: str) -> EntryInfo | None:
+        entry: Entry | None = await self.store.get(check_key(key))
+        return None if entry is None else EntryInfo(entry.key, entry.value, entry.revision)
+
+    @rpc
+    async def put(self, key: str, value: bytes, expect: int | None = None) -> int:
+        key = check_key(key)
+        return await self.store.put(key, check_value(key, value, self.max_value), check_revision("expect", expect))
+
+    @rpc
+    async def delete(self, key: str, expect: int | None = None) -> int | None:
+        return await self.store.delete(check_key(key), check_revision("expect", expect))
+
+    @rpc(idempotent=True)
+    async def list(self, prefix: str = "") -> ListingInfo:
+        listing = await self.store.list(check_prefix(prefix))
+        return ListingInfo([EntryInfo(e.key, e.value, e.revision) for e in listing], listing.revision)
+
+    @rpc(idempotent=True)
+    async def history(self, key: str) -> ChangeInfos:
+        return [_change(c) for c in await self.store.history(check_key(key))]
+
+    @rpc
+    async def watch(self, prefix: str, since: int) -> AsyncIterator[ChangeInfo]:
+        """Every change under ``prefix`` after ``since``, for as long as the caller listens."""
+        start = check_revision("since", since, allow_none=False)
+        assert start is not None
+        async for change in self.store.watch(check_prefix(prefix), start):
+            yield _change(change)

@@ -1,0 +1,100 @@
+"""meshkit:// — the configuration store of the built-in registry — keeps the store contract, and a
+watcher rides out a registry restart: with --config-dir it resumes with no change lost or repeated;
+without it, it is told the revisions are gone (Compacted) instead of waiting on a store that
+started again from 0."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from meshkit import Server
+from meshkit.config import Change, Compacted, ConfigStore, ConfigUnavailable
+from meshkit.config.service import ConfigService
+from meshkit.testing import ChildProcess, spawn
+from tests.config.contract import ConfigContract
+from tests.helpers import CHILD_PYTHONPATH, eventually
+from tests.resilience.redis_engine import closed_port
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[str]:
+    async with Server([ConfigService(tmp_path / "config")], host="127.0.0.1", port=0, middleware=[]) as server:
+        yield f"meshkit://127.0.0.1:{server.port}"
+
+
+class TestBuiltinStore(ConfigContract):
+    @pytest.fixture(autouse=True)
+    def _url(self, registry: str) -> None:
+        self.url = registry
+
+    def open(self) -> ConfigStore:
+        return ConfigStore(self.url)
+
+
+def _registry(port: int, config_dir: Path | None) -> ChildProcess:
+    argv = [sys.executable, "-m", "meshkit", "registry", "--port", str(port)]
+    if config_dir is not None:
+        argv += ["--config-dir", str(config_dir)]
+    return spawn(argv, env={"PYTHONPATH": CHILD_PYTHONPATH}, ready=r"registry serving on", name="registry", timeout=30)
+
+
+async def test_a_watch_resumes_across_a_registry_restart_with_nothing_lost_or_repeated(tmp_path: Path) -> None:
+    port = closed_port()
+    registry = await asyncio.to_thread(_registry, port, tmp_path / "config")
+    seen: list[Change] = []
+    try:
+        async with ConfigStore(f"meshkit://127.0.0.1:{port}") as store:
+            start = await store.put("policy/order", "limit = 1")
+
+            async def watch() -> None:
+                async for change in store.watch("policy/", since=start):
+                    seen.append(change)
+                    if len(seen) == 4:
+                        return
+
+            watcher = asyncio.create_task(watch())
+            before = [await store.put("policy/order", f"limit = {i}") for i in (2, 3)]
+            await eventually(lambda: len(seen) == 2, what="the watcher saw the first two")
+            await asyncio.to_thread(registry.stop)
+            with pytest.raises(ConfigUnavailable, match="start one with: meshkit registry"):
+                await store.get("policy/order")
+            registry = await asyncio.to_thread(_registry, port, tmp_path / "config")
+            await eventually(lambda: _answers(store), what="the client reaching the restarted registry")
+            after = [await store.put("policy/order", f"limit = {i}") for i in (4, 5)]
+            await asyncio.wait_for(watcher, 20)
+            assert [c.revision for c in seen] == before + after, "a change was lost or repeated"
+            entry = await store.get("policy/order")
+            assert entry is not None and entry.text == "limit = 5"
+            assert len(await store.history("policy/order")) == 5, "the journal kept every revision"
+    finally:
+        registry.stop()
+
+
+async def test_a_registry_that_lost_its_revisions_says_so_to_a_watcher(tmp_path: Path) -> None:
+    port = closed_port()
+    registry = await asyncio.to_thread(_registry, port, None)
+    try:
+        async with ConfigStore(f"meshkit://127.0.0.1:{port}") as store:
+            start = await store.put("k", "1")
+            await store.put("k", "2")
+            changes = store.watch("", since=start)
+            assert (await anext(changes)).value == b"2"
+            await asyncio.to_thread(registry.stop)
+            registry = await asyncio.to_thread(_registry, port, None)  # in memory: starts again from 0
+            with pytest.raises(Compacted, match="lost revisions"):
+                await asyncio.wait_for(anext(changes), 20)
+    finally:
+        registry.stop()
+
+
+async def _answers(store: ConfigStore) -> bool:
+    try:
+        await store.list()
+    except ConfigUnavailable:
+        return False
+    return True
