@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from meshkit import RpcError, StatusCode
 from meshkit.balance import NAMES, make
-from meshkit.balance.simple import RandomBalancer, RoundRobinBalancer, WeightedRandomBalancer
+from meshkit.balance.simple import PickFirstBalancer, RandomBalancer, RoundRobinBalancer, WeightedRandomBalancer
 from tests.balance.nodes import N, nodes
 
 
@@ -22,6 +22,14 @@ def test_random_is_roughly_uniform() -> None:
     b.update(nodes(1, 1, 1, 1))
     c = counts(b, 40_000)
     assert all(9_000 < v < 11_000 for v in c.values()), c
+
+
+def test_pick_first_always_picks_the_first_node_with_weight() -> None:
+    b: PickFirstBalancer[N] = PickFirstBalancer()
+    b.update(nodes(1, 5, 5))
+    assert counts(b, 100) == {"a": 100}, "never spills to the others, whatever the load"
+    b.update(nodes(0, 5, 5))  # a weight of 0 takes no traffic: the next in order does
+    assert counts(b, 10) == {"b": 10}
 
 
 def test_round_robin_cycles_exactly() -> None:

@@ -71,7 +71,7 @@ def test_exit_codes_name_what_went_wrong(
     assert main(["config", "get", "has space", "--store", store]) == EXIT_USAGE
     assert "has a space" in capfd.readouterr().err
     assert main(["config", "get", "k", "--store", "consul://127.0.0.1:8500"]) == EXIT_USAGE
-    assert "known: file://, memory://" in capfd.readouterr().err
+    assert "known: etcd://, file://, memory://, meshkit://" in capfd.readouterr().err
     assert main(["config", "put", "k", "/nonexistent/file", "--store", store]) == EXIT_USAGE
     assert "cannot read /nonexistent/file" in capfd.readouterr().err
     with pytest.raises(SystemExit) as usage:

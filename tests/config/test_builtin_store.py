@@ -142,3 +142,20 @@ async def test_a_watch_through_a_restart_under_churn_loses_repeats_and_reorders_
             assert seen == kept, "the watcher lost, repeated or reordered a revision"
     finally:
         registry.stop()
+
+
+async def test_two_registries_are_an_authority_and_its_stand_in_never_two_stores(tmp_path: Path) -> None:
+    """``meshkit://A,B``: concurrent calls all go to A (spreading them would split one store in
+    two, with two revision counters); B serves only while A is down."""
+    first, second = ConfigService(tmp_path / "a"), ConfigService(tmp_path / "b")
+    async with Server([second], host="127.0.0.1", port=0, middleware=[]) as b:
+        a = Server([first], host="127.0.0.1", port=0, middleware=[])
+        await a.start()
+        async with ConfigStore(f"meshkit://127.0.0.1:{a.port},127.0.0.1:{b.port}") as store:
+            revisions = await asyncio.gather(*(store.put(f"k{i}", str(i)) for i in range(40)))
+            assert sorted(revisions) == list(range(1, 41)), "one store, one revision counter"
+            assert (await second.store.list("")).revision == 0, "nothing reached the stand-in"
+            await a.stop(grace=0)
+            await eventually(lambda: _answers(store), what="the stand-in answering")
+            assert await store.put("while-a-is-down", "x") == 1, "the stand-in's own store took it"
+            assert (await second.store.get("while-a-is-down")) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -76,3 +77,19 @@ async def test_an_unreachable_registry_is_engine_unavailable_with_how_to_start_o
     async with Locks(f"meshkit://127.0.0.1:{port}") as locks:
         with pytest.raises(EngineUnavailable, match=rf"127.0.0.1:{port} is unreachable.*meshkit registry"):
             await locks.acquire("job", wait=0)
+
+
+async def test_two_registries_are_an_authority_and_its_stand_in_never_two_lock_tables() -> None:
+    """``meshkit://A,B``: concurrent acquires all go to A (spreading them would let two holders
+    take one name, one on each registry); B serves only while A is down."""
+    first, second = CoordService("authority"), CoordService("stand-in")
+    async with (
+        Server([first], host="127.0.0.1", port=0, middleware=[]) as a,
+        Server([second], host="127.0.0.1", port=0, middleware=[]) as b,
+    ):
+        async with Locks(f"meshkit://127.0.0.1:{a.port},127.0.0.1:{b.port}") as locks:
+            held = await asyncio.gather(*(locks.acquire(f"job-{i % 4}-{i}", ttl=10, wait=0) for i in range(40)))
+            assert len(memory._spaces["authority"]) == 40
+            assert not memory._spaces.get("stand-in"), "a lock was taken on the stand-in"
+            for h in held:
+                await h.release()

@@ -13,10 +13,10 @@ from typing import Any
 from meshkit.balance.base import NOOP_DONE, Balancer, Done, Node
 from meshkit.balance.consistent_hash import ConsistentHashBalancer
 from meshkit.balance.p2c import P2CBalancer
-from meshkit.balance.simple import RandomBalancer, RoundRobinBalancer, WeightedRandomBalancer
+from meshkit.balance.simple import PickFirstBalancer, RandomBalancer, RoundRobinBalancer, WeightedRandomBalancer
 from meshkit.balance.smooth_wrr import SmoothWeightedRoundRobin
 
-NAMES = ("random", "round_robin", "weighted_random", "weighted_round_robin", "consistent_hash", "p2c")
+NAMES = ("random", "round_robin", "weighted_random", "weighted_round_robin", "consistent_hash", "p2c", "pick_first")
 
 
 def make(name: str, *, rng: _random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> Balancer[Any]:
@@ -33,6 +33,8 @@ def make(name: str, *, rng: _random.Random | None = None, clock: Callable[[], fl
         return ConsistentHashBalancer(rng=rng)
     if name == "p2c":
         return P2CBalancer(rng=rng, clock=clock)
+    if name == "pick_first":
+        return PickFirstBalancer()
     raise ValueError(f"unknown balancer {name!r}; choose one of: {', '.join(NAMES)}")
 
 
@@ -44,6 +46,7 @@ __all__ = [
     "Done",
     "Node",
     "P2CBalancer",
+    "PickFirstBalancer",
     "RandomBalancer",
     "RoundRobinBalancer",
     "SmoothWeightedRoundRobin",

@@ -1,4 +1,4 @@
-"""The three stateless-ish balancers: random, round-robin and weighted random."""
+"""The stateless-ish balancers: pick-first, random, round-robin and weighted random."""
 
 from __future__ import annotations
 
@@ -9,6 +9,25 @@ from collections.abc import Sequence
 from typing import Generic
 
 from meshkit.balance.base import NOOP_DONE, Done, N, no_nodes, usable
+
+
+class PickFirstBalancer(Generic[N]):
+    """The first node, always (gRPC's ``pick_first``), for a service whose addresses are one
+    authority and its stand-ins: the built-in registry's registrations, locks and configuration
+    are not replicated between registry servers, so spreading calls would split them. The channel
+    takes the next node in order only while the first is unusable (in reconnect backoff, ejected,
+    its breaker open)."""
+
+    def __init__(self) -> None:
+        self._nodes: list[N] = []
+
+    def update(self, nodes: Sequence[N]) -> None:
+        self._nodes = usable(nodes)
+
+    def pick(self, key: str | None = None) -> tuple[N, Done]:
+        if not self._nodes:
+            raise no_nodes()
+        return self._nodes[0], NOOP_DONE
 
 
 class RandomBalancer(Generic[N]):

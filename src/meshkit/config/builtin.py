@@ -1,8 +1,8 @@
 """``meshkit://HOST:PORT[,HOST:PORT…]``: the configuration store of meshkit's built-in registry.
 
-The client of :mod:`meshkit.config.service`. Every call goes to the same registry server (a fixed
-key on a hash ring, as the registry client does) and to the next one only while that one is
-unreachable. A watch that loses its registry (a restart, a dropped connection) resumes from the
+The client of :mod:`meshkit.config.service`. Every call goes to the first registry server of the list
+(the ``pick_first`` balancer, as the registry client does) and to the next one only while that
+one is unreachable. A watch that loses its registry (a restart, a dropped connection) resumes from the
 last revision it delivered, retrying with a growing pause (up to 2 s), so its caller sees no gap;
 a registry that came back without those revisions (no ``--config-dir``) says ``Compacted``.
 Driver errors become configuration errors here: UNAVAILABLE -> ConfigUnavailable (with how to
@@ -31,7 +31,6 @@ from meshkit.rpc.client import Client
 from meshkit.schemes import BackendURL
 
 log = logging.getLogger("meshkit.config")
-_STICKY = "meshkit-config"
 #: The longest pause between a watch's attempts to reach its registry again.
 RESUME_MAX_PAUSE = 2.0
 
@@ -43,8 +42,8 @@ class BuiltinConfig:
         if not target:
             raise BadConfigRequest("meshkit:// needs HOST:PORT of a registry server (meshkit registry --port PORT)")
         self.target = target
-        self._client = Client(target=target, middleware=[], timeout=5.0, balancer="consistent_hash")
-        self._proxy: Any = self._client.proxy(ConfigService).with_options(hash_key=_STICKY)
+        self._client = Client(target=target, middleware=[], timeout=5.0, balancer="pick_first")
+        self._proxy: Any = self._client.proxy(ConfigService)
 
     def _translate(self, exc: RpcError) -> Exception:
         code = exc.code

@@ -26,13 +26,15 @@ config_backends: SchemeTable[ConfigBackend] = SchemeTable(
         "memory": "meshkit.config.memory:open_memory",
         "file": "meshkit.config.file:open_file",
         "meshkit": "meshkit.config.builtin:open_builtin",
+        "etcd": "meshkit.config.etcd:open_etcd",
     },
     ("get", "put", "delete", "list", "watch", "history", "close"),
 )
 
 
 class ConfigStore:
-    """Versioned configuration on ``memory://[space]``, ``file:///dir`` or ``meshkit://HOST:PORT`` (see
+    """Versioned configuration on ``memory://[space]``, ``file:///dir``, ``meshkit://HOST:PORT`` or
+    ``etcd://HOST:PORT[/prefix]`` (see
     docs/configuration.md for what each backend guarantees)."""
 
     def __init__(self, url: str, *, backend: ConfigBackend | None = None, max_value: int = MAX_VALUE) -> None:

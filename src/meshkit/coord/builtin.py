@@ -1,8 +1,8 @@
 """``meshkit://HOST:PORT[,HOST:PORT…]``: locks and elections served by meshkit's built-in registry.
 
-The client of :mod:`meshkit.coord.service`. Every call goes to the same registry server (a fixed
-key on a hash ring, as the registry client does) and to the next one only while that one is
-unreachable. An acquire that is cancelled after the registry may have granted it (the answer was
+The client of :mod:`meshkit.coord.service`. Every call goes to the first registry server of the list
+(the ``pick_first`` balancer, as the registry client does) and to the next one only while that
+one is unreachable. An acquire that is cancelled after the registry may have granted it (the answer was
 on its way) sends a release for the same owner, so a cancelled waiter does not keep the lock for a
 TTL. Driver errors become coordination errors here: UNAVAILABLE -> EngineUnavailable (with how to
 start a registry), DEADLINE_EXCEEDED -> LockTimeout, INVALID_ARGUMENT -> BadLockRequest.
@@ -22,7 +22,6 @@ from meshkit.rpc.client import Client
 from meshkit.schemes import BackendURL
 
 log = logging.getLogger("meshkit.coord")
-_STICKY = "meshkit-coord"
 #: How much longer than the wait an acquire call may take (the answer's way back).
 CALL_SLACK = 5.0
 
@@ -34,8 +33,8 @@ class BuiltinLocks:
         if not target:
             raise BadLockRequest("meshkit:// needs HOST:PORT of a registry server (meshkit registry --port PORT)")
         self.target = target
-        self._client = Client(target=target, middleware=[], timeout=5.0, balancer="consistent_hash")
-        self._proxy: Any = self._client.proxy(CoordService).with_options(hash_key=_STICKY)
+        self._client = Client(target=target, middleware=[], timeout=5.0, balancer="pick_first")
+        self._proxy: Any = self._client.proxy(CoordService)
         self._releases: set[asyncio.Task[Any]] = set()
 
     def _translate(self, exc: RpcError) -> Exception:

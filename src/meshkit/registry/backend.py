@@ -21,12 +21,11 @@ from meshkit.rpc.client import Client
 from meshkit.transport.backoff import BackoffPolicy
 
 log = logging.getLogger("meshkit.registry")
-_STICKY = "meshkit-registry"
 
 
 class _StreamWatcher:
     def __init__(self, client: Client, service: str) -> None:
-        self._stream = client.proxy(RegistryService).with_options(timeout=None, hash_key=_STICKY).watch(service)
+        self._stream = client.proxy(RegistryService).with_options(timeout=None).watch(service)
 
     def __aiter__(self) -> AsyncIterator[list[Instance]]:
         return self._stream.__aiter__()
@@ -41,16 +40,17 @@ class BuiltinRegistry:
     forgets_on_restart: bool = True
 
     def __init__(self, target: str, ttl: float = DEFAULT_TTL) -> None:
-        # Several registry servers do not replicate: every call goes to the same one (a fixed key on
-        # a hash ring), and to the next on the ring only while that one is unreachable.
+        # Several registry servers do not replicate: every call goes to the first one of the list
+        # (pick_first; a hash ring with bounded loads would spill concurrent calls to the next),
+        # and to the next only while that one is unreachable.
         # Reconnects are tried at least every TTL/3 (not on the default schedule's up to 120 s):
         # after a long registry outage a heartbeat must get through within a TTL of its return,
         # or instances stay missing longer than clients hold them (discovery.amnesia).
         backoff = BackoffPolicy(initial=min(1.0, ttl / 3), maximum=ttl / 3)
         self._client = Client(
-            target=target, middleware=[], timeout=max(1.0, ttl / 3), balancer="consistent_hash", backoff=backoff
+            target=target, middleware=[], timeout=max(1.0, ttl / 3), balancer="pick_first", backoff=backoff
         )
-        self._proxy = self._client.proxy(RegistryService).with_options(hash_key=_STICKY)
+        self._proxy = self._client.proxy(RegistryService)
         self.ttl = ttl
         self._leases: dict[str, tuple[Instance, int]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
