@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meshkit.config import BadConfigRequest, ConfigStore
+from meshkit.config import BadConfigRequest, ConfigStore, ConfigUnavailable
 from meshkit.errors import StatusCode
 from meshkit.testing import spawn
 from tests.config.contract import ConfigContract
@@ -109,3 +109,39 @@ def test_a_bad_file_url_is_refused_naming_what_is_wrong(url: str, says: str) -> 
     with pytest.raises(BadConfigRequest) as refused:
         ConfigStore(url)
     assert says in refused.value.message and refused.value.code == StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_write_whose_fsync_fails_is_cut_back_and_never_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import meshkit.config.file as file_backend
+
+    async with ConfigStore(f"file://{tmp_path / 'store'}") as store:
+        first = await store.put("k", "1")
+        real_fsync, calls = file_backend.os.fsync, []
+
+        def failing_fsync(fd: int) -> None:
+            calls.append(fd)
+            if len(calls) == 1:
+                raise OSError(5, "Input/output error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(file_backend.os, "fsync", failing_fsync)
+        with pytest.raises(ConfigUnavailable, match="Input/output error"):
+            await store.put("k", "2", expect=first)
+        monkeypatch.setattr(file_backend.os, "fsync", real_fsync)
+    async with ConfigStore(f"file://{tmp_path / 'store'}") as again:  # what the journal says
+        entry = await again.get("k")
+        assert entry is not None and (entry.text, entry.revision) == ("1", first), "the failed write landed"
+        assert await again.put("k", "2", expect=first) == first + 1
+
+
+async def test_a_journal_with_a_revision_out_of_order_is_reported_corrupt(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    async with ConfigStore(f"file://{directory}") as store:
+        await store.put("a", "1")
+    line = (directory / "journal").read_bytes()
+    (directory / "journal").write_bytes(line + line.replace(b'"a"', b'"b"'))  # revision 1 twice
+    async with ConfigStore(f"file://{directory}") as reader:
+        with pytest.raises(ConfigUnavailable, match="is corrupt"):
+            await reader.put("c", "3")

@@ -8,9 +8,11 @@
     meshkit config rollback policy/order --to 12 --store URL
 
 Values go to stdout as they are (bytes); everything else is one line per item. Exit status: 0;
-:data:`EXIT_NOT_FOUND` for a key or revision that does not exist; :data:`EXIT_CONFLICT` when
-``--expect`` did not hold (the message names the revision found); 69 the store is unreachable;
-2 bad input.
+:data:`EXIT_NOT_FOUND` for a key that does not exist (or no value at the revision ``diff`` asks
+for); :data:`EXIT_CONFLICT` when ``--expect`` did not hold (the message names the revision found);
+:data:`EXIT_COMPACTED` for a ``watch --since`` the store no longer has; :data:`EXIT_FAILED` when the
+store did not complete the call; 69 the store is unreachable; 2 bad input (``rollback --to`` a
+revision before the key existed, too).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import difflib
 import sys
 
 from meshkit.cli.common import EXIT_USAGE
-from meshkit.config import BadConfigRequest, Change, ConfigStore, ConfigUnavailable, Conflict
+from meshkit.config import BadConfigRequest, Change, Compacted, ConfigError, ConfigStore, ConfigUnavailable, Conflict
 from meshkit.config.keys import MAX_VALUE
 
 #: The key (or the revision asked for) does not exist.
@@ -30,6 +32,10 @@ EXIT_NOT_FOUND = 1
 EXIT_CONFLICT = 3
 #: The store could not be reached (EX_UNAVAILABLE).
 EXIT_UNAVAILABLE = 69
+#: ``watch --since`` asked for revisions the store no longer has (list again).
+EXIT_COMPACTED = 4
+#: The store did not complete the call (a timeout, an error of its own): a write may have been made.
+EXIT_FAILED = 5
 
 
 def _revision(text: str) -> int:
@@ -45,16 +51,21 @@ def _revision(text: str) -> int:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = sub.add_parser(
         "config",
-        help="read, write, watch and roll back a configuration store (memory://, file:///dir)",
+        help="read, write, watch and roll back a configuration store (file:///dir, meshkit://, etcd://)",
         description="Work with the versioned configuration store --store names. Exit: 0; "
         f"{EXIT_NOT_FOUND} no such key or revision; {EXIT_CONFLICT} --expect did not hold; "
-        f"{EXIT_UNAVAILABLE} the store is unreachable; {EXIT_USAGE} bad input.",
+        f"{EXIT_COMPACTED} watch --since revisions the store no longer has; {EXIT_FAILED} the store did not "
+        f"complete the call; {EXIT_UNAVAILABLE} the store is unreachable; {EXIT_USAGE} bad input.",
     )
     actions = config.add_subparsers(dest="action", required=True)
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help_text)
-        parser.add_argument("--store", required=True, help="the store's URL: memory://, file:///dir")
+        parser.add_argument(
+            "--store",
+            required=True,
+            help="the store's URL: file:///dir, meshkit://HOST:PORT, etcd://HOST:PORT[/prefix]",
+        )
         return parser
 
     action("get", "print a key's value (its revision on stderr)").add_argument("key")
@@ -103,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigUnavailable as exc:
         print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except Compacted as exc:
+        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
+        return EXIT_COMPACTED
+    except ConfigError as exc:  # the outcome of a call is unknown (a timeout, the registry failed)
+        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -208,5 +225,6 @@ async def _diff(store: ConfigStore, args: argparse.Namespace) -> int:
 
 
 async def _rollback(store: ConfigStore, args: argparse.Namespace) -> int:
-    print(await store.rollback(args.key, to=args.to))
+    revision = await store.rollback(args.key, to=args.to)
+    print(revision if revision is not None else f"{args.key} is absent already, as it was at revision {args.to}")
     return 0

@@ -22,6 +22,7 @@ from meshkit.config.service import ConfigService
 from meshkit.errors import (
     BadConfigRequest,
     Compacted,
+    ConfigError,
     ConfigUnavailable,
     Conflict,
     RpcError,
@@ -29,10 +30,15 @@ from meshkit.errors import (
 )
 from meshkit.rpc.client import Client
 from meshkit.schemes import BackendURL
+from meshkit.transport.backoff import BackoffPolicy
 
 log = logging.getLogger("meshkit.config")
 #: The longest pause between a watch's attempts to reach its registry again.
 RESUME_MAX_PAUSE = 2.0
+
+#: Reconnects to a registry that went away are tried at least every second (the default schedule
+#: grows to 120 s): a restarted registry is used again within a second, not minutes later.
+RECONNECT = BackoffPolicy(initial=0.1, maximum=1.0)
 
 
 class BuiltinConfig:
@@ -42,7 +48,7 @@ class BuiltinConfig:
         if not target:
             raise BadConfigRequest("meshkit:// needs HOST:PORT of a registry server (meshkit registry --port PORT)")
         self.target = target
-        self._client = Client(target=target, middleware=[], timeout=5.0, balancer="pick_first")
+        self._client = Client(target=target, middleware=[], timeout=5.0, balancer="pick_first", backoff=RECONNECT)
         self._proxy: Any = self._client.proxy(ConfigService)
 
     def _translate(self, exc: RpcError) -> Exception:
@@ -59,7 +65,9 @@ class BuiltinConfig:
             return Compacted(exc.message)
         if code in (StatusCode.INVALID_ARGUMENT, StatusCode.RESOURCE_EXHAUSTED):
             return BadConfigRequest(exc.message, code=code)
-        return exc
+        # DEADLINE_EXCEEDED, CANCELLED, INTERNAL...: the call's outcome is unknown (a write may
+        # have been made); still a ConfigError, with the registry's code.
+        return ConfigError(f"the meshkit registry at {self.target} did not complete the call: {exc}", code=code)
 
     async def _call(self, method: str, *args: Any) -> Any:
         try:
@@ -89,9 +97,12 @@ class BuiltinConfig:
     async def watch(self, prefix: str, since: int) -> AsyncIterator[Change]:
         seen = since
         pause = 0.05
+        store = ""  # the identity of the store the revisions belong to, once known
         while True:
             try:
-                async for info in self._proxy.with_options(timeout=None).watch(prefix, seen):
+                if not store:
+                    store = await self._proxy.identity()
+                async for info in self._proxy.with_options(timeout=None).watch(prefix, seen, store):
                     pause = 0.05
                     seen = info.revision
                     yield Change(info.key, info.value, info.revision)

@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -50,12 +51,28 @@ def _encode(change: Change) -> bytes:
 def _decode(line: bytes, where: str) -> Change:
     try:
         record = json.loads(line)
-        value = record["value"]
-        return Change(record["key"], None if value is None else base64.b64decode(value), int(record["rev"]))
+        value, key = record["value"], record["key"]
+        if not isinstance(key, str):
+            raise TypeError(f"key {key!r} is not text")
+        return Change(key, None if value is None else base64.b64decode(value, validate=True), int(record["rev"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigUnavailable(
             f"the config journal {where} has a line that is not a revision ({exc}): {line[:80]!r}"
         ) from exc
+
+
+def _store_id(path: Path) -> str:
+    """The id in ``path``, written there first (exclusively: two first openers agree) if absent."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return path.read_text().strip()
+    try:
+        os.write(fd, uuid.uuid4().hex.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path.read_text().strip()
 
 
 class FileConfig:
@@ -72,55 +89,96 @@ class FileConfig:
         self._watchers: set[asyncio.Event] = set()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            #: Which store this is, made once with the directory (a copy of it is the same store).
+            self.store_id = _store_id(self.directory / "store-id")
         except OSError as exc:
             raise ConfigUnavailable(f"cannot use {self.directory} as a config store: {exc}") from exc
 
     # -- the journal (run in a worker thread) -------------------------------------------------
-    def _catch_up(self) -> bool:
-        """Replay what was appended since we last looked (whole lines only); True if anything was."""
+    def _catch_up(self, *, locked: bool) -> None:
+        """Replay what was appended since we last looked (whole lines only). ``locked``: the caller
+        holds the directory's flock, so a line that does not decode is corruption; without it, a
+        bad line at the very end may be one a writer is truncating and rewriting right now (a
+        crashed writer's torn line), so it is left for the next look."""
         try:
             with open(self._journal, "rb") as journal:
+                size = os.fstat(journal.fileno()).st_size
+                if size < self._offset:
+                    raise ConfigUnavailable(
+                        f"the config journal {self._journal} is shorter ({size} bytes) than what this process "
+                        f"has read of it ({self._offset}): it was truncated or replaced; open the store again"
+                    )
                 journal.seek(self._offset)
                 data = journal.read()
         except FileNotFoundError:
-            return False
+            return
         end = data.rfind(b"\n") + 1  # a line without its newline is still being written (or was cut short)
-        if end == 0:
-            return False
-        for line in data[:end].splitlines():
-            change = _decode(line, str(self._journal))
-            if change.revision > self.log.revision:
-                self.log.apply(change)
-        self._offset += end
-        return True
+        lines = data[:end].splitlines(keepends=True)
+        for number, line in enumerate(lines):
+            try:
+                change = _decode(line.rstrip(b"\n"), str(self._journal))
+            except ConfigUnavailable:
+                if not locked and number == len(lines) - 1:
+                    return  # perhaps being rewritten: look again next time
+                raise
+            if change.revision <= self.log.revision:
+                raise ConfigUnavailable(
+                    f"the config journal {self._journal} has revision {change.revision} after "
+                    f"{self.log.revision}: it is corrupt (two writers without the lock?)"
+                )
+            self.log.apply(change)
+            self._offset += len(line)
+
+    def _read(self, read: Callable[[RevisionLog], T]) -> T:
+        """``read(log)`` on the log caught up with the journal, under this process's mutex (so a
+        writer's thread never changes the log while it is read)."""
+        with self._mutex:
+            self._catch_up(locked=False)
+            return read(self.log)
 
     def _locked_write(self, plan: Callable[[RevisionLog], Change | None]) -> Change | None:
-        """Under the directory's lock: catch up, decide with ``plan(log)``, append, fsync."""
-        with self._mutex, open(self._lock_path, "a+b") as lock:
+        """Under the directory's lock: catch up, decide with ``plan(log)``, append, fsync. The flock
+        is taken before this process's mutex, so reads here never wait on another process."""
+        with open(self._lock_path, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                self._catch_up()
-                change = plan(self.log)
-                if change is None:
-                    return None
-                fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT, 0o644)
-                try:
-                    os.ftruncate(fd, self._offset)  # drop a line a crashed writer left unfinished
-                    os.lseek(fd, self._offset, os.SEEK_SET)
-                    line = _encode(change)
-                    os.write(fd, line)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                self.log.apply(change)
-                self._offset += len(line)
-                return change
+                with self._mutex:
+                    self._catch_up(locked=True)
+                    change = plan(self.log)
+                    if change is None:
+                        return None
+                    self._append(_encode(change))
+                    self.log.apply(change)
+                    return change
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _read_fresh(self) -> None:
-        with self._mutex:
-            self._catch_up()
+    def _append(self, line: bytes) -> None:
+        """Write ``line`` at the journal's end and fsync it; if anything fails on the way the
+        journal is cut back to where it was, so a write reported as failed never lands."""
+        created = not self._journal.exists()
+        fd = os.open(self._journal, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, self._offset)  # drop a line a crashed writer left unfinished
+            try:
+                os.lseek(fd, self._offset, os.SEEK_SET)
+                view = memoryview(line)
+                while view:  # a short write (a full disk) goes on, or raises
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, self._offset)
+                os.fsync(fd)
+                raise
+        finally:
+            os.close(fd)
+        if created:  # the journal's own name must survive a power loss too
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        self._offset += len(line)
 
     async def _run(self, work: Callable[..., T], *args: object) -> T:
         try:
@@ -128,31 +186,32 @@ class FileConfig:
         except OSError as exc:
             raise ConfigUnavailable(f"the config store {self.directory} cannot be used: {exc}") from exc
 
+    async def _write(self, plan: Callable[[RevisionLog], Change | None]) -> Change | None:
+        """A write in a worker thread. It cannot be called back once started: if the caller is
+        cancelled it still completes, and this process's watchers are woken all the same."""
+        work = asyncio.ensure_future(self._run(self._locked_write, plan))
+        work.add_done_callback(lambda _: self._wake())
+        return await asyncio.shield(work)
+
     def _wake(self) -> None:
         for event in self._watchers:
             event.set()
 
     # -- the backend -------------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:
-        await self._run(self._read_fresh)
-        return self.log.get(key)
+        return await self._run(self._read, lambda log: log.get(key))
 
     async def put(self, key: str, value: bytes, expect: int | None) -> int:
-        change = await self._run(self._locked_write, lambda log: log.plan_put(key, value, expect))
+        change = await self._write(lambda log: log.plan_put(key, value, expect))
         assert change is not None  # a put always writes (or raises Conflict)
-        self._wake()
         return change.revision
 
     async def delete(self, key: str, expect: int | None) -> int | None:
-        change = await self._run(self._locked_write, lambda log: log.plan_delete(key, expect))
-        if change is None:
-            return None
-        self._wake()
-        return change.revision
+        change = await self._write(lambda log: log.plan_delete(key, expect))
+        return None if change is None else change.revision
 
     async def list(self, prefix: str) -> Listing:
-        await self._run(self._read_fresh)
-        return self.log.list(prefix)
+        return await self._run(self._read, lambda log: log.list(prefix))
 
     async def watch(self, prefix: str, since: int) -> AsyncIterator[Change]:
         woken = asyncio.Event()
@@ -161,8 +220,7 @@ class FileConfig:
             seen = since
             while True:
                 woken.clear()
-                await self._run(self._read_fresh)
-                for change in self.log.since(prefix, seen):
+                for change in await self._run(self._read, lambda log, after=seen: log.since(prefix, after)):
                     seen = change.revision
                     yield change
                 try:
@@ -174,8 +232,7 @@ class FileConfig:
             self._watchers.discard(woken)
 
     async def history(self, key: str) -> Changes:
-        await self._run(self._read_fresh)
-        return self.log.history(key)
+        return await self._run(self._read, lambda log: log.history(key))
 
     async def close(self) -> None:
         pass

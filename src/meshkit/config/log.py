@@ -81,7 +81,6 @@ class RevisionLog:
         """Record ``change``, which must be the next revision (a plan, or a journal's next line)."""
         if change.revision <= self.revision:
             raise ValueError(f"revision {change.revision} is not after the log's {self.revision}")
-        self.revision = change.revision
         self._changes.append(change)
         self._revisions.append(change.revision)
         self._by_key.setdefault(change.key, []).append(change)
@@ -89,3 +88,4 @@ class RevisionLog:
             self._current.pop(change.key, None)
         else:
             self._current[change.key] = Entry(change.key, change.value, change.revision)
+        self.revision = change.revision  # last: a reader never sees a revision ahead of the entries

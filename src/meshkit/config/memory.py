@@ -9,6 +9,7 @@ URL's host part; empty is a space too) share their keys, like processes sharing 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 from meshkit.config.backend import Change, Changes, Entry, Listing
@@ -18,6 +19,8 @@ from meshkit.schemes import BackendURL
 
 class _Space:
     def __init__(self) -> None:
+        #: Which store this is: a new space is a new store, even under an old name.
+        self.store_id = uuid.uuid4().hex
         self.log = RevisionLog()
         self.watchers: set[asyncio.Event] = set()
 
@@ -44,6 +47,10 @@ class MemoryConfig:
     @property
     def log(self) -> RevisionLog:
         return self._space.log
+
+    @property
+    def store_id(self) -> str:
+        return self._space.store_id
 
     async def get(self, key: str) -> Entry | None:
         return self.log.get(key)

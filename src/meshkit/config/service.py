@@ -10,15 +10,17 @@ checked here as the front checks them, since any RPC client can call.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
 
-from meshkit.config.backend import Change, ConfigBackend, Entry
+from meshkit.config.backend import Change, Entry
 from meshkit.config.file import FileConfig
 from meshkit.config.keys import MAX_VALUE, check_key, check_prefix, check_revision, check_value
 from meshkit.config.memory import MemoryConfig
+from meshkit.errors import Compacted
 from meshkit.rpc.service import Service, rpc
 
 #: The service's name on the wire (and in the registry server's routes).
@@ -54,10 +56,16 @@ class ConfigService(Service, name=SERVICE_NAME):
     """A configuration store (a directory's journal, or memory) for meshkit:// clients."""
 
     def __init__(self, directory: str | Path | None = None, *, max_value: int = MAX_VALUE) -> None:
-        self.store: ConfigBackend = (
-            FileConfig(directory) if directory is not None else MemoryConfig(f"config-service-{id(self)}")
+        self.store: FileConfig | MemoryConfig = (
+            FileConfig(directory) if directory is not None else MemoryConfig(f"config-service-{uuid.uuid4().hex}")
         )
         self.max_value = max_value
+
+    @rpc(idempotent=True)
+    async def identity(self) -> str:
+        """Which store this is: a watch checks it when it resumes, so that it never goes on in
+        another store's history (a registry restarted without its journal, another registry)."""
+        return self.store.store_id
 
     @rpc(idempotent=True)
     async def get(self, key: str) -> EntryInfo | None:
@@ -83,9 +91,16 @@ class ConfigService(Service, name=SERVICE_NAME):
         return [_change(c) for c in await self.store.history(check_key(key))]
 
     @rpc
-    async def watch(self, prefix: str, since: int) -> AsyncIterator[ChangeInfo]:
-        """Every change under ``prefix`` after ``since``, for as long as the caller listens."""
+    async def watch(self, prefix: str, since: int, store: str = "") -> AsyncIterator[ChangeInfo]:
+        """Every change under ``prefix`` after ``since``, for as long as the caller listens;
+        ``store``: the identity the caller's revisions belong to (Compacted if it is not ours)."""
         start = check_revision("since", since, allow_none=False)
         assert start is not None
+        if store and store != self.store.store_id:
+            raise Compacted(
+                "this registry's configuration store is not the one the watch began on (the registry "
+                "restarted without --config-dir, or the watch failed over to another registry); list "
+                "again and watch from the listing's revision"
+            )
         async for change in self.store.watch(check_prefix(prefix), start):
             yield _change(change)

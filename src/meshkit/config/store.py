@@ -84,9 +84,10 @@ class ConfigStore:
         """Every change of ``key`` the store keeps, oldest first (deletions have value None)."""
         return await self.backend.history(check_key(key))
 
-    async def rollback(self, key: str, *, to: int) -> int:
-        """Make the key what it was at revision ``to`` again, as a new revision (returned); the
-        history keeps everything in between. Conflict if the key changed while this ran."""
+    async def rollback(self, key: str, *, to: int) -> int | None:
+        """Make the key what it was at revision ``to`` again, as a new revision (returned; None if
+        it was deleted then and is absent now: nothing to write); the history keeps everything in
+        between. Conflict if the key changed while this ran."""
         key = check_key(key)
         target = check_revision("to", to, allow_none=False)
         assert target is not None
@@ -97,8 +98,7 @@ class ConfigStore:
         then = past[-1]
         current = history[-1].revision if history and not history[-1].deleted else 0
         if then.value is None:
-            revision = await self.backend.delete(key, current)
-            return revision if revision is not None else current
+            return await self.backend.delete(key, current)  # None: absent already, nothing to do
         return await self.backend.put(key, then.value, current)
 
     async def close(self) -> None:

@@ -20,10 +20,15 @@ from meshkit.coord.service import CoordService
 from meshkit.errors import BadLockRequest, EngineUnavailable, LockTimeout, RpcError, StatusCode
 from meshkit.rpc.client import Client
 from meshkit.schemes import BackendURL
+from meshkit.transport.backoff import BackoffPolicy
 
 log = logging.getLogger("meshkit.coord")
 #: How much longer than the wait an acquire call may take (the answer's way back).
 CALL_SLACK = 5.0
+
+#: Reconnects to a registry that went away are tried at least every second (the default schedule
+#: grows to 120 s): a restarted registry is used again within a second, not minutes later.
+RECONNECT = BackoffPolicy(initial=0.1, maximum=1.0)
 
 
 class BuiltinLocks:
@@ -33,7 +38,7 @@ class BuiltinLocks:
         if not target:
             raise BadLockRequest("meshkit:// needs HOST:PORT of a registry server (meshkit registry --port PORT)")
         self.target = target
-        self._client = Client(target=target, middleware=[], timeout=5.0, balancer="pick_first")
+        self._client = Client(target=target, middleware=[], timeout=5.0, balancer="pick_first", backoff=RECONNECT)
         self._proxy: Any = self._client.proxy(CoordService)
         self._releases: set[asyncio.Task[Any]] = set()
 
