@@ -11,7 +11,7 @@ import pytest
 
 from meshkit.cli import main
 from meshkit.cli.common import EXIT_USAGE
-from meshkit.cli.config import EXIT_CONFLICT, EXIT_NOT_FOUND
+from meshkit.cli.config import EXIT_COMPACTED, EXIT_CONFLICT, EXIT_NOT_FOUND
 
 
 @pytest.fixture
@@ -72,6 +72,8 @@ def test_exit_codes_name_what_went_wrong(
     assert "has a space" in capfd.readouterr().err
     assert main(["config", "get", "k", "--store", "consul://127.0.0.1:8500"]) == EXIT_USAGE
     assert "known: etcd://, file://, memory://, meshkit://" in capfd.readouterr().err
+    assert main(["config", "watch", "--since", "10", "--store", store]) == EXIT_COMPACTED
+    assert "lost revisions" in capfd.readouterr().err
     assert main(["config", "put", "k", "/nonexistent/file", "--store", store]) == EXIT_USAGE
     assert "cannot read /nonexistent/file" in capfd.readouterr().err
     with pytest.raises(SystemExit) as usage:
