@@ -16,6 +16,7 @@ from meshkit import Server
 from meshkit.config import Change, Compacted, ConfigStore, ConfigUnavailable
 from meshkit.config.service import ConfigService
 from meshkit.testing import ChildProcess, spawn
+from tests.config.churn import watch_through_a_restart
 from tests.config.contract import ConfigContract
 from tests.helpers import CHILD_PYTHONPATH, eventually
 from tests.resilience.redis_engine import closed_port
@@ -108,43 +109,16 @@ async def test_a_watch_through_a_restart_under_churn_loses_repeats_and_reorders_
     """1,000 puts from 3 writers while the registry is restarted from its journal in the middle:
     the watcher sees exactly the revisions the store has, once each, in order."""
     port = closed_port()
-    registry = await asyncio.to_thread(_registry, port, tmp_path / "config")
-    url = f"meshkit://127.0.0.1:{port}"
-    seen: list[int] = []
-    written = 0
+    registry = [await asyncio.to_thread(_registry, port, tmp_path / "config")]
+
+    async def restart() -> None:
+        await asyncio.to_thread(registry[0].stop)
+        registry[0] = await asyncio.to_thread(_registry, port, tmp_path / "config")
+
     try:
-        async with ConfigStore(url) as watching:
-            start = (await watching.list()).revision
-
-            async def watch() -> None:
-                async for change in watching.watch("churn/", since=start):
-                    seen.append(change.revision)
-
-            async def writer(number: int, puts: int) -> None:
-                nonlocal written
-                async with ConfigStore(url) as store:
-                    for i in range(puts):
-                        while True:
-                            try:
-                                await store.put(f"churn/w{number}", str(i))
-                                break
-                            except ConfigUnavailable:  # the registry is restarting: try again
-                                await asyncio.sleep(0.05)
-                        written += 1
-
-            watcher = asyncio.create_task(watch())
-            writers = [asyncio.create_task(writer(n, puts)) for n, puts in enumerate((334, 333, 333))]
-            await eventually(lambda: written >= 300, timeout=60, what="300 puts before the restart")
-            await asyncio.to_thread(registry.stop)
-            registry = await asyncio.to_thread(_registry, port, tmp_path / "config")
-            await asyncio.wait_for(asyncio.gather(*writers), 120)
-            kept = sorted([c.revision for n in range(3) for c in await watching.history(f"churn/w{n}")])
-            await eventually(lambda: len(seen) >= len(kept), timeout=30, what="the watcher caught up")
-            watcher.cancel()
-            assert len(kept) >= 1000  # a put retried after its answer was lost may have been applied twice
-            assert seen == kept, "the watcher lost, repeated or reordered a revision"
+        await watch_through_a_restart(f"meshkit://127.0.0.1:{port}", restart)
     finally:
-        registry.stop()
+        registry[0].stop()
 
 
 async def test_two_registries_are_an_authority_and_its_stand_in_never_two_stores(tmp_path: Path) -> None:

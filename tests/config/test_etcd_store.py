@@ -9,10 +9,10 @@ import uuid
 import httpx
 import pytest
 
-from meshkit.config import Compacted, ConfigStore, ConfigUnavailable
+from meshkit.config import Compacted, ConfigStore
+from tests.config.churn import watch_through_a_restart
 from tests.config.contract import ConfigContract
 from tests.discovery.engines import PrivateEtcd
-from tests.helpers import eventually
 
 SHARED = "etcd://127.0.0.1:2379/meshkit-test/config"
 
@@ -68,39 +68,12 @@ async def test_a_watch_through_an_etcd_restart_under_churn_loses_repeats_and_reo
     the watcher sees exactly the store's revisions, once each, in order."""
     etcd = PrivateEtcd(client_port=23813, peer_port=23814)
     await asyncio.to_thread(etcd.start)
-    url = f"etcd://127.0.0.1:{etcd.port}/churn"
-    seen: list[int] = []
-    written = 0
+
+    async def restart() -> None:
+        await asyncio.to_thread(etcd.kill)
+        await asyncio.to_thread(etcd.start)
+
     try:
-        async with ConfigStore(url) as watching:
-            start = (await watching.list()).revision
-
-            async def watch() -> None:
-                async for change in watching.watch("churn/", since=start):
-                    seen.append(change.revision)
-
-            async def writer(number: int, puts: int) -> None:
-                nonlocal written
-                async with ConfigStore(url) as store:
-                    for i in range(puts):
-                        while True:
-                            try:
-                                await store.put(f"churn/w{number}", str(i))
-                                break
-                            except ConfigUnavailable:  # etcd is restarting: try again
-                                await asyncio.sleep(0.05)
-                        written += 1
-
-            watcher = asyncio.create_task(watch())
-            writers = [asyncio.create_task(writer(n, puts)) for n, puts in enumerate((334, 333, 333))]
-            await eventually(lambda: written >= 300, timeout=60, what="300 puts before the kill")
-            await asyncio.to_thread(etcd.kill)
-            await asyncio.to_thread(etcd.start)
-            await asyncio.wait_for(asyncio.gather(*writers), 120)
-            kept = sorted([c.revision for n in range(3) for c in await watching.history(f"churn/w{n}")])
-            await eventually(lambda: len(seen) >= len(kept), timeout=30, what="the watcher caught up")
-            watcher.cancel()
-            assert len(kept) >= 1000  # a put retried after its answer was lost may have been applied twice
-            assert seen == kept, "the watcher lost, repeated or reordered a revision"
+        await watch_through_a_restart(f"etcd://127.0.0.1:{etcd.port}/churn", restart)
     finally:
         await asyncio.to_thread(etcd.remove)
