@@ -1,6 +1,8 @@
 """meshkit: an asyncio microservice framework with service governance built in."""
 
 # Tracing joins the default middleware chains once the process configures it (observe/defaults.py).
+# Configuration stores, and policy="etcd://…#key" (a live policy), plug into the same hooks.
+import meshkit.config
 import meshkit.observe.defaults
 
 # Governance plugs into rpc's hooks when imported (the loader of policy="path.toml", breaker

@@ -6,6 +6,8 @@
     meshkit config history policy/order --store URL
     meshkit config diff policy/order 12 15 --store URL
     meshkit config rollback policy/order --to 12 --store URL
+    meshkit config status policy/order --store URL      # which instance runs which revision
+    meshkit config promote policy/order --store URL     # the gray revision, to everyone
 
 Values go to stdout as they are (bytes); everything else is one line per item. Exit status: 0;
 :data:`EXIT_NOT_FOUND` for a key that does not exist (or no value at the revision ``diff`` asks
@@ -21,6 +23,9 @@ import argparse
 import asyncio
 import difflib
 import sys
+import time
+
+import msgspec
 
 from meshkit.cli.common import EXIT_USAGE
 from meshkit.config import BadConfigRequest, Change, Compacted, ConfigError, ConfigStore, ConfigUnavailable, Conflict
@@ -89,6 +94,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rollback = action("rollback", "write a key's value at --to again, as a new revision")
     rollback.add_argument("key")
     rollback.add_argument("--to", type=_revision, required=True, help="the revision to go back to")
+    put.add_argument(
+        "--policy", action="store_true", help="check the value as a policy file first; write nothing if invalid"
+    )
+    action("status", "list the instances running a live policy key, with the revision each applied").add_argument("key")
+    action("promote", "make a key's gray revision (KEY/gray) everyone's, then delete it").add_argument("key")
+
+
+#: What each error of a store means to the shell (the first that matches: subclasses first).
+EXITS: tuple[tuple[type[ConfigError], int], ...] = (
+    (BadConfigRequest, EXIT_USAGE),
+    (Conflict, EXIT_CONFLICT),
+    (ConfigUnavailable, EXIT_UNAVAILABLE),
+    (Compacted, EXIT_COMPACTED),
+    (ConfigError, EXIT_FAILED),  # the outcome is unknown (a timeout, the registry failed)
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,23 +123,20 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"meshkit config put: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE
+        if args.policy and len(args.value) <= MAX_VALUE:
+            from meshkit.policy import PolicyError
+            from meshkit.policy.config import parse
+
+            try:
+                parse(args.value, args.file if args.file != "-" else "<stdin>")
+            except PolicyError as exc:
+                print(f"meshkit config put: not written: {exc}", file=sys.stderr)
+                return EXIT_USAGE
     try:
         return asyncio.run(_run(args))
-    except BadConfigRequest as exc:
+    except ConfigError as exc:
         print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
-    except Conflict as exc:
-        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
-        return EXIT_CONFLICT
-    except ConfigUnavailable as exc:
-        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except Compacted as exc:
-        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
-        return EXIT_COMPACTED
-    except ConfigError as exc:  # the outcome of a call is unknown (a timeout, the registry failed)
-        print(f"meshkit config {args.action}: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
+        return next(code for kind, code in EXITS if isinstance(exc, kind))
     except KeyboardInterrupt:
         return 130
 
@@ -134,6 +151,8 @@ async def _run(args: argparse.Namespace) -> int:
         "history": _history,
         "diff": _diff,
         "rollback": _rollback,
+        "status": _status,
+        "promote": _promote,
     }
     async with ConfigStore(args.store) as store:
         return await actions[args.action](store, args)
@@ -227,4 +246,54 @@ async def _diff(store: ConfigStore, args: argparse.Namespace) -> int:
 async def _rollback(store: ConfigStore, args: argparse.Namespace) -> int:
     revision = await store.rollback(args.key, to=args.to)
     print(revision if revision is not None else f"{args.key} is absent already, as it was at revision {args.to}")
+    return 0
+
+
+async def _status(store: ConfigStore, args: argparse.Namespace) -> int:
+    from meshkit.config.release import gray_key, status_prefix
+
+    main, gray = await store.get(args.key), await store.get(gray_key(args.key))
+    print(f"{args.key}: revision {main.revision if main else '(absent)'}", end="")
+    print(f"; gray revision {gray.revision} at {gray.key}" if gray else "")
+    listing = await store.list(status_prefix(args.key))
+    if not listing.entries:
+        return _missing(args, f"no instance has reported running {args.key!r} (they report once they reach the store)")
+    now = time.time()
+    print(f"{'INSTANCE':<28} {'REVISION':>8} {'STATE':<22} {'ZONE':<10} REPORTED")
+    for entry in listing:
+        try:
+            report = msgspec.json.decode(entry.value)
+        except msgspec.DecodeError:
+            print(f"{entry.key.rpartition('/')[2]:<28} {'?':>8} unreadable report")
+            continue
+        state = _state(report, main.revision if main else None, gray.revision if gray else None)
+        age = now - float(report.get("reported_at") or now)
+        print(
+            f"{report.get('instance', '?'):<28} {report.get('revision') or '-':>8} {state:<22} "
+            f"{report.get('zone') or '-':<10} {age:.0f}s ago"
+        )
+        rejected = report.get("rejected")
+        if rejected:
+            print(f"  rejected revision {rejected['revision']}: {rejected['error']}")
+    return 0
+
+
+def _state(report: dict[str, object], main: int | None, gray: int | None) -> str:
+    revision = report.get("revision")
+    words = []
+    if report.get("gray"):
+        words.append("gray")
+    if report.get("cached"):
+        words.append("cached")
+    if revision is not None and revision not in (main, gray):
+        words.append("behind")
+    if report.get("rejected"):
+        words.append("rejected-one")
+    return ",".join(words) or "current"
+
+
+async def _promote(store: ConfigStore, args: argparse.Namespace) -> int:
+    from meshkit.config.live import promote
+
+    print(await promote(store, args.key))
     return 0

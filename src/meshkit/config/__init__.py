@@ -10,8 +10,14 @@ See docs/configuration.md.
 """
 
 from meshkit.config.backend import Change, ConfigBackend, Entry, Listing
+from meshkit.config.live import LivePolicy, open_live_policy, split_policy_url
+from meshkit.config.release import Identity
 from meshkit.config.store import CONFIGS_GROUP, ConfigStore, config_backends
 from meshkit.errors import BadConfigRequest, Compacted, ConfigError, ConfigUnavailable, Conflict
+from meshkit.rpc import hooks as _hooks
+
+# policy="etcd://…#policy/order" in Server, Client and meshkit run: a live policy.
+_hooks.register_policy_loader(open_live_policy, schemes=config_backends.schemes())
 
 __all__ = [
     "CONFIGS_GROUP",
@@ -24,6 +30,10 @@ __all__ = [
     "ConfigUnavailable",
     "Conflict",
     "Entry",
+    "Identity",
     "Listing",
+    "LivePolicy",
     "config_backends",
+    "open_live_policy",
+    "split_policy_url",
 ]

@@ -48,12 +48,19 @@ def breaking(
     failures: frozenset[StatusCode],
     refusal: Callable[[float], RpcError],
     clock: Callable[[], float],
+    dry_run: Callable[[], None] | None = None,
 ) -> Middleware:
+    """``dry_run``: the rule is in dry-run mode; a call the breaker refuses is counted by it and
+    sent anyway, unseen by the breaker (as it would be, refused, under enforce)."""
+
     def middleware(next_handler: Handler) -> Handler:
         async def attempt(call: Any) -> Any:
             now = clock()
             if not breaker.allow(now):
-                raise refusal(now)
+                if dry_run is None:
+                    raise refusal(now)
+                dry_run()
+                return await next_handler(call)
             try:
                 result = await next_handler(call)
             except RpcError as exc:
@@ -74,8 +81,10 @@ def breaking(
     return middleware
 
 
-def breaker_for(policy: Policy, qualname: str, rule: BreakerRule) -> Middleware | None:
-    """The middleware of ``rule``'s breaker for ``qualname`` (None for ``kind = "off"``)."""
+def breaker_for(policy: Policy, qualname: str, rule: BreakerRule, *, dry: bool = False) -> Middleware | None:
+    """The middleware of ``rule``'s breaker for ``qualname`` (None for ``kind = "off"``);
+    ``dry``: counted, never refusing (a dry-run rule)."""
+    counted = (lambda: policy.count_dry_run(f"client:{qualname}", REASON)) if dry else None
     if rule.kind == "classic":
 
         def changed(old: BreakerState, new: BreakerState) -> None:
@@ -93,7 +102,7 @@ def breaker_for(policy: Policy, qualname: str, rule: BreakerRule) -> Middleware 
                 not_processed=True,
             )
 
-        return breaking(classic, BREAKER_FAILURES, open_, policy.clock)
+        return breaking(classic, BREAKER_FAILURES, open_, policy.clock, counted)
     if rule.kind == "sre":
 
         def throttled(now: float) -> RpcError:
@@ -105,5 +114,5 @@ def breaker_for(policy: Policy, qualname: str, rule: BreakerRule) -> Middleware 
             )
 
         throttle = AdaptiveThrottle(rule.k, rule.sre_window, rng=policy.rng)
-        return breaking(throttle, THROTTLE_REJECTS, throttled, policy.clock)
+        return breaking(throttle, THROTTLE_REJECTS, throttled, policy.clock, counted)
     return None

@@ -38,8 +38,9 @@ def stages(policy: Policy, qualname: str, rule: ClientRule) -> list[Middleware]:
     """The middlewares of one target method, outermost first; their state (bucket, breaker,
     budget) is shared by every chain built from them."""
     chain = [switched_off(policy.switches, qualname)]
+    dry = rule.dry_run
     if rule.limit is not None:
-        chain.append(limiting(policy, qualname, policy.bucket(f"client:{qualname}", rule.limit)))
+        chain.append(limiting(policy, qualname, policy.bucket(f"client:{qualname}", rule.limit), dry=dry))
     retry = rule.retry or Retry()
     budget = policy.retry_budget(qualname.partition(".")[0], retry)
     retries = retrying(policy, retry, budget) if retry.max_attempts > 1 else None
@@ -47,7 +48,7 @@ def stages(policy: Policy, qualname: str, rule: ClientRule) -> list[Middleware]:
         chain.append(hedging(policy, retry, budget, otherwise=retries))
     elif retries is not None:
         chain.append(retries)
-    breaker = breaker_for(policy, qualname, rule.breaker or Breaker())
+    breaker = breaker_for(policy, qualname, rule.breaker or Breaker(), dry=dry)
     if breaker is not None:
         chain.append(breaker)
     return chain
@@ -55,9 +56,11 @@ def stages(policy: Policy, qualname: str, rule: ClientRule) -> list[Middleware]:
 
 def client_guard(policy: Policy) -> Middleware:
     per_method: dict[str, list[Middleware]] = {}
+    policy._client_stages.append(per_method)  # a live config drops the stages it changes
 
     def middleware(next_handler: Handler) -> Handler:
         chains: dict[str, Handler] = {}
+        policy._client_chains.append(chains)
 
         def build(qualname: str) -> Handler:
             parts = per_method.get(qualname)

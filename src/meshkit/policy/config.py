@@ -25,6 +25,11 @@ from meshkit.rpc.switches import check_pattern as _check_pattern
 
 R = TypeVar("R", bound="_Strict")
 
+#: How a rule acts: ``"enforce"`` refuses; ``"dry-run"`` (shadow mode) evaluates the rule on real
+#: traffic and counts what it would refuse (``meshkit_policy_would_refuse_total``), refusing
+#: nothing. Unset means enforce; a more specific rule can set ``"enforce"`` under a dry-run one.
+Mode = Literal["enforce", "dry-run"]
+
 
 class PolicyError(ValueError):
     """A policy file or rule that cannot be used; the message names the file and the field."""
@@ -110,10 +115,15 @@ class ServerRule(_Strict):
     limit: Limit | None = None
     caller_limit: Limit | None = None
     max_concurrency: int | None = None
+    mode: Mode | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise PolicyError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == "dry-run"
 
 
 class ClientRule(_Strict):
@@ -125,6 +135,11 @@ class ClientRule(_Strict):
     breaker: Breaker | None = None
     instance_breaker: Breaker | None = None
     retry: Retry | None = None
+    mode: Mode | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == "dry-run"
 
 
 class Shedding(_Strict):
@@ -157,6 +172,22 @@ class Shedding(_Strict):
         return ShedderConfig(**{name: getattr(self, name) for name in names})
 
 
+class Release(_Strict):
+    """Who runs a gray revision (a policy kept at ``KEY/gray`` in a configuration store): the
+    instances named, those in a zone listed, those with every label given, and ``percent`` of
+    the rest picked by a hash of their instance id (the same ones each time). Everyone else runs
+    ``KEY`` until the gray revision is promoted (``meshkit config promote``)."""
+
+    instances: list[str] = msgspec.field(default_factory=list)
+    zones: list[str] = msgspec.field(default_factory=list)
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    percent: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.percent <= 100:
+            raise PolicyError(f"release percent must be in 0..100, got {self.percent}")
+
+
 class PolicyConfig(_Strict):
     redis: str | None = None
     shedding: Shedding = msgspec.field(default_factory=Shedding)
@@ -164,6 +195,8 @@ class PolicyConfig(_Strict):
     client: dict[str, ClientRule] = msgspec.field(default_factory=dict)
     #: Methods answered by their fallback from the start (``meshkit switch`` changes this live).
     switches: dict[str, bool] = msgspec.field(default_factory=dict)
+    #: Only in a gray revision: which instances run it (ignored where every instance runs it).
+    release: Release | None = None
 
     def __post_init__(self) -> None:
         for section in (self.server, self.client, self.switches):

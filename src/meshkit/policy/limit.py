@@ -27,22 +27,28 @@ def local_limit(qualname: str, wait: float) -> RpcError:
     )
 
 
-def limiting(policy: Policy, qualname: str, bucket: Any) -> Middleware:
-    """``bucket``: a :class:`TokenBucket`, or a shared (Redis) bucket whose answer is awaited."""
+def limiting(policy: Policy, qualname: str, bucket: Any, *, dry: bool = False) -> Middleware:
+    """``bucket``: a :class:`TokenBucket`, or a shared (Redis) bucket whose answer is awaited.
+    ``dry``: a dry-run rule, whose refusals are counted and let through."""
     clock = policy.clock
+    rule = f"client:{qualname}"
 
     def middleware(next_handler: Handler) -> Handler:
         def limited(call: Any) -> Awaitable[Any]:
             ok, wait = bucket.try_acquire(clock())
             if not ok:
-                raise local_limit(qualname, wait)
+                if not dry:
+                    raise local_limit(qualname, wait)
+                policy.count_dry_run(rule, "client_limit")
             return next_handler(call)
 
         async def limited_shared(call: Any) -> Any:
             await policy.connect_shared()  # a no-op once connected (or found down)
             ok, wait = await bucket.try_acquire()
             if not ok:
-                raise local_limit(qualname, wait)
+                if not dry:
+                    raise local_limit(qualname, wait)
+                policy.count_dry_run(rule, "client_limit")
             return await next_handler(call)
 
         return limited if isinstance(bucket, TokenBucket) else limited_shared

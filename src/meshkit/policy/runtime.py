@@ -9,14 +9,14 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshkit.policy import config as _config
 from meshkit.policy.breaker import breaker_config
 from meshkit.policy.client import client_guard
-from meshkit.policy.config import Breaker, ClientRule, Limit, PolicyConfig, Retry, resolve
+from meshkit.policy.config import Breaker, ClientRule, Limit, PolicyConfig, Retry, ServerRule, resolve
 from meshkit.policy.events import POLICIES, BreakerEvents
 from meshkit.policy.server import refusal, server_guard
 from meshkit.policy.switches import Switches, process_switches
@@ -83,10 +83,23 @@ class Policy:
         self._budgets: dict[str, RetryBudget] = {}
         self._refusals: dict[tuple[str, float], bytes] = {}
         self._probe: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._users = 0
         #: Counters (observability reads them): refusals by reason; retries, hedges, fallbacks.
         self.rejected: collections.Counter[str] = collections.Counter()
         self.actions: collections.Counter[str] = collections.Counter()
+        #: What dry-run rules would have refused, by (rule, reason); rule is "server:svc.method"
+        #: or "client:svc.method" (the method called, under whichever rule key matched it).
+        self.would_refuse: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: Where the config came from and which revision of it runs (a configuration store's
+        #: revision when the policy is live, see meshkit.config.live; None for a file or code).
+        self.source: str | None = None
+        self.revision: int | None = None
+        #: The per-method state the guards built from the config (server plans; client stages and
+        #: the chains made of them), so :meth:`apply` can drop what a new config changes.
+        self._server_plans: list[dict[str, Any]] = []
+        self._client_stages: list[dict[str, Any]] = []
+        self._client_chains: list[dict[str, Any]] = []
         POLICIES.join(self)
 
     @property
@@ -119,6 +132,84 @@ class Policy:
         """The policy of a TOML file, with ``overrides`` from code merged over it (same shape:
         ``{"server": {"inventory.reserve": {"limit": {"rate": 100}}}}``)."""
         return cls(_config.load(path, overrides), **kwargs)
+
+    # -- a new config, live -------------------------------------------------------------------
+    def check(self, config: PolicyConfig) -> None:
+        """Raise :class:`~meshkit.policy.PolicyError` if this policy cannot run ``config`` (the
+        file's own checks ran when it was parsed; this adds what depends on the process)."""
+        if config.shared_limits() and self._redis is None and config.redis is None:
+            raise _config.PolicyError("a limit is shared (shared = true) but the policy names no redis URL")
+
+    def apply(self, config: PolicyConfig, revision: int | None = None) -> list[str]:
+        """Run ``config`` from now on, without a restart, and return the methods (and sections)
+        whose rules changed. The state of every rule that did not change is kept (a bucket's
+        tokens, a breaker's state, the shedder's learnt limit); a changed rule starts afresh at
+        its method's next call. Calls in flight finish under the rule they started with.
+        Switches change only where the config changes them, so one flipped live with
+        ``meshkit switch`` stays until a revision says otherwise."""
+        self.check(config)
+        old, self.config, self.revision = self.config, config, revision
+        changed: list[str] = []
+        if config.shedding != old.shedding:
+            changed.append("shedding")
+            self._reshape_shedder()
+        for plans in self._server_plans:
+            for qualname in list(plans):
+                if "shedding" in changed or resolve(config.server, qualname, ServerRule) != resolve(
+                    old.server, qualname, ServerRule
+                ):
+                    del plans[qualname]
+                    changed.append(f"server:{qualname}")
+        for stages in self._client_stages:
+            for qualname in list(stages):
+                before = resolve(old.client, qualname, ClientRule)
+                after = resolve(config.client, qualname, ClientRule)
+                if before != after:
+                    del stages[qualname]
+                    for chains in self._client_chains:
+                        chains.pop(qualname, None)
+                    if before.retry != after.retry:
+                        self._budgets.pop(qualname.partition(".")[0], None)
+                    changed.append(f"client:{qualname}")
+        for name in sorted(set(old.switches) | set(config.switches)):
+            on = config.switches.get(name, False)
+            if on != old.switches.get(name, False):
+                self.switches.set(name, on)
+                changed.append(f"switch:{name}")
+        if config.redis != old.redis and self._redis is None and self._redis_link is not None:
+            link, self._redis_link = self._redis_link, None
+            self._background(link.close())
+        if self._redis_link is None and config.shared_limits():
+            self._redis_link = self._link()
+        if self._users > 0 and self._redis_link is not None and not self._redis_link.started:
+            self._background(self.connect_shared())
+        return changed
+
+    def _reshape_shedder(self) -> None:
+        s = self.config.shedding
+        if not s.enabled:
+            self.shedder = None  # the probe ends; plans made from now on have no shedder
+        elif self.shedder is None:
+            self.shedder = AdaptiveConcurrency(s.shedder_config(), self.clock())
+            if self._users > 0 and self._probe is None:
+                self._probe = self._background(self._measure())
+        else:
+            self.shedder.reconfigure(s.shedder_config())
+
+    def _background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # applied before any loop runs (a test, a script): start() does it
+            work.close()
+            return None
+        task: asyncio.Task[Any] = loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def count_dry_run(self, rule: str, reason: str) -> None:
+        """A dry-run rule would have refused a call here (it was let through)."""
+        self.would_refuse[(rule, reason)] += 1
 
     # -- what servers and clients install --------------------------------------------------
     def server_middleware(self) -> Callable[[Any], Any]:
@@ -237,28 +328,44 @@ class Policy:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
             self._probe = None
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._redis_link is not None:
             await self._redis_link.close()
 
     async def _measure(self) -> None:
-        assert self.shedder is not None
-        interval = self.config.shedding.lag_interval
+        """Feed the shedder loop lag and CPU use until there is no shedder (a live config can
+        turn shedding off, or change the interval, while this runs)."""
         loop = asyncio.get_running_loop()
         cpu_then, wall_then = time.process_time(), loop.time()
-        while True:
-            expected = loop.time() + interval
-            await asyncio.sleep(interval)
-            now = loop.time()
-            self.shedder.on_lag(self.clock(), max(0.0, now - expected))
-            cpu_now = time.process_time()
-            if now > wall_then:
-                self.shedder.on_cpu(self.clock(), (cpu_now - cpu_then) / (now - wall_then))
-            cpu_then, wall_then = cpu_now, now
+        try:
+            while self.shedder is not None:
+                interval = self.config.shedding.lag_interval
+                expected = loop.time() + interval
+                await asyncio.sleep(interval)
+                shedder = self.shedder
+                if shedder is None:
+                    break
+                now = loop.time()
+                shedder.on_lag(self.clock(), max(0.0, now - expected))
+                cpu_now = time.process_time()
+                if now > wall_then:
+                    shedder.on_cpu(self.clock(), (cpu_now - cpu_then) / (now - wall_then))
+                cpu_then, wall_then = cpu_now, now
+        finally:
+            if self._probe is asyncio.current_task():
+                self._probe = None
 
     def snapshot(self) -> dict[str, Any]:
         """The state worth showing (``meshkit switch --show``, the demo, metrics)."""
         shedder = self.shedder
         return {
+            "source": self.source,
+            "revision": self.revision,
+            "would_refuse": {f"{rule} {reason}": n for (rule, reason), n in sorted(self.would_refuse.items())},
             "switches": self.switches.snapshot(),
             "breakers": dict(self.events.states),
             "rejected": dict(self.rejected),

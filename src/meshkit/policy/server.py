@@ -31,7 +31,7 @@ MAX_CALLERS = 10_000
 
 
 class _Plan:
-    __slots__ = ("bulkhead", "caller_buckets", "caller_limit", "limit", "shared", "shedder", "trivial")
+    __slots__ = ("bulkhead", "caller_buckets", "caller_limit", "dry", "limit", "shared", "shedder", "trivial")
 
     def __init__(self, policy: Policy, qualname: str, rule: ServerRule, streaming: bool) -> None:
         self.limit = policy.bucket(f"server:{qualname}", rule.limit) if rule.limit is not None else None
@@ -42,6 +42,8 @@ class _Plan:
         # Streams are long-lived: their duration says nothing about overload, so they are not shed.
         self.shedder = None if streaming else policy.shedder
         self.trivial = self.limit is None and self.caller_limit is None and self.bulkhead is None
+        #: Dry run: a refusal is counted (``Policy.would_refuse``) and the call goes on.
+        self.dry = rule.dry_run
 
 
 def refusal(qualname: str, reason: str, retry_after: float, what: str) -> RpcError:
@@ -60,6 +62,7 @@ async def _awaitable(value: Any) -> Any:
 def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
     clock = policy.clock
     plans: dict[str, _Plan] = {}
+    policy._server_plans.append(plans)  # a live config drops the plans whose rules it changes
     waiting = policy.waiting
 
     def middleware(next_handler: Handler) -> Handler:
@@ -99,21 +102,34 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
                     plan.caller_buckets.move_to_end(who)
                 ok, wait = bucket.try_acquire(now)
                 if not ok:
-                    policy.rejected["caller_limit"] += 1
-                    return degrade(
-                        call, refusal(qualname, "caller_limit", wait, f"rate limit of caller {who!r} reached")
-                    )
+                    if plan.dry:  # enforce would stop here: the call runs as if it held nothing
+                        policy.count_dry_run(f"server:{qualname}", "caller_limit")
+                        return next_handler(call)
+                    else:
+                        policy.rejected["caller_limit"] += 1
+                        return degrade(
+                            call, refusal(qualname, "caller_limit", wait, f"rate limit of caller {who!r} reached")
+                        )
             if plan.limit is not None and not plan.shared:
                 ok, wait = plan.limit.try_acquire(now)
                 if not ok:
-                    policy.rejected["limit"] += 1
-                    return degrade(call, refusal(qualname, "limit", wait, "rate limit reached"))
+                    if plan.dry:
+                        policy.count_dry_run(f"server:{qualname}", "limit")
+                        return next_handler(call)
+                    else:
+                        policy.rejected["limit"] += 1
+                        return degrade(call, refusal(qualname, "limit", wait, "rate limit reached"))
             bulkhead = plan.bulkhead
             if bulkhead is not None and not bulkhead.try_acquire():
-                policy.rejected["bulkhead"] += 1
-                return degrade(
-                    call, refusal(qualname, "bulkhead", 0.0, f"{bulkhead.max_concurrent} calls already in progress")
-                )
+                if plan.dry:
+                    policy.count_dry_run(f"server:{qualname}", "bulkhead")
+                    return next_handler(call)
+                else:
+                    policy.rejected["bulkhead"] += 1
+                    return degrade(
+                        call,
+                        refusal(qualname, "bulkhead", 0.0, f"{bulkhead.max_concurrent} calls already in progress"),
+                    )
             if shedder is not None and not shedder.try_acquire():
                 if shedder.try_enqueue():
                     waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -153,7 +169,9 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
                 if plan.shared:
                     assert plan.limit is not None
                     ok, wait = await plan.limit.try_acquire()
-                    if not ok:
+                    if not ok and plan.dry:
+                        policy.count_dry_run(f"server:{call.spec.qualname}", "limit")
+                    elif not ok:
                         policy.rejected["limit"] += 1
                         return await degrade(call, refusal(call.spec.qualname, "limit", wait, "rate limit reached"))
                 return await next_handler(call)

@@ -110,6 +110,13 @@ class AdaptiveConcurrency:
         self._probe_started = now
         self._saved_limit = self.limit
 
+    def reconfigure(self, config: ShedderConfig) -> None:
+        """Take new settings live (a policy revision), keeping what was learnt: the limit moves
+        into the new bounds, the baseline and the window in progress stay."""
+        self.config = config
+        self.limit = min(float(config.max_limit), max(float(config.min_limit), self.limit))
+        self._saved_limit = min(float(config.max_limit), max(float(config.min_limit), self._saved_limit))
+
     # -- the per-call part: a comparison and an increment -----------------------------------
     def try_acquire(self) -> bool:
         if self.in_flight >= self.limit:

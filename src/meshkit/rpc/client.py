@@ -113,6 +113,8 @@ class Client:
             raise ValueError(f"unknown balancer {balancer!r}; choose one of: {', '.join(BALANCERS)}")
         self.limits = limits = limits or Limits()
         self.policy: ClientGovernance | None = load_policy(policy) if isinstance(policy, str) else policy
+        #: Made here from a file or URL, so stopped here (a live policy's watch) at close.
+        self._owns_policy = isinstance(policy, str)
         if switches is None:
             switches = self.policy.switches if self.policy is not None else process_switches()
         self.switches = switches
@@ -185,6 +187,9 @@ class Client:
     async def close(self) -> None:
         CLIENTS.leave(self)
         await self.channel.close()
+        stop = getattr(self.policy, "stop", None) if self._owns_policy else None
+        if stop is not None:
+            await stop()
 
     # Views of the channel that tests and tools look at.
     @property

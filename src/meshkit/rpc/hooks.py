@@ -95,22 +95,38 @@ class ClientGovernance(Protocol):
         ...
 
 
-#: Makes a policy of a policy file's path; a Policy is both a Server's and a Client's governance.
+#: Makes a policy of a policy file's path (or of a configuration URL); a Policy is both a
+#: Server's and a Client's governance.
 PolicyLoader = Callable[[str], Any]
 
 _loader: PolicyLoader | None = None
+_url_loaders: dict[str, PolicyLoader] = {}
 _breaker_status: Callable[[], dict[str, str]] | None = None
 
 
-def register_policy_loader(loader: PolicyLoader) -> None:
-    """Set what ``policy="path.toml"`` means (``meshkit.policy`` registers ``Policy.from_file``).
-    The last registration wins, so a process can swap in its own."""
+def register_policy_loader(loader: PolicyLoader, *, schemes: tuple[str, ...] | list[str] = ()) -> None:
+    """Set what ``policy="path.toml"`` means (``meshkit.policy`` registers ``Policy.from_file``)
+    or, with ``schemes``, what ``policy="scheme://…"`` means for those schemes
+    (``meshkit.config`` registers its live policies). The last registration wins, so a process
+    can swap in its own."""
     global _loader
-    _loader = loader
+    if schemes:
+        for scheme in schemes:
+            _url_loaders[scheme] = loader
+    else:
+        _loader = loader
 
 
 def load_policy(path: str) -> Any:
-    """The policy of the file ``path``, made by the registered loader."""
+    """The policy of the file ``path`` (or of the configuration URL ``scheme://…``), made by the
+    registered loader."""
+    scheme, sep, _ = path.partition("://")
+    if sep and scheme.isidentifier():
+        url_loader = _url_loaders.get(scheme)
+        if url_loader is None:
+            known = ", ".join(f"{s}://" for s in sorted(_url_loaders)) or "none (import meshkit.config)"
+            raise ValueError(f"policy={path!r}: no live policy for {scheme}:// (known: {known})")
+        return url_loader(path)
     if _loader is None:
         raise RuntimeError(
             f"policy={path!r} needs a policy loader, and none is registered: import meshkit.policy "

@@ -1,0 +1,191 @@
+"""Live policies (config/live.py): a server's limits follow a key of a configuration store; an
+invalid revision never applies; gray revisions reach only the instances they pick until promoted;
+the applied revision is cached, reported and shown."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from meshkit import Client, RpcError, Server
+from meshkit.config import ConfigStore, ConfigUnavailable, Identity, LivePolicy
+from meshkit.config.release import status_prefix
+from meshkit.policy import Switches
+from meshkit.testing import FakeClock
+from tests.helpers import eventually
+from tests.policy.services import Stock
+
+URL = "memory://live#policy/stock"
+NO_SHED = "[shedding]\nenabled = false\n"
+
+
+def limit(burst: int, extra: str = "") -> str:
+    return f'{NO_SHED}[server."stock.peek"]\nlimit = {{ rate = 1, burst = {burst} }}\n{extra}'
+
+
+def live(tmp_path: Path, name: str = "a", **kwargs: object) -> LivePolicy:
+    return LivePolicy(
+        URL,
+        identity=Identity(name, zone=kwargs.pop("zone", None)),  # type: ignore[arg-type]
+        cache_dir=tmp_path / f"cache-{name}",
+        clock=FakeClock(),
+        switches=Switches(),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def admitted(client: Client, n: int) -> int:
+    proxy = client.proxy(Stock)
+    ok = 0
+    for i in range(n):
+        try:
+            await proxy.peek(str(i))
+        except RpcError:
+            continue
+        ok += 1
+    return ok
+
+
+async def test_a_limit_changed_in_the_store_applies_without_a_restart(tmp_path: Path) -> None:
+    store = ConfigStore("memory://live")
+    first = await store.put("policy/stock", limit(2))
+    policy = live(tmp_path)
+    async with Server([Stock()], policy=policy, middleware=[]) as server, Client(target=server.address) as client:
+        assert policy.revision == first and not policy.cached
+        assert await admitted(client, 3) == 2
+        second = await store.put("policy/stock", limit(5))
+        await eventually(lambda: policy.revision == second, what="the new revision applied")
+        assert await admitted(client, 6) == 5
+        assert policy.snapshot()["config"]["revision"] == second
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server\n", "not valid TOML"),
+        (f'{NO_SHED}[server."stock.peek"]\nlimt = {{ rate = 1 }}\n', "unknown field `limt`"),
+        (f'{NO_SHED}[server."stock.peek"]\nlimit = {{ rate = -3 }}\n', "rate must be > 0"),
+        (f'{NO_SHED}[server."stock.pe*k"]\nlimit = {{ rate = 3 }}\n', "stock.pe*k"),
+        (f'{NO_SHED}[server."stock.peek"]\nlimit = {{ rate = 3, shared = true }}\n', "no redis URL"),
+    ],
+)
+async def test_an_invalid_revision_never_applies_and_the_rejection_is_visible(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    store = ConfigStore("memory://live")
+    good = await store.put("policy/stock", limit(2))
+    policy = live(tmp_path)
+    async with Server([Stock()], policy=policy, middleware=[]) as server, Client(target=server.address) as client:
+        bad = await store.put("policy/stock", text)
+        await eventually(lambda: policy.last_rejected is not None, what="the rejection")
+        assert policy.last_rejected is not None
+        assert policy.last_rejected["revision"] == bad and message in policy.last_rejected["error"]
+        assert "policy/stock@" in policy.last_rejected["error"]  # names where it came from
+        assert policy.revision == good and policy.actions["config_rejected"] == 1
+        assert await admitted(client, 4) == 2, "traffic keeps the last good limits"
+
+        async def reported() -> bool:
+            listing = await store.list(status_prefix("policy/stock"))
+            return any(msgspec.json.decode(e.value)["rejected"] for e in listing)
+
+        await eventually(reported, what="the rejection in the instance's status key")
+
+
+async def test_a_gray_revision_reaches_only_the_instances_it_picks_until_promoted(tmp_path: Path) -> None:
+    from meshkit.config.live import promote
+
+    store = ConfigStore("memory://live")
+    main = await store.put("policy/stock", limit(2))
+    a, b, c = live(tmp_path, "a"), live(tmp_path, "b", zone="az9"), live(tmp_path, "c")
+    for p in (a, b, c):
+        await p.start()
+    try:
+        gray = await store.put("policy/stock/gray", limit(7, '[release]\ninstances = ["a"]\nzones = ["az9"]\n'))
+        await eventually(lambda: a.revision == gray and b.revision == gray, what="the picked instances on gray")
+        assert a.gray and b.gray and c.revision == main and not c.gray
+        promoted = await promote(store, "policy/stock")
+        await eventually(
+            lambda: {p.revision for p in (a, b, c)} == {promoted}, what="everyone on the promoted revision"
+        )
+        assert not any(p.gray for p in (a, b, c))
+        assert await store.get("policy/stock/gray") is None
+    finally:
+        for p in (a, b, c):
+            await p.stop()
+
+
+async def test_the_applied_revision_is_cached_and_a_start_without_the_center_runs_it(tmp_path: Path) -> None:
+    store = ConfigStore("memory://live")
+    revision = await store.put("policy/stock", limit(3))
+    first = live(tmp_path)
+    await first.start()
+    await first.stop()
+    down = ConfigStore("memory://live", backend=Unreachable())
+    second = LivePolicy(URL, identity=Identity("a"), cache_dir=tmp_path / "cache-a", store=down, first_answer=0.2)
+    assert second.revision == revision and second.cached  # read at construction: a client runs it at once
+    await second.start()  # the center does not answer: it runs the cache, and says so
+    assert second.status()["cached"] and second.reachable is False
+    await second.stop()
+    empty = LivePolicy(URL, identity=Identity("z"), cache_dir=tmp_path / "none", store=down, first_answer=0.2)
+    with pytest.raises(ConfigUnavailable, match="no cached revision"):
+        await empty.start()
+
+
+async def test_a_client_follows_a_policy_url_from_its_first_call(tmp_path: Path) -> None:
+    store = ConfigStore("memory://live")
+    await store.put("policy/stock", f'{NO_SHED}[client."stock.peek"]\nlimit = {{ rate = 1, burst = 1 }}\n')
+    async with Server([Stock()], middleware=[]) as server:
+        client = Client(target=server.address, policy=URL)
+        assert isinstance(client.policy, LivePolicy)
+        policy = client.policy
+        try:
+            await client.proxy(Stock).peek("x")
+            await eventually(lambda: policy.revision is not None, what="the client's policy loaded")
+            await client.proxy(Stock).peek("y")  # the new rule's bucket: one token
+            with pytest.raises(RpcError, match="rate limit"):
+                await client.proxy(Stock).peek("z")
+        finally:
+            await client.close()
+        assert policy._follower is None
+
+
+class Unreachable:
+    """A backend whose engine never answers."""
+
+    def __getattr__(self, name: str) -> object:
+        async def refuse(*args: object) -> object:
+            raise ConfigUnavailable("the test's center is down")
+
+        return refuse
+
+    async def close(self) -> None:
+        return None
+
+    async def watch(self, prefix: str, since: int):  # type: ignore[no-untyped-def]
+        raise ConfigUnavailable("the test's center is down")
+        yield  # pragma: no cover
+
+
+def test_policy_urls_split_into_store_and_key() -> None:
+    from meshkit.config import split_policy_url
+    from meshkit.errors import BadConfigRequest
+
+    assert split_policy_url("etcd://127.0.0.1:2379/meshkit/config/policy/order") == (
+        "etcd://127.0.0.1:2379",
+        "policy/order",
+    )
+    assert split_policy_url("meshkit://127.0.0.1:7000/policy/order") == ("meshkit://127.0.0.1:7000", "policy/order")
+    assert split_policy_url("file:///srv/config?poll=0.5#policy/order") == (
+        "file:///srv/config?poll=0.5",
+        "policy/order",
+    )
+    with pytest.raises(BadConfigRequest, match="names no key"):
+        split_policy_url("file:///srv/config")
+    with pytest.raises(ValueError, match="no live policy for ftp://"):
+        Server([Stock()], policy="ftp://x/y")
+
+
+_ = asyncio
