@@ -109,3 +109,30 @@ async def test_policy_state_is_exported_at_scrape_time() -> None:
             await client.proxy(Stock).peek("b")
     assert registry.get_sample_value("meshkit_policy_rejections_total", {"reason": "limit"}) >= 1
     assert registry.get_sample_value("meshkit_shedder_limit") is not None
+
+
+async def test_dry_run_refusals_and_the_live_revision_are_exported(tmp_path: object) -> None:
+    from meshkit.config import ConfigStore, Identity, LivePolicy
+    from meshkit.policy import Switches
+
+    registry = CollectorRegistry()
+    RpcMetrics(registry)
+    store = ConfigStore("memory://metrics")
+    revision = await store.put(
+        "policy/stock",
+        '[shedding]\nenabled = false\n[server."stock.peek"]\nmode = "dry-run"\nlimit = { rate = 1, burst = 1 }\n',
+    )
+    p = LivePolicy("memory://metrics#policy/stock", identity=Identity("m"), cache_dir=False, switches=Switches())
+    labels = {"rule": "server:stock.peek", "reason": "limit"}
+    before = registry.get_sample_value("meshkit_policy_would_refuse_total", labels) or 0
+    async with Server([Stock()], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        for item in "abc":
+            assert await client.proxy(Stock).peek(item) == item  # dry run: nothing refused
+        rejected = await store.put("policy/stock", "[server\n")
+        while p.last_rejected is None or p.last_rejected["revision"] != rejected:
+            await asyncio.sleep(0.01)
+        sample = registry.get_sample_value
+        assert sample("meshkit_policy_would_refuse_total", labels) == before + 2
+        source = "memory://metrics#policy/stock"
+        assert sample("meshkit_policy_revision", {"source": source, "gray": "0"}) == revision
+        assert sample("meshkit_policy_config_rejections_total", {"source": source}) == 1

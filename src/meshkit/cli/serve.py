@@ -10,9 +10,11 @@ import os
 import secrets
 import signal
 import sys
+from typing import Any
 
 from meshkit.cli.common import EXIT_USAGE, cannot_listen, say, setup_logging, start_admin
 from meshkit.cli.tokens import write_admin_token
+from meshkit.errors import ConfigError, ConfigUnavailable
 from meshkit.rpc.server import Server
 from meshkit.rpc.service import Service
 from meshkit.transport.loop import run as run_loop
@@ -30,7 +32,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--registry", default=None, help=f"register in this registry ({REGISTRY_SCHEMES})")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     p.add_argument("--no-access-log", action="store_true", help="do not log a line per call")
-    p.add_argument("--policy", default=None, help="resilience policy TOML file (SIGHUP re-reads its [switches])")
+    p.add_argument(
+        "--policy",
+        default=None,
+        help="resilience policy: a TOML file (SIGHUP re-reads its [switches]) or a configuration store URL "
+        "whose key is followed live (etcd://HOST:PORT/meshkit/config/policy/order, meshkit://HOST:PORT/KEY, "
+        "file:///dir#KEY)",
+    )
+    p.add_argument("--instance-id", default=None, help="this instance's id for gray releases (default host:pid)")
+    p.add_argument("--zone", default=None, help="this instance's zone for gray releases ($MESHKIT_ZONE)")
+    p.add_argument(
+        "--label", action="append", default=[], metavar="NAME=VALUE", help="a label for gray releases (repeatable)"
+    )
     p.add_argument(
         "--no-admin-service",
         action="store_true",
@@ -85,9 +98,10 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"meshkit run: tracing: {exc}", file=sys.stderr)
         return EXIT_USAGE
     services = [_load_service(s) for s in args.service]
+    live = bool(args.policy) and "://" in args.policy
     try:
-        policy = Policy.from_file(args.policy) if args.policy else None
-    except PolicyError as exc:
+        policy = _live_policy(args) if live else Policy.from_file(args.policy) if args.policy else None
+    except (PolicyError, ConfigError) as exc:
         print(f"meshkit run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from meshkit.observe import default_chain
@@ -116,6 +130,9 @@ async def _serve(args: argparse.Namespace) -> int:
         await server.start()
     except OSError as exc:
         return cannot_listen("run", "calls", args.host, args.port, exc)
+    except ConfigUnavailable as exc:  # a live policy: no center and no cached revision
+        print(f"meshkit run: {exc.message}", file=sys.stderr)
+        return 69
     say(args, f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}")
     try:
         http = await start_admin(args, server)
@@ -131,7 +148,7 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if args.policy:
+    if args.policy and not live:
         loop.add_signal_handler(signal.SIGHUP, _reload_switches, server, args.policy)
     await stop.wait()
     say(args, f"meshkit: draining (grace {args.grace}s)")
@@ -143,6 +160,15 @@ async def _serve(args: argparse.Namespace) -> int:
     if provider is not None:
         provider.shutdown()  # type: ignore[attr-defined]  # flushes the spans still batched
     return 0
+
+
+def _live_policy(args: argparse.Namespace) -> Any:
+    from meshkit.config import Identity, LivePolicy
+    from meshkit.config.release import parse_labels
+
+    env = Identity.from_env(args.instance_id)
+    labels = {**env.labels, **parse_labels(",".join(args.label))}
+    return LivePolicy(args.policy, identity=Identity(env.instance, args.zone or env.zone, labels))
 
 
 def _reload_switches(server: Server, path: str) -> None:

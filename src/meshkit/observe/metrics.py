@@ -177,19 +177,28 @@ class _StateCollector(Collector):
         key = id(event.policy)
         policies = self._policies
         rejected, actions = event.policy.rejected, event.policy.actions
+        would = event.policy.would_refuse
 
         def collected(ref: weakref.ref[Policy]) -> None:
             if key in policies and policies[key][0] is ref:
                 del policies[key]
-                self._retire(rejected, actions)
+                self._retire(rejected, actions, would)
 
         policies[key] = (weakref.ref(event.policy, collected), rejected, actions)
 
-    def _retire(self, rejected: collections.Counter[str], actions: collections.Counter[str]) -> None:
+    def _retire(
+        self,
+        rejected: collections.Counter[str],
+        actions: collections.Counter[str],
+        would: collections.Counter[tuple[str, str]] | None = None,
+    ) -> None:
         retired = dict(self._retired)
         for prefix, counts in (("rejected:", rejected), ("action:", actions)):
             for name, n in dict(counts).items():
                 retired[prefix + name] = retired.get(prefix + name, 0.0) + n
+        for (rule, reason), count in dict(would if would is not None else collections.Counter()).items():
+            slot = f"would:{rule}\x00{reason}"
+            retired[slot] = retired.get(slot, 0.0) + count
         self._retired = retired  # replaced, not changed in place: a scrape reads one or the other
 
     def _live_policies(self) -> list[Policy]:
@@ -208,6 +217,21 @@ class _StateCollector(Collector):
             "meshkit_policy_rejections", "Calls refused by a policy, by reason", labels=["reason"]
         )
         actions = CounterMetricFamily("meshkit_policy_actions", "Retries, hedges and fallbacks", labels=["action"])
+        would_refuse = CounterMetricFamily(
+            "meshkit_policy_would_refuse",
+            "Calls a dry-run rule would have refused (and let through), by rule and reason",
+            labels=["rule", "reason"],
+        )
+        revision = GaugeMetricFamily(
+            "meshkit_policy_revision",
+            "The configuration store revision each live policy runs, by source (gray: 1 if a gray revision)",
+            labels=["source", "gray"],
+        )
+        config_rejected = CounterMetricFamily(
+            "meshkit_policy_config_rejections",
+            "Revisions of a live policy rejected as invalid (the last good one kept running), by source",
+            labels=["source"],
+        )
         limit = GaugeMetricFamily("meshkit_shedder_limit", "The adaptive concurrency limit")
         shed_in_flight = GaugeMetricFamily("meshkit_shedder_in_flight", "Calls in flight under the shedder")
         # Retired policies' counts stay in the totals: counters never go down.
@@ -220,7 +244,19 @@ class _StateCollector(Collector):
         limits: list[float] = []
         flights: list[float] = []
         states: dict[str, str] = {}
+        would: dict[tuple[str, str], float] = {}
+        for key, value in retired.items():
+            if key.startswith("would:"):
+                rule, _, reason = key[6:].partition("\x00")
+                would[(rule, reason)] = would.get((rule, reason), 0.0) + value
         for policy in self._live_policies():
+            for pair, n in dict(policy.would_refuse).items():
+                would[pair] = would.get(pair, 0.0) + n
+            if policy.source is not None:
+                if policy.revision is not None:
+                    gray = "1" if getattr(policy, "gray", False) else "0"
+                    revision.add_metric([policy.source, gray], float(policy.revision))
+                config_rejected.add_metric([policy.source], float(policy.actions["config_rejected"]))
             states.update(dict(policy.events.states))  # dict(): a C-level copy, safe from another thread
             for reason, n in dict(policy.rejected).items():
                 totals[reason] = totals.get(reason, 0.0) + n
@@ -251,7 +287,10 @@ class _StateCollector(Collector):
         )
         for (service, event), seen in sorted(WATCH_EVENTS.items()):
             watch.add_metric([service, event], seen)
-        yield from (breakers, rejections, actions, limit, shed_in_flight, pools, watch)
+        for (rule, reason), total in sorted(would.items()):
+            would_refuse.add_metric([rule, reason], total)
+        yield from (breakers, rejections, actions, would_refuse, revision, config_rejected, limit, shed_in_flight)
+        yield from (pools, watch)
 
 
 def _pool_sizes(clients: list[Client]) -> dict[str, float]:
