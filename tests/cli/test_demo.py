@@ -74,6 +74,24 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
+def test_demo_changes_the_inventory_limit_live_from_the_cli() -> None:
+    """``--live-limit 20``: the demo runs ``meshkit config put``; both inventories then serve
+    20 calls/s each, with no restart (same pids), and the rest is refused."""
+    argv = [sys.executable, "-m", "meshkit", "demo", "--duration", "7", "--gateway-port", "0"]
+    argv += ["--live-limit", "20", "--live-limit-after", "2"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=90, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert re.search(r"meshkit config put policy/inventory .* -> revision \d+", out), out
+    ticks = re.findall(r"t=\s*([\d.]+)s calls/s=.*?served_by:((?: inventory-\d+=\d+)*)", out)
+    before = [int(n) for t, served in ticks if 1.0 <= float(t) <= 2.0 for n in re.findall(r"=(\d+)", served)]
+    after = [int(n) for t, served in ticks if float(t) >= 4.5 for n in re.findall(r"=(\d+)", served)]
+    assert before and min(before) > 40, ticks  # 200 calls/s over two instances: unlimited
+    assert after and max(after) <= 22, ticks  # the live limit, on both
+    assert "RESOURCE_EXHAUSTED" in out
+
+
 def test_rolling_stats() -> None:
     s = RollingStats(window=5)
     for i in range(100):

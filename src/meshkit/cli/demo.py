@@ -17,6 +17,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--fault-for", type=float, default=10.0, help="seconds the fault lasts (default 10)")
     p.add_argument("--otlp", default=None, help="export every process's traces to this OTLP/HTTP endpoint")
     p.add_argument(
+        "--live-limit",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="after --live-limit-after seconds, limit inventory.reserve to RATE calls/s per instance, live, "
+        "with meshkit config put (the inventories' policy is a key of the registry's store)",
+    )
+    p.add_argument("--live-limit-after", type=float, default=5.0, help="seconds before --live-limit (default 5)")
+    p.add_argument(
         "--gateway-port",
         type=int,
         default=None,
@@ -37,4 +46,6 @@ def run(args: argparse.Namespace) -> int:
         fault_after=args.fault_after,
         fault_for=args.fault_for,
         otlp=args.otlp,
+        live_limit=args.live_limit,
+        live_limit_after=args.live_limit_after,
     )

@@ -25,6 +25,7 @@ from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 
+from meshkit.config import ConfigStore
 from meshkit.demo.driver import Spread, Traces, drive
 from meshkit.demo.restock import RestockLeader
 from meshkit.demo.services import DEMO_API_KEY, OUT_OF_STOCK, gateway_config
@@ -201,6 +202,32 @@ async def _chaos(target: str, mode: str) -> None:
         await client.call("inventory", "chaos", {"mode": mode})
 
 
+#: The inventories' live policy: its key in the registry's store, and what it starts as (what
+#: running with no policy means: no limits, no shedding).
+LIVE_KEY = "policy/inventory"
+LIVE_POLICY = "# the inventories' live policy (docs/configuration.md)\n[shedding]\nenabled = false\n"
+
+
+def limit_policy(rate: float) -> str:
+    return f'{LIVE_POLICY}[server."inventory.reserve"]\nlimit = {{ rate = {rate:g} }}\n'
+
+
+async def _put_limit(console: Console, url: str, rate: float, at: float) -> None:
+    """Change the inventories' limit live, as a user would: with ``meshkit config put``."""
+    argv = [sys.executable, "-m", "meshkit", "config", "put", LIVE_KEY, "--store", url, "--policy"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate(limit_policy(rate).encode())
+    said = out.decode().strip() if proc.returncode == 0 else f"failed: {err.decode().strip()}"
+    console.print(
+        f"t={at:5.1f}s meshkit config put {LIVE_KEY} --store {url} --policy  <  inventory.reserve limit "
+        f"{rate:g}/s per instance -> revision {said}",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
 async def _main(
     duration: float | None,
     concurrency: int,
@@ -212,6 +239,8 @@ async def _main(
     fault_for: float = 10.0,
     otlp: str | None = None,
     requested_port: int | None = None,
+    live_limit: float | None = None,
+    live_limit_after: float = 5.0,
 ) -> int:
     port = pick_gateway_port(requested_port, console)  # before any process starts: a bad port fails fast
     children: list[Child] = []
@@ -238,12 +267,31 @@ async def _main(
         url = f"meshkit://{registry.address}"
         service = "meshkit.demo.services:Inventory"
         admin = ["--admin-port", "0"]
+        # The inventories' policy is live: a key of the registry's configuration store.
+        async with ConfigStore(url) as store:
+            await store.put(LIVE_KEY, LIVE_POLICY)
+        live_policy = ["--policy", f"{url}/{LIVE_KEY}"]
         for n in (1, 2):
             children.append(
                 _spawn(
                     f"inventory-{n}",
-                    ["run", service, "--registry", url, "--no-access-log", *admin],
-                    env={**otel, "OTEL_SERVICE_NAME": f"inventory-{n}", "MESHKIT_DEMO_COORD": url},
+                    [
+                        "run",
+                        service,
+                        "--registry",
+                        url,
+                        "--no-access-log",
+                        *admin,
+                        *live_policy,
+                        "--instance-id",
+                        f"inventory-{n}",
+                    ],
+                    env={
+                        **otel,
+                        "OTEL_SERVICE_NAME": f"inventory-{n}",
+                        "MESHKIT_DEMO_COORD": url,
+                        "MESHKIT_CACHE_DIR": os.path.join(workdir, "policy-cache"),
+                    },
                 )
             )
         order = _spawn(
@@ -262,6 +310,8 @@ async def _main(
             + f"\ntry: curl -s {api}/api/orders -H 'x-api-key: {DEMO_API_KEY}' -H 'content-type: application/json'"
             + """ -d '{"customer": "ann", "sku": "apple", "qty": 2}'"""
             + f" ; curl -s {api}/api/stock/apple"
+            + f"\nlive limit: meshkit config put {LIVE_KEY} limit.toml --store {url} --policy"
+            + f"  (see who runs what: meshkit config status {LIVE_KEY} --store {url})"
             + "\nmetrics: "
             + ", ".join(f"{c.name} {c.admin}/metrics" for c in children[1:] if c.admin),
             soft_wrap=True,
@@ -293,6 +343,15 @@ async def _main(
 
             loop.call_later(fault_after, fault_event, fault)
             loop.call_later(fault_after + fault_for, fault_event, "ok")
+        if live_limit is not None:
+            limit_tasks: set[asyncio.Task[None]] = set()
+
+            def limit_event() -> None:
+                task = loop.create_task(_put_limit(console, url, live_limit, time.monotonic() - started))
+                limit_tasks.add(task)
+                task.add_done_callback(limit_tasks.discard)
+
+            loop.call_later(live_limit_after, limit_event)
         if kill_after is not None:
 
             def kill_one() -> None:
@@ -367,6 +426,8 @@ def run_demo(
     fault_after: float = 5.0,
     fault_for: float = 10.0,
     otlp: str | None = None,
+    live_limit: float | None = None,
+    live_limit_after: float = 5.0,
 ) -> int:
     """Run the demo; ``gateway_port`` None is DEFAULT_GATEWAY_PORT or, if that is taken, any free
     port; a port given is that port (0: any free one) or an error."""
@@ -377,7 +438,20 @@ def run_demo(
     console = Console()
     try:
         return run_loop(
-            _main(duration, concurrency, rate, kill_after, console, fault, fault_after, fault_for, otlp, gateway_port)
+            _main(
+                duration,
+                concurrency,
+                rate,
+                kill_after,
+                console,
+                fault,
+                fault_after,
+                fault_for,
+                otlp,
+                gateway_port,
+                live_limit,
+                live_limit_after,
+            )
         )
     except RuntimeError as exc:  # DemoError, or a process that did not start
         errors.print(str(exc), style="red", markup=False, soft_wrap=True)
