@@ -33,11 +33,11 @@ from typing import Any, TypeVar
 
 from meshkit.config.backend import Change, Changes, Entry, Listing
 from meshkit.discovery.etcd_http import (
-    GRPC_UNAUTHENTICATED,
     EtcdError,
     EtcdHTTP,
     EtcdUnreachable,
     b64,
+    explain,
     prefix_end,
     unb64,
 )
@@ -64,17 +64,10 @@ class EtcdConfig:
 
     # -- the engine boundary ----------------------------------------------------------------
     def _unavailable(self, exc: EtcdError) -> Exception:
-        if isinstance(exc, EtcdUnreachable):
-            return ConfigUnavailable(
-                f"etcd at {self._where} cannot be reached ({exc}); start it with: bash scripts/engines.sh"
-            )
-        if exc.code == GRPC_UNAUTHENTICATED:
-            return ConfigUnavailable(
-                f"etcd at {self._where} refused our credentials: {exc}", code=StatusCode.UNAUTHENTICATED
-            )
-        if "compacted" in str(exc):
+        if "compacted" in str(exc) and not isinstance(exc, EtcdUnreachable):
             return Compacted(f"etcd has compacted the revisions asked for ({exc}); list again and watch from there")
-        return ConfigUnavailable(f"etcd at {self._where} could not serve the config request: {exc}")
+        message, refused = explain(exc, self._where, "config")
+        return ConfigUnavailable(message, code=StatusCode.UNAUTHENTICATED) if refused else ConfigUnavailable(message)
 
     async def _call(self, request: Awaitable[T]) -> T:
         try:

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from meshkit.coord.backend import Grant, Holder
 from meshkit.coord.record import Record, decode_record, encode_record
 from meshkit.discovery.etcd_http import (
-    GRPC_UNAUTHENTICATED,
     EtcdError,
     EtcdHTTP,
     EtcdUnreachable,
     b64,
+    explain,
     prefix_end,
     unb64,
 )
@@ -78,15 +78,8 @@ class EtcdLocks:
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: EtcdError) -> EngineUnavailable:
-        if isinstance(exc, EtcdUnreachable):
-            return EngineUnavailable(
-                f"etcd at {self._where} cannot be reached ({exc}); start it with: bash scripts/engines.sh"
-            )
-        if exc.code == GRPC_UNAUTHENTICATED:
-            return EngineUnavailable(
-                f"etcd at {self._where} refused our credentials: {exc}", code=StatusCode.UNAUTHENTICATED
-            )
-        return EngineUnavailable(f"etcd at {self._where} could not serve the lock request: {exc}")
+        message, refused = explain(exc, self._where, "lock")
+        return EngineUnavailable(message, code=StatusCode.UNAUTHENTICATED) if refused else EngineUnavailable(message)
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call(self._etcd.post(path, body))

@@ -47,6 +47,16 @@ class EtcdUnreachable(EtcdError):
     """No endpoint answered at all (refused, timed out, reset)."""
 
 
+def explain(exc: EtcdError, where: str, request: str) -> tuple[str, bool]:
+    """What an etcd error means to a user of it, worded the same everywhere: (message, whether
+    etcd refused our credentials). ``request``: what was asked ("lock", "config")."""
+    if isinstance(exc, EtcdUnreachable):
+        return f"etcd at {where} cannot be reached ({exc}); start it with: bash scripts/engines.sh", False
+    if exc.code == GRPC_UNAUTHENTICATED:
+        return f"etcd at {where} refused our credentials: {exc}", True
+    return f"etcd at {where} could not serve the {request} request: {exc}", False
+
+
 class EtcdHTTP:
     """POSTs to ``/v3/...`` of the first endpoint of ``endpoints`` ("h1:2379,h2:2379") that answers."""
 
