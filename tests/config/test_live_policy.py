@@ -1,10 +1,13 @@
 """Live policies (config/live.py): a server's limits follow a key of a configuration store; an
 invalid revision never applies; gray revisions reach only the instances they pick until promoted;
-the applied revision is cached, reported and shown."""
+the applied revision is cached, reported and shown. The store is each backend in turn: memory,
+a directory, the built-in registry (in this process) and the shared etcd (a fresh prefix)."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -13,12 +16,14 @@ import pytest
 from meshkit import Client, RpcError, Server
 from meshkit.config import ConfigStore, ConfigUnavailable, Identity, LivePolicy
 from meshkit.config.release import status_prefix
+from meshkit.config.service import ConfigService
 from meshkit.policy import Switches
 from meshkit.testing import FakeClock
 from tests.helpers import eventually
 from tests.policy.services import Stock
 
 URL = "memory://live#policy/stock"
+BACKENDS = ["memory", "file", "meshkit", "etcd"]
 NO_SHED = "[shedding]\nenabled = false\n"
 
 
@@ -26,9 +31,25 @@ def limit(burst: int, extra: str = "") -> str:
     return f'{NO_SHED}[server."stock.peek"]\nlimit = {{ rate = 1, burst = {burst} }}\n{extra}'
 
 
-def live(tmp_path: Path, name: str = "a", **kwargs: object) -> LivePolicy:
+@pytest.fixture(params=BACKENDS)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A store of each backend, as the URL a policy names (key after '#')."""
+    kind = request.param
+    if kind == "memory":
+        yield "memory://live"
+    elif kind == "file":
+        yield f"file://{tmp_path / 'store'}?poll=0.01"
+    elif kind == "etcd":
+        yield f"etcd://127.0.0.1:2379/live-{uuid.uuid4().hex[:8]}"
+    else:
+        service = ConfigService(tmp_path / "registry")
+        async with Server([service], host="127.0.0.1", port=0, middleware=[]) as server:
+            yield f"meshkit://127.0.0.1:{server.port}"
+
+
+def live(tmp_path: Path, name: str = "a", url: str = URL, **kwargs: object) -> LivePolicy:
     return LivePolicy(
-        URL,
+        url,
         identity=Identity(name, zone=kwargs.pop("zone", None)),  # type: ignore[arg-type]
         cache_dir=tmp_path / f"cache-{name}",
         clock=FakeClock(),
@@ -49,10 +70,10 @@ async def admitted(client: Client, n: int) -> int:
     return ok
 
 
-async def test_a_limit_changed_in_the_store_applies_without_a_restart(tmp_path: Path) -> None:
-    store = ConfigStore("memory://live")
+async def test_a_limit_changed_in_the_store_applies_without_a_restart(tmp_path: Path, store_url: str) -> None:
+    store = ConfigStore(store_url)
     first = await store.put("policy/stock", limit(2))
-    policy = live(tmp_path)
+    policy = live(tmp_path, url=f"{store_url}#policy/stock")
     async with Server([Stock()], policy=policy, middleware=[]) as server, Client(target=server.address) as client:
         assert policy.revision == first and not policy.cached
         assert await admitted(client, 3) == 2
@@ -73,11 +94,11 @@ async def test_a_limit_changed_in_the_store_applies_without_a_restart(tmp_path: 
     ],
 )
 async def test_an_invalid_revision_never_applies_and_the_rejection_is_visible(
-    tmp_path: Path, text: str, message: str
+    tmp_path: Path, store_url: str, text: str, message: str
 ) -> None:
-    store = ConfigStore("memory://live")
+    store = ConfigStore(store_url)
     good = await store.put("policy/stock", limit(2))
-    policy = live(tmp_path)
+    policy = live(tmp_path, url=f"{store_url}#policy/stock")
     async with Server([Stock()], policy=policy, middleware=[]) as server, Client(target=server.address) as client:
         bad = await store.put("policy/stock", text)
         await eventually(lambda: policy.last_rejected is not None, what="the rejection")
@@ -94,12 +115,15 @@ async def test_an_invalid_revision_never_applies_and_the_rejection_is_visible(
         await eventually(reported, what="the rejection in the instance's status key")
 
 
-async def test_a_gray_revision_reaches_only_the_instances_it_picks_until_promoted(tmp_path: Path) -> None:
+async def test_a_gray_revision_reaches_only_the_instances_it_picks_until_promoted(
+    tmp_path: Path, store_url: str
+) -> None:
     from meshkit.config.live import promote
 
-    store = ConfigStore("memory://live")
+    store = ConfigStore(store_url)
     main = await store.put("policy/stock", limit(2))
-    a, b, c = live(tmp_path, "a"), live(tmp_path, "b", zone="az9"), live(tmp_path, "c")
+    url = f"{store_url}#policy/stock"
+    a, b, c = live(tmp_path, "a", url), live(tmp_path, "b", url, zone="az9"), live(tmp_path, "c", url)
     for p in (a, b, c):
         await p.start()
     try:
