@@ -136,3 +136,14 @@ async def test_two_registries_are_an_authority_and_its_stand_in_never_two_stores
             await eventually(lambda: _answers(store), what="the stand-in answering")
             assert await store.put("while-a-is-down", "x") == 1, "the stand-in's own store took it"
             assert (await second.store.get("while-a-is-down")) is not None
+
+
+async def test_a_registry_whose_store_is_unusable_says_so_rather_than_unreachable(tmp_path: Path) -> None:
+    async with Server([ConfigService(tmp_path / "config")], host="127.0.0.1", port=0, middleware=[]) as server:
+        async with ConfigStore(f"meshkit://127.0.0.1:{server.port}") as store:
+            await store.put("k", "1")
+            with open(tmp_path / "config" / "journal", "ab") as journal:
+                journal.write(b"not a revision\n{}\n")  # another process damaged it
+            with pytest.raises(ConfigUnavailable, match="is up, but cannot use its configuration store") as err:
+                await store.put("k", "2")
+            assert "not a revision" in err.value.message and "unreachable" not in err.value.message

@@ -53,6 +53,10 @@ class BuiltinConfig:
 
     def _translate(self, exc: RpcError) -> Exception:
         code = exc.code
+        if code is StatusCode.UNAVAILABLE and isinstance(exc.details, dict) and exc.details.get("reason") == "store":
+            return ConfigUnavailable(
+                f"the meshkit registry at {self.target} is up, but cannot use its configuration store: {exc.message}"
+            )
         if code is StatusCode.UNAVAILABLE:
             return ConfigUnavailable(
                 f"the meshkit registry at {self.target} is unreachable ({exc.message}); "

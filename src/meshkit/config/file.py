@@ -41,6 +41,15 @@ T = TypeVar("T")
 OPTIONS = ("poll",)
 
 
+def _unusable(message: str) -> ConfigUnavailable:
+    """The store's directory or journal cannot be used. Marked (``details.reason = "store"``) so
+    that a meshkit:// client of a registry keeping its store here tells this apart from the
+    registry being unreachable."""
+    error = ConfigUnavailable(message)
+    error.details = {"reason": "store"}
+    return error
+
+
 def _encode(change: Change) -> bytes:
     value = None if change.value is None else base64.b64encode(change.value).decode()
     return (
@@ -56,9 +65,7 @@ def _decode(line: bytes, where: str) -> Change:
             raise TypeError(f"key {key!r} is not text")
         return Change(key, None if value is None else base64.b64decode(value, validate=True), int(record["rev"]))
     except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigUnavailable(
-            f"the config journal {where} has a line that is not a revision ({exc}): {line[:80]!r}"
-        ) from exc
+        raise _unusable(f"the config journal {where} has a line that is not a revision ({exc}): {line[:80]!r}") from exc
 
 
 def _store_id(path: Path) -> str:
@@ -92,7 +99,7 @@ class FileConfig:
             #: Which store this is, made once with the directory (a copy of it is the same store).
             self.store_id = _store_id(self.directory / "store-id")
         except OSError as exc:
-            raise ConfigUnavailable(f"cannot use {self.directory} as a config store: {exc}") from exc
+            raise _unusable(f"cannot use {self.directory} as a config store: {exc}") from exc
 
     # -- the journal (run in a worker thread) -------------------------------------------------
     def _catch_up(self, *, locked: bool) -> None:
@@ -104,7 +111,7 @@ class FileConfig:
             with open(self._journal, "rb") as journal:
                 size = os.fstat(journal.fileno()).st_size
                 if size < self._offset:
-                    raise ConfigUnavailable(
+                    raise _unusable(
                         f"the config journal {self._journal} is shorter ({size} bytes) than what this process "
                         f"has read of it ({self._offset}): it was truncated or replaced; open the store again"
                     )
@@ -122,7 +129,7 @@ class FileConfig:
                     return  # perhaps being rewritten: look again next time
                 raise
             if change.revision <= self.log.revision:
-                raise ConfigUnavailable(
+                raise _unusable(
                     f"the config journal {self._journal} has revision {change.revision} after "
                     f"{self.log.revision}: it is corrupt (two writers without the lock?)"
                 )
@@ -184,7 +191,7 @@ class FileConfig:
         try:
             return await asyncio.to_thread(work, *args)
         except OSError as exc:
-            raise ConfigUnavailable(f"the config store {self.directory} cannot be used: {exc}") from exc
+            raise _unusable(f"the config store {self.directory} cannot be used: {exc}") from exc
 
     async def _write(self, plan: Callable[[RevisionLog], Change | None]) -> Change | None:
         """A write in a worker thread. It cannot be called back once started: if the caller is

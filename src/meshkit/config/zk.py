@@ -161,6 +161,8 @@ class ZkConfig:
         #: Set from kazoo's thread on every state change: waiters look again when it is set.
         self._changed: set[asyncio.Event] = set()
         self._pruning: asyncio.Task[None] | None = None
+        #: The revision up to which the log is to be pruned (the last ``keep`` before the newest write).
+        self._prune_to = 0
 
     # -- paths -------------------------------------------------------------------------------
     @property
@@ -550,40 +552,51 @@ class ZkConfig:
 
     # -- pruning -----------------------------------------------------------------------------
     def _after_write(self, revision: int) -> None:
-        """The writer of every ``step``-th revision prunes the log behind the last ``keep``."""
+        """The writer of every ``step``-th revision prunes the log behind the last ``keep``, in the
+        background; while a pruning runs, later ones only raise its target."""
         if revision <= self.keep or revision % self.step or self._closing:
             return
-        if self._pruning is None or self._pruning.done():  # (one at a time: the next takes up the rest)
-            self._pruning = asyncio.get_running_loop().create_task(self._prune(revision - self.keep))
+        self._prune_to = max(self._prune_to, revision - self.keep)
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.get_running_loop().create_task(self._prune())
 
-    async def _prune(self, upto: int) -> None:
-        try:
-            with self._boundary():
-                found = await self._settle(self._send(self._zk.get_async, self._compacted))
-                done = int(found[0] or b"0")
-                for after in range(done, upto, BATCH):
-                    last = min(after + BATCH, upto)
-                    revisions = range(after + 1, last + 1)
-                    logged = await self._get_many([self._log(r) for r in revisions])
-                    keys = {
-                        self._read_logged(self._log(r), f[0]).key for r, f in zip(revisions, logged, strict=True) if f
-                    }
-                    for key in sorted(keys):
-                        await self._prune_key(key, last)
-                    await self._delete_many([self._log(r) for r in revisions])
-                while True:  # raise the mark (only ever raise it: pruners may overlap)
-                    data, stat = await self._settle(self._send(self._zk.get_async, self._compacted))
-                    if int(data or b"0") >= upto:
-                        break
-                    try:
-                        await self._settle(
-                            self._send(self._zk.set_async, self._compacted, str(upto).encode(), stat.version)
-                        )
-                        break
-                    except self._errors.BadVersionError:
-                        continue
-        except Exception as exc:  # noqa: BLE001 - the next pruning starts from the mark again
-            log.warning("pruning the config log of %s%s up to %d failed: %s", self._where, self._root, upto, exc)
+    async def _prune(self) -> None:
+        pruned = 0
+        while pruned < self._prune_to and not self._closing:
+            upto = self._prune_to
+            try:
+                with self._boundary():
+                    await self._prune_upto(upto)
+            except Exception as exc:  # noqa: BLE001 - the next pruning starts again from the mark
+                log.warning("pruning the config log of %s%s up to %d failed: %s", self._where, self._root, upto, exc)
+                return
+            pruned = upto
+
+    async def _prune_upto(self, upto: int) -> None:
+        """Prune revisions from the mark up to ``upto``, raising the mark after every batch (so a
+        pruning cut short leaves nothing the next one does not find)."""
+        found = await self._settle(self._send(self._zk.get_async, self._compacted))
+        for after in range(int(found[0] or b"0"), upto, BATCH):
+            last = min(after + BATCH, upto)
+            revisions = range(after + 1, last + 1)
+            logged = await self._get_many([self._log(r) for r in revisions])
+            keys = {self._read_logged(self._log(r), f[0]).key for r, f in zip(revisions, logged, strict=True) if f}
+            for key in sorted(keys):
+                await self._prune_key(key, last)
+            await self._delete_many([self._log(r) for r in revisions])
+            await self._raise_mark(last)
+
+    async def _raise_mark(self, upto: int) -> None:
+        """``{root}/compacted`` to ``upto``, unless it is there already (prunings may overlap)."""
+        while True:
+            data, stat = await self._settle(self._send(self._zk.get_async, self._compacted))
+            if int(data or b"0") >= upto:
+                return
+            try:
+                await self._settle(self._send(self._zk.set_async, self._compacted, str(upto).encode(), stat.version))
+                return
+            except self._errors.BadVersionError:
+                continue  # another pruner raised it meanwhile: look again
 
     async def _prune_key(self, key: str, upto: int) -> None:
         """Delete the key's value nodes up to ``upto``, but for its current one; and the key itself
