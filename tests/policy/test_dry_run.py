@@ -3,6 +3,8 @@ exactly what enforce would refuse on the same traffic (a fake clock makes the tr
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from meshkit import Client, RpcError, Server, StatusCode
@@ -68,7 +70,7 @@ async def test_a_dry_run_bulkhead_lets_calls_in_and_its_count_balances() -> None
     assert p.would_refuse[("server:stock.peek", "bulkhead")] == 2
 
 
-async def test_a_dry_run_client_limit_and_breaker_count_and_send() -> None:
+async def test_a_dry_run_client_limit_counts_each_call_once_and_sends_it() -> None:
     rule = ClientRule(
         limit=Limit(rate=1, burst=1),
         breaker=Breaker(min_calls=2, window=10, error_ratio=0.5, open_for=5),
@@ -77,16 +79,34 @@ async def test_a_dry_run_client_limit_and_breaker_count_and_send() -> None:
     p, _, _ = client_policy(stock__peek=rule)
     terminal = Script([RpcError(StatusCode.UNAVAILABLE, "down")] * 2 + ["ok"] * 3)
     handler = p.client_middleware()(terminal)
-    outcomes = []
     for _ in range(5):
+        with contextlib.suppress(RpcError):
+            await handler(fake_call("stock.peek"))
+    assert len(terminal.calls) == 5  # nothing refused
+    # enforce: calls 2-5 refused by the bucket, never reaching the breaker (which saw one call)
+    assert dict(p.would_refuse) == {("client:stock.peek", "client_limit"): 4}
+    assert not p._shadowed  # forgotten once each call ended
+
+
+async def test_a_dry_run_breaker_counts_a_call_once_however_often_it_is_retried() -> None:
+    rule = ClientRule(breaker=Breaker(min_calls=2, window=10, error_ratio=0.5, open_for=5), mode="dry-run")
+    enforce = ClientRule(breaker=Breaker(min_calls=2, window=10, error_ratio=0.5, open_for=5))
+    outcomes = [RpcError(StatusCode.UNAVAILABLE, "down")] * 12
+    p, _, _ = client_policy(stock__flaky=rule)
+    e, _, _ = client_policy(stock__flaky=enforce)
+    dry_terminal, enforce_terminal = Script(list(outcomes)), Script(list(outcomes))
+    dry, enforced = p.client_middleware()(dry_terminal), e.client_middleware()(enforce_terminal)
+    refused = 0
+    for _ in range(4):
+        with contextlib.suppress(RpcError):
+            await dry(fake_call("stock.flaky", idempotent=True))
         try:
-            outcomes.append(await handler(fake_call("stock.peek")))
+            await enforced(fake_call("stock.flaky", idempotent=True))
         except RpcError as exc:
-            outcomes.append(exc.message)
-    assert outcomes[2:] == ["ok"] * 3  # the open breaker and the empty bucket refused nothing
-    assert len(terminal.calls) == 5
-    assert p.would_refuse[("client:stock.peek", "client_limit")] == 4
-    assert p.would_refuse[("client:stock.peek", "breaker_open")] == 3
+            refused += exc.details is not None and exc.details.get("reason") == "breaker_open"
+    assert refused > 0
+    assert sum(p.would_refuse.values()) == refused == p.would_refuse[("client:stock.flaky", "breaker_open")]
+    assert len(dry_terminal.calls) > len(enforce_terminal.calls)  # dry run sent what enforce refused
 
 
 def test_mode_is_read_from_the_file_and_a_method_rule_can_enforce_under_a_dry_run_service_rule() -> None:
@@ -104,3 +124,20 @@ def test_an_unknown_mode_names_the_field() -> None:
 
     with pytest.raises(PolicyError, match=r"mode"):
         parse(b'[server."stock.*"]\nmode = "shadow"\n', "p.toml")
+
+
+async def test_the_shedder_still_sheds_calls_a_dry_run_limit_lets_through() -> None:
+    import asyncio
+
+    shedding = Shedding(initial_limit=2, min_limit=2, max_limit=2)
+    rule = ServerRule(limit=Limit(rate=1, burst=1), mode="dry-run")
+    p = Policy(PolicyConfig(shedding=shedding, server={"stock.peek": rule}), switches=Switches())
+    stock = Stock()
+    stock.gate = asyncio.Event()
+    async with Server([stock], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        calls = [asyncio.ensure_future(client.proxy(Stock).peek("x")) for _ in range(6)]
+        done = await asyncio.gather(*calls[2:], return_exceptions=True)  # four beyond the two slots
+        stock.gate.set()
+        assert await asyncio.gather(*calls[:2]) == ["x", "x"]
+    assert all(isinstance(r, RpcError) and r.details["reason"] == "shed" for r in done), done
+    assert stock.calls == 2

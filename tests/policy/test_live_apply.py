@@ -137,3 +137,50 @@ async def test_shedding_settings_change_live_and_keep_the_learnt_limit_in_bounds
     assert p.shedder is None
     p.apply(PolicyConfig())
     assert p.shedder is not None
+
+
+async def test_a_shedding_edit_keeps_the_other_rules_state() -> None:
+    rule = ServerRule(limit=Limit(rate=1, burst=2))
+    p = Policy(
+        PolicyConfig(shedding=Shedding(max_limit=100), server={"stock.peek": rule}),
+        clock=FakeClock(),
+        switches=Switches(),
+    )
+    async with Server([Stock()], policy=p, middleware=[]) as server, Client(target=server.address) as client:
+        proxy = client.proxy(Stock)
+        assert await admitted(proxy, 3) == 2
+        assert p.apply(PolicyConfig(shedding=Shedding(max_limit=50), server={"stock.peek": rule})) == ["shedding"]
+        assert await admitted(proxy, 2) == 0, "the spent bucket was kept"
+
+
+def test_a_redis_url_that_does_not_parse_is_refused_and_nothing_changes() -> None:
+    p = Policy(server_config(stock__peek=ServerRule(limit=Limit(rate=5))), switches=Switches())
+    before = p.config
+    bad = parse(b'redis = "http://nope"\n[server."stock.peek".limit]\nrate = 5\nshared = true\n')
+    with pytest.raises(PolicyError, match="not a Redis URL"):
+        p.apply(bad, revision=9)
+    assert p.config is before and p.revision is None and p._redis_link is None
+
+
+async def test_a_changed_retry_rule_gives_every_method_of_its_service_the_new_budget() -> None:
+    from meshkit.policy import Retry
+
+    p, _, _ = client_policy(**{"stock__*": ClientRule(retry=Retry(budget_tokens=10))})
+    handler = p.client_middleware()(Script([]))
+    for method in ("stock.peek", "stock.take"):
+        await handler(fake_call(method))
+    old = p._budgets["stock"]
+    p.apply(
+        PolicyConfig(
+            shedding=NO_SHED,
+            client={
+                "stock.*": ClientRule(retry=Retry(budget_tokens=10)),
+                "stock.peek": ClientRule(retry=Retry(budget_tokens=3)),
+            },
+        )
+    )
+    for method in ("stock.peek", "stock.take"):
+        await handler(fake_call(method))
+    assert p._budgets["stock"] is not old
+    stages = next(iter(p._client_stages))
+    assert set(stages) == {"stock.peek", "stock.take"}  # both rebuilt on the one new budget

@@ -48,18 +48,22 @@ def breaking(
     failures: frozenset[StatusCode],
     refusal: Callable[[float], RpcError],
     clock: Callable[[], float],
-    dry_run: Callable[[], None] | None = None,
+    dry_run: Callable[..., bool] | None = None,
 ) -> Middleware:
-    """``dry_run``: the rule is in dry-run mode; a call the breaker refuses is counted by it and
-    sent anyway, unseen by the breaker (as it would be, refused, under enforce)."""
+    """``dry_run``: the rule is in dry-run mode: ``dry_run(call)`` is true for a call its rule
+    counted already (it is sent on, unseen by the breaker, as under enforce it would never have
+    reached it), and a call the breaker refuses is counted (``dry_run(None)`` marks it) and sent
+    anyway."""
 
     def middleware(next_handler: Handler) -> Handler:
         async def attempt(call: Any) -> Any:
+            if dry_run is not None and dry_run(call):
+                return await next_handler(call)
             now = clock()
             if not breaker.allow(now):
                 if dry_run is None:
                     raise refusal(now)
-                dry_run()
+                dry_run(call, True)
                 return await next_handler(call)
             try:
                 result = await next_handler(call)
@@ -84,7 +88,16 @@ def breaking(
 def breaker_for(policy: Policy, qualname: str, rule: BreakerRule, *, dry: bool = False) -> Middleware | None:
     """The middleware of ``rule``'s breaker for ``qualname`` (None for ``kind = "off"``);
     ``dry``: counted, never refusing (a dry-run rule)."""
-    counted = (lambda: policy.count_dry_run(f"client:{qualname}", REASON)) if dry else None
+    counted: Callable[..., bool] | None = None
+    if dry:
+        rule_name = f"client:{qualname}"
+
+        def counted(call: Any, refused: bool = False) -> bool:
+            if refused:
+                policy.shadow(call, rule_name, REASON)
+                return True
+            return policy.shadowed(call)
+
     if rule.kind == "classic":
 
         def changed(old: BreakerState, new: BreakerState) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from meshkit.policy.breaker import BREAKER_FAILURES, THROTTLE_REJECTS, breaker_config, breaker_for
+from meshkit.policy.caches import Cache
 from meshkit.policy.config import Breaker, ClientRule, Retry, resolve
 from meshkit.policy.hedge import hedging
 from meshkit.policy.limit import limiting, local_limit
@@ -39,6 +40,8 @@ def stages(policy: Policy, qualname: str, rule: ClientRule) -> list[Middleware]:
     budget) is shared by every chain built from them."""
     chain = [switched_off(policy.switches, qualname)]
     dry = rule.dry_run
+    if dry:
+        chain.append(forgetting(policy))
     if rule.limit is not None:
         chain.append(limiting(policy, qualname, policy.bucket(f"client:{qualname}", rule.limit), dry=dry))
     retry = rule.retry or Retry()
@@ -54,13 +57,28 @@ def stages(policy: Policy, qualname: str, rule: ClientRule) -> list[Middleware]:
     return chain
 
 
-def client_guard(policy: Policy) -> Middleware:
-    per_method: dict[str, list[Middleware]] = {}
-    policy._client_stages.append(per_method)  # a live config drops the stages it changes
+def forgetting(policy: Policy) -> Middleware:
+    """The outer stage of a dry-run rule: once the call ends, forget that it was counted."""
 
     def middleware(next_handler: Handler) -> Handler:
-        chains: dict[str, Handler] = {}
-        policy._client_chains.append(chains)
+        async def forget(call: Any) -> Any:
+            try:
+                return await next_handler(call)
+            finally:
+                policy.unshadow(call)
+
+        return forget
+
+    return middleware
+
+
+def client_guard(policy: Policy) -> Middleware:
+    per_method = Cache()  # qualname -> its stages; a live config drops the ones it changes
+    policy._client_stages.add(per_method)
+
+    def middleware(next_handler: Handler) -> Handler:
+        chains = Cache()
+        policy._client_chains.add(chains)
 
         def build(qualname: str) -> Handler:
             parts = per_method.get(qualname)

@@ -224,6 +224,13 @@ class PolicyConfig(_Strict):
         )
 
 
+def check_runnable(config: PolicyConfig) -> None:
+    """What a config needs beyond its own fields, checked before a process runs it (and by
+    ``meshkit config put --policy``): a shared limit needs a Redis URL."""
+    if config.shared_limits() and config.redis is None:
+        raise PolicyError("a limit is shared (shared = true) but the policy names no redis URL")
+
+
 def check_pattern(key: str) -> None:
     """rpc's check of a method pattern (one definition, shared with the switches), raised as a
     PolicyError so a bad rule key reads as a policy error."""

@@ -39,7 +39,7 @@ def limiting(policy: Policy, qualname: str, bucket: Any, *, dry: bool = False) -
             if not ok:
                 if not dry:
                     raise local_limit(qualname, wait)
-                policy.count_dry_run(rule, "client_limit")
+                policy.shadow(call, rule, "client_limit")
             return next_handler(call)
 
         async def limited_shared(call: Any) -> Any:
@@ -48,7 +48,7 @@ def limiting(policy: Policy, qualname: str, bucket: Any, *, dry: bool = False) -
             if not ok:
                 if not dry:
                     raise local_limit(qualname, wait)
-                policy.count_dry_run(rule, "client_limit")
+                policy.shadow(call, rule, "client_limit")
             return await next_handler(call)
 
         return limited if isinstance(bucket, TokenBucket) else limited_shared

@@ -9,12 +9,14 @@ import contextlib
 import logging
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshkit.policy import config as _config
 from meshkit.policy.breaker import breaker_config
+from meshkit.policy.caches import Cache
 from meshkit.policy.client import client_guard
 from meshkit.policy.config import Breaker, ClientRule, Limit, PolicyConfig, Retry, ServerRule, resolve
 from meshkit.policy.events import POLICIES, BreakerEvents
@@ -93,13 +95,15 @@ class Policy:
         self.would_refuse: collections.Counter[tuple[str, str]] = collections.Counter()
         #: Where the config came from and which revision of it runs (a configuration store's
         #: revision when the policy is live, see meshkit.config.live; None for a file or code).
+        #: Calls (by id, while they run) a client's dry-run rule has counted already.
+        self._shadowed: set[int] = set()
         self.source: str | None = None
         self.revision: int | None = None
         #: The per-method state the guards built from the config (server plans; client stages and
         #: the chains made of them), so :meth:`apply` can drop what a new config changes.
-        self._server_plans: list[dict[str, Any]] = []
-        self._client_stages: list[dict[str, Any]] = []
-        self._client_chains: list[dict[str, Any]] = []
+        self._server_plans: weakref.WeakSet[Cache] = weakref.WeakSet()
+        self._client_stages: weakref.WeakSet[Cache] = weakref.WeakSet()
+        self._client_chains: weakref.WeakSet[Cache] = weakref.WeakSet()
         POLICIES.join(self)
 
     @property
@@ -137,8 +141,8 @@ class Policy:
     def check(self, config: PolicyConfig) -> None:
         """Raise :class:`~meshkit.policy.PolicyError` if this policy cannot run ``config`` (the
         file's own checks ran when it was parsed; this adds what depends on the process)."""
-        if config.shared_limits() and self._redis is None and config.redis is None:
-            raise _config.PolicyError("a limit is shared (shared = true) but the policy names no redis URL")
+        if self._redis is None:
+            _config.check_runnable(config)
 
     def apply(self, config: PolicyConfig, revision: int | None = None) -> list[str]:
         """Run ``config`` from now on, without a restart, and return the methods (and sections)
@@ -146,44 +150,69 @@ class Policy:
         tokens, a breaker's state, the shedder's learnt limit); a changed rule starts afresh at
         its method's next call. Calls in flight finish under the rule they started with.
         Switches change only where the config changes them, so one flipped live with
-        ``meshkit switch`` stays until a revision says otherwise."""
+        ``meshkit switch`` stays until a revision says otherwise. A config that cannot run here
+        (a shared limit without Redis, a Redis URL that does not parse) raises PolicyError and
+        changes nothing."""
         self.check(config)
-        old, self.config, self.revision = self.config, config, revision
+        old = self.config
+        redis_moved = config.redis != old.redis and self._redis is None
+        link = self._redis_link
+        if config.shared_limits() and (link is None or redis_moved):
+            link = self._link(config.redis)  # made first: a URL that does not parse changes nothing
+        old_link = self._redis_link if redis_moved and self._redis_link is not link else None
+        self.config, self.revision, self._redis_link = config, revision, link
         changed: list[str] = []
+        shedder = self.shedder
         if config.shedding != old.shedding:
             changed.append("shedding")
             self._reshape_shedder()
-        for plans in self._server_plans:
+        regrown = self.shedder is not shedder  # turned on or off: every plan holds the old one
+        for plans in list(self._server_plans):
             for qualname in list(plans):
-                if "shedding" in changed or resolve(config.server, qualname, ServerRule) != resolve(
-                    old.server, qualname, ServerRule
+                if (
+                    regrown
+                    or (redis_moved and plans[qualname].shared)
+                    or resolve(config.server, qualname, ServerRule) != resolve(old.server, qualname, ServerRule)
                 ):
                     del plans[qualname]
                     changed.append(f"server:{qualname}")
-        for stages in self._client_stages:
-            for qualname in list(stages):
-                before = resolve(old.client, qualname, ClientRule)
-                after = resolve(config.client, qualname, ClientRule)
-                if before != after:
-                    del stages[qualname]
-                    for chains in self._client_chains:
-                        chains.pop(qualname, None)
-                    if before.retry != after.retry:
-                        self._budgets.pop(qualname.partition(".")[0], None)
-                    changed.append(f"client:{qualname}")
+        self._reshape_client(old, config, redis_moved, changed)
         for name in sorted(set(old.switches) | set(config.switches)):
             on = config.switches.get(name, False)
             if on != old.switches.get(name, False):
                 self.switches.set(name, on)
                 changed.append(f"switch:{name}")
-        if config.redis != old.redis and self._redis is None and self._redis_link is not None:
-            link, self._redis_link = self._redis_link, None
-            self._background(link.close())
-        if self._redis_link is None and config.shared_limits():
-            self._redis_link = self._link()
-        if self._users > 0 and self._redis_link is not None and not self._redis_link.started:
+        if old_link is not None:
+            self._background(old_link.close())
+        if self._users > 0 and link is not None and not link.started:
             self._background(self.connect_shared())
         return changed
+
+    def _reshape_client(self, old: PolicyConfig, config: PolicyConfig, redis_moved: bool, changed: list[str]) -> None:
+        """Drop the client stages whose rules changed; a changed retry rule rebuilds every method
+        of its service, which share one retry budget."""
+        stale: set[str] = set()
+        budgets: set[str] = set()
+        for stages in list(self._client_stages):
+            for qualname in stages:
+                before = resolve(old.client, qualname, ClientRule)
+                after = resolve(config.client, qualname, ClientRule)
+                shared = after.limit is not None and after.limit.shared
+                if before != after or (redis_moved and shared):
+                    stale.add(qualname)
+                if before.retry != after.retry:
+                    budgets.add(qualname.partition(".")[0])
+        for stages in list(self._client_stages):
+            stale.update(q for q in stages if q.partition(".")[0] in budgets)
+        for service in budgets:
+            self._budgets.pop(service, None)
+        for qualname in sorted(stale):
+            for stages in list(self._client_stages):
+                stages.pop(qualname, None)
+            for chains in list(self._client_chains):
+                chains.pop(qualname, None)
+            self.events.states.pop(qualname, None)  # a rule without a breaker shows none
+            changed.append(f"client:{qualname}")
 
     def _reshape_shedder(self) -> None:
         s = self.config.shedding
@@ -210,6 +239,20 @@ class Policy:
     def count_dry_run(self, rule: str, reason: str) -> None:
         """A dry-run rule would have refused a call here (it was let through)."""
         self.would_refuse[(rule, reason)] += 1
+
+    def shadow(self, call: Any, rule: str, reason: str) -> None:
+        """A client's dry-run rule would have refused ``call``: counted once per call, however
+        many stages or attempts it passes after this (enforce would have stopped it here)."""
+        key = id(call)
+        if key not in self._shadowed:
+            self._shadowed.add(key)
+            self.count_dry_run(rule, reason)
+
+    def shadowed(self, call: Any) -> bool:
+        return id(call) in self._shadowed
+
+    def unshadow(self, call: Any) -> None:
+        self._shadowed.discard(id(call))
 
     # -- what servers and clients install --------------------------------------------------
     def server_middleware(self) -> Callable[[Any], Any]:
@@ -247,19 +290,22 @@ class Policy:
             self._redis_link = self._link()
         return RedisTokenBucket(self._redis_link, f"meshkit:limit:{key}", limit.per_second, limit.size)
 
-    def _link(self) -> RedisLink:
+    def _link(self, url: str | None = None) -> RedisLink:
         """The Redis link of the shared limits: over the ``redis`` client given, else a client of
-        the policy's URL (which imports redis-py, here and only here)."""
+        ``url`` (default: the policy's; importing redis-py here and only here)."""
         from meshkit.resilience.redis_bucket import RedisLink
 
         if self._redis is not None:
             return RedisLink(self._redis, clock=self.clock)
-        if self.config.redis is None:
+        url = url if url is not None else self.config.redis
+        if url is None:
             raise _config.PolicyError("a limit is shared (shared = true) but the policy names no redis URL")
         try:
-            return RedisLink.from_url(self.config.redis, clock=self.clock)
+            return RedisLink.from_url(url, clock=self.clock)
         except ImportError as exc:
             raise _config.PolicyError("shared limits need redis-py: pip install 'meshkit[redis]'") from exc
+        except ValueError as exc:  # redis-py's word for a URL it cannot use
+            raise _config.PolicyError(f"redis: {url!r} is not a Redis URL: {exc}") from None
 
     def retry_budget(self, service: str, retry: Retry) -> RetryBudget:
         """One budget per target service (as gRPC keeps one per channel)."""

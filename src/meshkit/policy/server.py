@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshkit.errors import AdmissionRefused as AdmissionRefused  # re-exported: its home is errors
 from meshkit.errors import RpcError, StatusCode
+from meshkit.policy.caches import Cache
 from meshkit.policy.config import Limit, ServerRule, resolve
 from meshkit.protocol.metadata import CALLER
 from meshkit.resilience.bulkhead import Bulkhead
@@ -61,8 +62,8 @@ async def _awaitable(value: Any) -> Any:
 
 def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
     clock = policy.clock
-    plans: dict[str, _Plan] = {}
-    policy._server_plans.append(plans)  # a live config drops the plans whose rules it changes
+    plans = Cache()  # qualname -> its plan; a live config drops the plans whose rules it changes
+    policy._server_plans.add(plans)
     waiting = policy.waiting
 
     def middleware(next_handler: Handler) -> Handler:
@@ -90,6 +91,7 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
             if plan.trivial and shedder is None:
                 return next_handler(call)
             now = clock()
+            counted = False  # a dry-run rule counted this call already
             if plan.caller_limit is not None:
                 who = caller_of(call)
                 bucket = plan.caller_buckets.get(who)
@@ -102,46 +104,47 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
                     plan.caller_buckets.move_to_end(who)
                 ok, wait = bucket.try_acquire(now)
                 if not ok:
-                    if plan.dry:  # enforce would stop here: the call runs as if it held nothing
-                        policy.count_dry_run(f"server:{qualname}", "caller_limit")
-                        return next_handler(call)
-                    else:
+                    if not plan.dry:
                         policy.rejected["caller_limit"] += 1
                         return degrade(
                             call, refusal(qualname, "caller_limit", wait, f"rate limit of caller {who!r} reached")
                         )
-            if plan.limit is not None and not plan.shared:
+                    # Dry run: counted once, and the call goes on as enforce would not have let it
+                    # (the later checks of this rule skip it; the shedder still sees it: it is load).
+                    policy.count_dry_run(f"server:{qualname}", "caller_limit")
+                    counted = True
+            if plan.limit is not None and not plan.shared and not counted:
                 ok, wait = plan.limit.try_acquire(now)
                 if not ok:
-                    if plan.dry:
-                        policy.count_dry_run(f"server:{qualname}", "limit")
-                        return next_handler(call)
-                    else:
+                    if not plan.dry:
                         policy.rejected["limit"] += 1
                         return degrade(call, refusal(qualname, "limit", wait, "rate limit reached"))
+                    policy.count_dry_run(f"server:{qualname}", "limit")
+                    counted = True
             bulkhead = plan.bulkhead
             if bulkhead is not None and not bulkhead.try_acquire():
-                if plan.dry:
-                    policy.count_dry_run(f"server:{qualname}", "bulkhead")
-                    return next_handler(call)
-                else:
+                if not plan.dry:
                     policy.rejected["bulkhead"] += 1
                     return degrade(
                         call,
                         refusal(qualname, "bulkhead", 0.0, f"{bulkhead.max_concurrent} calls already in progress"),
                     )
+                if not counted:
+                    policy.count_dry_run(f"server:{qualname}", "bulkhead")
+                    counted = True
+                bulkhead.in_flight += 1  # held over its maximum, so that the release balances
             if shedder is not None and not shedder.try_acquire():
                 if shedder.try_enqueue():
                     waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
                     waiting.append((now, waiter))
-                    return queued(call, plan, waiter)
+                    return queued(call, plan, waiter, counted)
                 if bulkhead is not None:
                     bulkhead.release()
                 policy.rejected["shed"] += 1
                 return degrade(call, refusal(qualname, "shed", policy.shed_retry_after(), "server overloaded"))
-            return run(call, plan, now)
+            return run(call, plan, now, counted)
 
-        async def queued(call: Any, plan: _Plan, waiter: asyncio.Future[float]) -> Any:
+        async def queued(call: Any, plan: _Plan, waiter: asyncio.Future[float], counted: bool) -> Any:
             """Wait for a slot, then run; refused (as shed) if the wait outgrew two unloaded calls."""
             shedder = plan.shedder
             assert shedder is not None
@@ -162,11 +165,11 @@ def server_guard(policy: Policy) -> Callable[[Handler], Handler]:
                 return await degrade(
                     call, refusal(call.spec.qualname, "shed", policy.shed_retry_after(), "server overloaded (queued)")
                 )
-            return await run(call, plan, started)
+            return await run(call, plan, started, counted)
 
-        async def run(call: Any, plan: _Plan, start: float) -> Any:
+        async def run(call: Any, plan: _Plan, start: float, counted: bool = False) -> Any:
             try:
-                if plan.shared:
+                if plan.shared and not counted:
                     assert plan.limit is not None
                     ok, wait = await plan.limit.try_acquire()
                     if not ok and plan.dry:
