@@ -1,7 +1,8 @@
 """Live policies (config/live.py): a server's limits follow a key of a configuration store; an
 invalid revision never applies; gray revisions reach only the instances they pick until promoted;
 the applied revision is cached, reported and shown. The store is each backend in turn: memory,
-a directory, the built-in registry (in this process) and the shared etcd (a fresh prefix)."""
+a directory, the built-in registry (in this process), the shared etcd and the shared ZooKeeper
+(a fresh prefix or root)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tests.helpers import eventually
 from tests.policy.services import Stock
 
 URL = "memory://live#policy/stock"
-BACKENDS = ["memory", "file", "meshkit", "etcd"]
+BACKENDS = ["memory", "file", "meshkit", "etcd", "zk"]
 NO_SHED = "[shedding]\nenabled = false\n"
 
 
@@ -41,6 +42,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         yield f"file://{tmp_path / 'store'}?poll=0.01"
     elif kind == "etcd":
         yield f"etcd://127.0.0.1:2379/live-{uuid.uuid4().hex[:8]}"
+    elif kind == "zk":
+        yield f"zk://127.0.0.1:2181/meshkit-test/live-{uuid.uuid4().hex[:8]}"
     else:
         service = ConfigService(tmp_path / "registry")
         async with Server([service], host="127.0.0.1", port=0, middleware=[]) as server:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from tests.discovery.engines import PrivateZooKeeper
 from tests.helpers import eventually
 
 ZK = "127.0.0.1:2181"
+STARTING = re.escape("start it with: bash scripts/engines.sh")
 
 
 @pytest.fixture(autouse=True)
@@ -101,9 +103,11 @@ async def test_keys_of_any_printable_characters_are_one_node_each(root: str, ins
         listing = await store.list()
         assert [(e.key, e.text) for e in listing] == sorted((key, key) for key in keys)
         changes = store.watch(since=start)
-        assert [(c.key, c.revision) for c in [await anext(changes) for _ in keys]] == list(zip(keys, written))
+        assert [(c.key, c.revision) for c in [await anext(changes) for _ in keys]] == list(
+            zip(keys, written, strict=True)
+        )
         await changes.aclose()
-        for key, revision in zip(keys, written):
+        for key, revision in zip(keys, written, strict=True):
             entry = await store.get(key)
             assert entry is not None and (entry.text, entry.revision) == (key, revision)
             assert [c.revision for c in await store.history(key)] == [revision]
@@ -212,7 +216,7 @@ async def test_a_value_at_the_stores_limit_fits_and_one_over_zookeepers_is_refus
         assert [c.value for c in await store.history("big")] == [big]
         assert [e.value for e in await store.list("big")] == [big]
     async with opened(url, max_value=4 * 1024 * 1024) as roomy:
-        with pytest.raises(BadConfigRequest, match="jute.maxbuffer") as refused:
+        with pytest.raises(BadConfigRequest, match=r"jute\.maxbuffer") as refused:
             await roomy.put("bigger", b"x" * (MAX_VALUE + 1))
         assert refused.value.code == StatusCode.RESOURCE_EXHAUSTED
         assert await roomy.get("bigger") is None
@@ -254,14 +258,27 @@ async def test_an_unreachable_zookeeper_is_config_unavailable_quickly_saying_how
     loop = asyncio.get_running_loop()
     try:
         began = loop.time()
-        with pytest.raises(ConfigUnavailable, match="start it with: bash scripts/engines.sh") as unreachable:
+        with pytest.raises(ConfigUnavailable, match=STARTING) as unreachable:
             await store.get("k")
         assert loop.time() - began < CONNECT_TIMEOUT + 3
         assert unreachable.value.code == StatusCode.UNAVAILABLE and f"127.0.0.1:{port}" in str(unreachable.value)
-        with pytest.raises(ConfigUnavailable, match="start it with: bash scripts/engines.sh"):
+        with pytest.raises(ConfigUnavailable, match=STARTING):
             await asyncio.wait_for(anext(store.watch("")), CONNECT_TIMEOUT + 5)  # tries again, fails again
     finally:
         await store.close()
+
+
+async def test_a_closed_store_and_its_watch_say_it_is_closed(root: str) -> None:
+    store = opened(f"zk://{ZK}{root}")
+    written = await store.put("k", "v")
+    changes = store.watch("k", since=written - 1)
+    assert (await asyncio.wait_for(anext(changes), 10)).value == b"v"
+    waiting = asyncio.ensure_future(anext(changes))
+    await store.close()
+    with pytest.raises(ConfigUnavailable, match="is closed"):
+        await asyncio.wait_for(waiting, 10)
+    with pytest.raises(ConfigUnavailable, match="is closed"):
+        await store.get("k")
 
 
 def serving(hosts: str) -> None:

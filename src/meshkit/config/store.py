@@ -27,14 +27,15 @@ config_backends: SchemeTable[ConfigBackend] = SchemeTable(
         "file": "meshkit.config.file:open_file",
         "meshkit": "meshkit.config.builtin:open_builtin",
         "etcd": "meshkit.config.etcd:open_etcd",
+        "zk": "meshkit.config.zk:open_zk",
     },
     ("get", "put", "delete", "list", "watch", "history", "close"),
 )
 
 
 class ConfigStore:
-    """Versioned configuration on ``memory://[space]``, ``file:///dir``, ``meshkit://HOST:PORT`` or
-    ``etcd://HOST:PORT[/prefix]`` (see
+    """Versioned configuration on ``memory://[space]``, ``file:///dir``, ``meshkit://HOST:PORT``,
+    ``etcd://HOST:PORT[/prefix]`` or ``zk://HOST:PORT[/root]`` (see
     docs/configuration.md for what each backend guarantees)."""
 
     def __init__(self, url: str, *, backend: ConfigBackend | None = None, max_value: int = MAX_VALUE) -> None:

@@ -10,7 +10,9 @@ root (``/meshkit/config`` unless the URL's path says otherwise)::
     {root}/compacted             the revision up to which the log has been pruned
 
 ``{key}`` is the key percent-encoded into one node name (``policy%2Forder``), so keys need no parent
-nodes; ``{rev}`` is the revision in ten digits. Through kazoo:
+nodes (to create in a transaction, or to leave behind empty); ``{rev}`` is the revision in ten
+digits. A value is stored once, in its value node: the log says which key a revision wrote, so a
+transaction stays under ZooKeeper's request limit with the largest value. Through kazoo:
 
 - **One revision counter per store.** A write is one ZooKeeper transaction (``multi``): set ``rev``
   at the version the writer read (its revision is that version + 1), set or create the key's head
@@ -19,23 +21,27 @@ nodes; ``{rev}`` is the revision in ten digits. Through kazoo:
   serialised and revisions are consecutive (1, 2, 3, ...), as the file backend's are.
 - **Compare-and-set.** ``expect`` is checked against the head read before the transaction, and the
   transaction's version checks make sure the head is still what was read when it commits; so
-  :class:`~meshkit.errors.Conflict` names the revision found, and only one racing writer wins.
+  :class:`~meshkit.errors.Conflict` names the revision found, and only one racing writer wins. A
+  write whose answer is lost with the connection (or does not come within 30 s) raises
+  :class:`~meshkit.errors.ConfigUnavailable` saying it may or may not have been applied.
 - **Watch** reads ``rev`` with a data watch on it, then the log nodes after ``since`` up to it, in
   order, and the value nodes of those under the prefix; then waits for the watch (or a change of
   the session's state; it looks again every few seconds regardless). After a connection loss or a
   session expiry it resumes from the last revision it delivered once kazoo is connected again
   (kazoo tries every 2 s at most). A watch from before what the log still keeps raises
   :class:`~meshkit.errors.Compacted`.
-- **Retention.** The log keeps the last ``keep`` revisions (``?keep=``, default 10,000): every
-  ``keep/10``-th revision (at most every 100th) its writer prunes, in the background, the log
-  nodes and value nodes older than that, except each key's current value, which stays as long as
-  it is current (and a deleted key's head goes once its deletion is pruned). ``history`` is the
-  key's value nodes: the last ``keep`` revisions of the store, and the current value however old.
+- **Retention.** The log keeps the last ``keep`` revisions (``?keep=``, default 10,000): the writer
+  of every ``keep/10``-th revision (every 100th for the default) prunes, in the background, the
+  log nodes and value nodes older than that, except each key's current value, which stays as long
+  as it is current (a deleted key's head goes once its deletion is pruned), and raises
+  ``compacted``. ``history`` is the key's value nodes: its writes among the last ``keep``
+  revisions of the store, and its current value however old.
 - **Listing.** ZooKeeper reads one node at a time, so ``list`` reads ``rev``, the heads and values
   under the prefix, ``rev`` again, and replays the log between the two onto what it read: the
   listing is the store as of the second revision, which a watch from it continues exactly.
 - **Reads are up to date**: every read starts with a ``sync`` (sent in the same pipeline), so a
-  server that lags the leader answers only once it has caught up.
+  server that lags the leader answers only once it has caught up with it; a Conflict, a listing
+  or a watch's first look never names a revision older than one another process was told.
 
 Sizes: a write carries its value once (in its value node), and ZooKeeper refuses a request over its
 ``jute.maxbuffer`` (1 MiB by default), so a value may be at most :data:`MAX_VALUE` bytes here; the
@@ -81,6 +87,11 @@ BATCH = 128
 #: The largest value this backend writes: ZooKeeper's jute.maxbuffer (1 MiB by default) less room
 #: for the rest of the transaction.
 MAX_VALUE = 1_000_000
+#: The longest a get, list, history, put or delete may take: a request made in the instant the
+#: connection drops waits in kazoo's queue until it is back, however long that takes.
+OPERATION_TIMEOUT = 30.0
+#: How many times ``list`` reads again when the log it replays was pruned meanwhile.
+LIST_ATTEMPTS = 10
 #: How long ``close`` waits for a pruning still under way.
 CLEANUP_WAIT = 5.0
 OPTIONS = ("keep",)
@@ -108,8 +119,8 @@ _decode_logged = msgspec.json.Decoder(_Logged).decode
 
 
 def escape(key: str) -> str:
-    """A key as one node name: '/', '%' and anything not ASCII percent-encoded; '.' and '..'
-    (which ZooKeeper refuses as node names) too."""
+    """A key as one node name: all but ASCII letters, digits and ``_.-~`` percent-encoded ('/'
+    too); '.' and '..' (which ZooKeeper refuses as node names) as well."""
     quoted = urllib.parse.quote(key, safe="")
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
@@ -230,12 +241,17 @@ class ZkConfig:
             if missing:
                 return None
             raise
+        except self._errors.ConnectionClosedError as exc:  # (a SessionExpiredError: first)
+            raise self._translate(exc) from exc
         except self._lost as exc:
             undecided = f"; the write of {writing!r} may or may not have been applied" if writing else ""
             raise ConfigUnavailable(
                 f"ZooKeeper at {self._where} cannot be reached ({exc!r}{undecided}); start it with: "
                 "bash scripts/engines.sh"
             ) from exc
+
+    def _closed(self) -> ConfigUnavailable:
+        return ConfigUnavailable(f"the zk:// config store {self._where}{self._root} is closed")
 
     def _translate(self, exc: BaseException) -> ConfigUnavailable:
         if isinstance(exc, self._errors.AuthFailedError | self._errors.NoAuthError):
@@ -244,7 +260,7 @@ class ZkConfig:
                 code=StatusCode.UNAUTHENTICATED,
             )
         if isinstance(exc, self._errors.ConnectionClosedError | self._errors.ZookeeperStoppedError):
-            return ConfigUnavailable(f"the zk:// config store {self._where}{self._root} is closed")
+            return self._closed()
         return ConfigUnavailable(f"ZooKeeper at {self._where} could not serve the config request: {exc!r}")
 
     @contextlib.contextmanager
@@ -255,16 +271,30 @@ class ZkConfig:
         except self._errors.KazooException as exc:
             raise self._translate(exc) from exc
 
+    @contextlib.asynccontextmanager
+    async def _operation(self, writing: str = "") -> AsyncIterator[None]:
+        """One request of the backend's: kazoo's errors translated, and at most OPERATION_TIMEOUT."""
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                with self._boundary():
+                    yield
+        except TimeoutError:
+            undecided = f"; the write of {writing!r} may or may not have been applied" if writing else ""
+            raise ConfigUnavailable(
+                f"ZooKeeper at {self._where} did not answer within {OPERATION_TIMEOUT:g}s{undecided}; "
+                "start it with: bash scripts/engines.sh"
+            ) from None
+
     def _disconnected(self, exc: ConfigUnavailable) -> bool:
         """Whether ``exc`` is a lost connection or session, which a watch rides out."""
-        return not self._closing and isinstance(exc.__cause__, self._lost)
+        return isinstance(exc.__cause__, self._lost)
 
     # -- the session ----------------------------------------------------------------------------
     async def _ensure_started(self) -> None:
         """Open the session once. The connecting runs in a thread that cancelling cannot stop, so it
         is one shared task: a cancelled caller leaves it to finish, and the next caller awaits it."""
         if self._closing:
-            raise ConfigUnavailable(f"the zk:// config store {self._where}{self._root} is closed")
+            raise self._closed()
         self._loop = asyncio.get_running_loop()
         if self._starting is None or (self._starting.done() and self._starting.exception() is not None):
             self._starting = self._loop.create_task(self._start())
@@ -406,8 +436,9 @@ class ZkConfig:
 
     # -- reading -----------------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:
-        with self._boundary():
+        async with self._operation():
             await self._ready()
+            missing = 0
             while True:
                 self._sync()
                 found = await self._settle(self._send(self._zk.get_async, self._head(key)), missing=True)
@@ -419,6 +450,9 @@ class ZkConfig:
                 path = self._value(key, head.rev)
                 value = await self._settle(self._send(self._zk.get_async, path), missing=True)
                 if value is None:
+                    if missing == head.rev:  # twice: not a race, the node is gone
+                        raise self._bad_node(path, ValueError("the key's head names it, but it does not exist"))
+                    missing = head.rev
                     continue  # overwritten and pruned between the two reads: read the head again
                 data = self._read_value(path, value[0])
                 if data is None:
@@ -426,12 +460,16 @@ class ZkConfig:
                 return Entry(key, data, head.rev)
 
     async def list(self, prefix: str) -> Listing:
-        with self._boundary():
+        async with self._operation():
             await self._ready()
-            while True:
+            for _ in range(LIST_ATTEMPTS):
                 listing = await self._list_once(prefix)
                 if listing is not None:
                     return listing
+            raise ConfigUnavailable(
+                f"the zk:// store {self._where}{self._root} pruned the revisions written while {prefix!r} was "
+                f"listed, {LIST_ATTEMPTS} times: more than {self.keep} writes per listing (raise ?keep=)"
+            )
 
     async def _list_once(self, prefix: str) -> Listing | None:
         """The listing (see the module docstring), or None if a node it needed was pruned meanwhile."""
@@ -467,7 +505,7 @@ class ZkConfig:
         return Listing(sorted(entries.values(), key=lambda e: e.key), after)
 
     async def history(self, key: str) -> Changes:
-        with self._boundary():
+        async with self._operation():
             await self._ready()
             self._sync()
             names = await self._settle(self._send(self._zk.get_children_async, self._head(key)), missing=True)
@@ -498,7 +536,7 @@ class ZkConfig:
         """One transaction (see the module docstring), tried again while other writers win the
         revision first; None for a deletion of a key that is absent."""
         head_path = self._head(key)
-        with self._boundary():
+        async with self._operation(writing=key):
             await self._ready()
             while True:
                 self._sync()
@@ -632,6 +670,7 @@ class ZkConfig:
                 while True:
                     woken.clear()
                     try:
+                        self._sync()  # (a lagging server would say an older revision than the since given)
                         top = await self._revision(fired)
                         if seen > top:
                             raise Compacted(
@@ -645,6 +684,8 @@ class ZkConfig:
                                 yield change
                             seen = upto
                     except ConfigUnavailable as exc:
+                        if self._closing:
+                            raise self._closed() from exc
                         if not self._disconnected(exc):
                             raise
                         log.warning(
