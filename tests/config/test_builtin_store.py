@@ -147,3 +147,29 @@ async def test_a_registry_whose_store_is_unusable_says_so_rather_than_unreachabl
             with pytest.raises(ConfigUnavailable, match="is up, but cannot use its configuration store") as err:
                 await store.put("k", "2")
             assert "not a revision" in err.value.message and "unreachable" not in err.value.message
+
+
+async def test_a_watch_from_a_listing_of_a_store_that_is_gone_says_compacted() -> None:
+    """The listing names its store: a watch from its revision, begun after the registry came back
+    without its revisions, is told so, instead of going on in the new store from that number."""
+    port = closed_port()
+
+    async def registry() -> Server:
+        server = Server([ConfigService()], host="127.0.0.1", port=port, middleware=[])  # in memory
+        await server.start()
+        return server
+
+    center = await registry()
+    try:
+        async with ConfigStore(f"meshkit://127.0.0.1:{port}") as store:
+            await store.put("k", "1")
+            listing = await store.list("")
+            await center.stop(grace=0)
+            center = await registry()
+            await ConfigStore(f"meshkit://127.0.0.1:{port}").put("k", "other")  # revision 1 again
+            with pytest.raises(Compacted, match="not the one the watch began on"):
+                async with asyncio.timeout(10):
+                    async for _ in store.watch("", since=listing.revision):
+                        pass
+    finally:
+        await center.stop(grace=0)

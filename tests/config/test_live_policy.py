@@ -133,7 +133,8 @@ async def test_a_gray_revision_reaches_only_the_instances_it_picks_until_promote
         gray = await store.put("policy/stock/gray", limit(7, '[release]\ninstances = ["a"]\nzones = ["az9"]\n'))
         await eventually(lambda: a.revision == gray and b.revision == gray, what="the picked instances on gray")
         assert a.gray and b.gray and c.revision == main and not c.gray
-        promoted = await promote(store, "policy/stock")
+        promoted, kept = await promote(store, "policy/stock")
+        assert kept is None
         await eventually(
             lambda: {p.revision for p in (a, b, c)} == {promoted}, what="everyone on the promoted revision"
         )
@@ -216,3 +217,86 @@ def test_policy_urls_split_into_store_and_key() -> None:
 
 
 _ = asyncio
+
+
+async def test_a_store_that_restarted_with_new_values_under_old_revision_numbers_is_followed(tmp_path: Path) -> None:
+    from tests.resilience.redis_engine import closed_port
+
+    port = closed_port()
+    url = f"meshkit://127.0.0.1:{port}"
+
+    async def registry() -> Server:  # its store in memory: a restart starts again at revision 1
+        server = Server([ConfigService()], host="127.0.0.1", port=port, middleware=[])
+        await server.start()
+        return server
+
+    center = await registry()
+    async with ConfigStore(url) as store:
+        first = await store.put("policy/stock", limit(2))
+    policy = live(tmp_path, url=f"{url}#policy/stock", report=False)
+    await policy.start()
+    try:
+        assert policy.revision == first == 1
+        await center.stop(grace=0)
+        center = await registry()
+        async with ConfigStore(url) as store:
+            again = await store.put("policy/stock", limit(9))
+        assert again == first  # the same number, another value
+        await eventually(lambda: _burst(policy) == 9, what="the new value applied")
+    finally:
+        await policy.stop()
+        await center.stop(grace=0)
+
+
+KEY = "policy/stock"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [(None, "has no key 'policy/stock'"), ("[server\n", "its only revision, 1, is invalid")]
+)
+async def test_a_server_does_not_start_on_a_key_it_cannot_run(tmp_path: Path, value: str | None, message: str) -> None:
+    from meshkit.config import ConfigError
+
+    if value is not None:
+        await ConfigStore("memory://live").put(KEY, value)
+    policy = live(tmp_path)
+    server = Server([Stock()], policy=policy, middleware=[])
+    with pytest.raises(ConfigError, match=message):
+        await server.start()
+    assert not server._started and policy._follower is None
+
+
+async def test_a_cancelled_start_leaves_nothing_running(tmp_path: Path) -> None:
+    down = ConfigStore("memory://live", backend=Unreachable())
+    policy = LivePolicy(URL, identity=Identity("a"), cache_dir=False, store=down, first_answer=30)
+    starting = asyncio.create_task(policy.start())
+    await eventually(lambda: policy._follower is not None, what="the follower started")
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert policy._follower is None and policy._users == 0
+
+
+async def test_the_status_key_ends_at_the_revision_that_runs(tmp_path: Path, store_url: str) -> None:
+    store = ConfigStore(store_url)
+    await store.put(KEY, limit(1))
+    policy = live(tmp_path, url=f"{store_url}#{KEY}")
+    await policy.start()
+    try:
+        for burst in range(2, 12):
+            last = await store.put(KEY, limit(burst))
+        await eventually(lambda: policy.revision == last, what="the last revision applied")
+
+        async def reported_last() -> bool:
+            entry = await store.get(f"_status/{KEY}/a")
+            return entry is not None and msgspec.json.decode(entry.value)["revision"] == last
+
+        await eventually(reported_last, what="the status key at the last revision")
+    finally:
+        await policy.stop()
+    assert await store.get(f"_status/{KEY}/a") is None  # a clean stop takes its report away
+
+
+def _burst(policy: LivePolicy) -> float | None:
+    rule = policy.config.server.get("stock.peek")
+    return None if rule is None or rule.limit is None else rule.limit.burst

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import AsyncIterator
 
 import pytest
 
-from meshkit import Client, RpcError, Server, StatusCode
+from meshkit import Client, RpcError, Server, Service, StatusCode, rpc
 from tests.rpc.services import Greeter, Probe, Quirks
 
 
@@ -87,3 +88,27 @@ async def test_dynamic_stream_uses_the_client_default_timeout() -> None:
             with pytest.raises(RpcError) as info:
                 await asyncio.wait_for(c.stream("quirks", "hang").__anext__(), timeout=2)
             assert info.value.code is StatusCode.DEADLINE_EXCEEDED
+
+
+class Forever(Service, name="forever"):
+    @rpc
+    async def ticks(self, n: int) -> AsyncIterator[int]:
+        yield n
+        await asyncio.Event().wait()  # until the server stops
+
+
+@pytest.mark.parametrize("grace", [0.0, 0.2])
+async def test_a_stream_open_when_its_server_stops_ends_with_unavailable(grace: float) -> None:
+    """With no grace the GOAWAY and the stream's ERROR come in one read; the ERROR must still
+    reach the stream (it used to be dropped with the connection, and the stream waited for ever)."""
+    server = Server([Forever()], host="127.0.0.1", port=0, middleware=[])
+    await server.start()
+    async with Client(target=server.address, middleware=[]) as client:
+        stream = client.stream("forever", "ticks", {"n": 1})
+        items = aiter(stream)
+        assert await anext(items) == 1
+        await server.stop(grace=grace)
+        with pytest.raises(RpcError) as err:
+            async with asyncio.timeout(5):
+                await anext(items)
+        assert err.value.code is StatusCode.UNAVAILABLE

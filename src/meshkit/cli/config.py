@@ -124,14 +124,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"meshkit config put: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_USAGE
         if args.policy and len(args.value) <= MAX_VALUE:
+            from meshkit.config.release import GRAY
             from meshkit.policy import PolicyError
-            from meshkit.policy.config import parse
+            from meshkit.policy.config import check_runnable, parse
 
+            where = args.file if args.file != "-" else "<stdin>"
             try:
-                parse(args.value, args.file if args.file != "-" else "<stdin>")
+                config = parse(args.value, where)
+                check_runnable(config)
             except PolicyError as exc:
                 print(f"meshkit config put: not written: {exc}", file=sys.stderr)
                 return EXIT_USAGE
+            if args.key.endswith(f"/{GRAY}") and config.release is None:
+                print(
+                    f"meshkit config put: note: {where} has no [release] table, so this gray revision picks "
+                    "no instance (see docs/configuration.md, Gray release)",
+                    file=sys.stderr,
+                )
     try:
         return asyncio.run(_run(args))
     except ConfigError as exc:
@@ -295,5 +304,8 @@ def _state(report: dict[str, object], main: int | None, gray: int | None) -> str
 async def _promote(store: ConfigStore, args: argparse.Namespace) -> int:
     from meshkit.config.live import promote
 
-    print(await promote(store, args.key))
+    revision, kept = await promote(store, args.key)
+    print(revision)
+    if kept is not None:
+        print(f"a newer gray revision ({kept}) was written meanwhile and was kept at {args.key}/gray", file=sys.stderr)
     return 0

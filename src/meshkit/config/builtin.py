@@ -50,6 +50,9 @@ class BuiltinConfig:
         self.target = target
         self._client = Client(target=target, middleware=[], timeout=5.0, balancer="pick_first", backoff=RECONNECT)
         self._proxy: Any = self._client.proxy(ConfigService)
+        #: The identity of the store this client last listed (a watch from that listing's
+        #: revision must go on in that store, not in one that answered later).
+        self._store_id = ""
 
     def _translate(self, exc: RpcError) -> Exception:
         code = exc.code
@@ -93,6 +96,8 @@ class BuiltinConfig:
 
     async def list(self, prefix: str) -> Listing:
         found = await self._call("list", prefix)
+        if found.store:
+            self._store_id = found.store  # the store a watch from this listing belongs to
         return Listing([Entry(e.key, e.value, e.revision) for e in found.entries], found.revision)
 
     async def history(self, key: str) -> Changes:
@@ -101,7 +106,7 @@ class BuiltinConfig:
     async def watch(self, prefix: str, since: int) -> AsyncIterator[Change]:
         seen = since
         pause = 0.05
-        store = ""  # the identity of the store the revisions belong to, once known
+        store = self._store_id  # the store the revisions belong to: the one last listed, if any
         while True:
             try:
                 if not store:

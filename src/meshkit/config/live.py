@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -39,8 +40,8 @@ import msgspec
 from meshkit.config.cache import RevisionCache, default_cache_dir
 from meshkit.config.keys import check_key
 from meshkit.config.release import Identity, gray_key, picks, status_key
-from meshkit.config.store import ConfigStore
-from meshkit.errors import BadConfigRequest, Compacted, ConfigError, ConfigUnavailable
+from meshkit.config.store import ConfigStore, config_backends
+from meshkit.errors import BadConfigRequest, Compacted, ConfigError, ConfigUnavailable, Conflict, StatusCode
 from meshkit.policy.config import PolicyConfig, PolicyError, parse
 from meshkit.policy.runtime import Policy
 
@@ -63,17 +64,24 @@ def split_policy_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     if not parts.scheme or "://" not in url:
         raise BadConfigRequest(f"{url!r} is not a configuration URL (scheme://…#key)")
+    known = config_backends.schemes()
+    if parts.scheme not in known:
+        raise BadConfigRequest(
+            f"policy {url!r}: no configuration store has scheme {parts.scheme}:// "
+            f"(known: {', '.join(f'{k}://' for k in known)}; a policy file is a path, without a scheme)"
+        )
+    root = _DEFAULT_ROOTS.get(parts.scheme)
     if parts.fragment:
         key, store = parts.fragment, urlunsplit(parts._replace(fragment=""))
     elif parts.scheme in ("meshkit", "memory") and parts.path.strip("/"):
         key, store = parts.path.strip("/"), urlunsplit(parts._replace(path=""))
-    elif parts.scheme in _DEFAULT_ROOTS and parts.path.startswith(_DEFAULT_ROOTS[parts.scheme] + "/"):
-        key = parts.path[len(_DEFAULT_ROOTS[parts.scheme]) + 1 :]
+    elif root is not None and parts.path.startswith(root + "/"):
+        key = parts.path[len(root) + 1 :]
         store = urlunsplit(parts._replace(path=""))
     else:
-        raise BadConfigRequest(
-            f"policy URL {url!r} names no key: put it after '#', as {url.split('#')[0]}#policy/order"
-        )
+        base = urlunsplit(parts._replace(path="", query="", fragment=""))
+        hint = f"{base}{root}/policy/order or {url}#policy/order" if root else f"{url}#policy/order"
+        raise BadConfigRequest(f"policy URL {url!r} names no key: as {hint}")
     return store, check_key(key)
 
 
@@ -120,10 +128,15 @@ class LivePolicy(Policy):
         self.applied_at: float | None = None
         self.last_rejected: dict[str, Any] | None = None
         self._entries: dict[str, tuple[int, bytes]] = {}  # key or gray key -> (revision, value)
-        self._rejected: set[int] = set()
+        #: What runs, and what was refused, by (revision, digest of the value): a store that
+        #: restarted without its history reuses revision numbers for other values.
+        self._running: tuple[int, bytes, bool] | None = None
+        self._rejected: set[tuple[int, bytes]] = set()
         self._answered = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
-        self._reports: set[asyncio.Task[None]] = set()
+        #: One writer of this instance's status key, so reports land in order (latest wins).
+        self._reporter: asyncio.Task[None] | None = None
+        self._report_due = False
         self._load_cache()
 
     # -- start, stop -------------------------------------------------------------------------
@@ -131,23 +144,39 @@ class LivePolicy(Policy):
         """Start following the key and wait (up to ``first_answer`` seconds) for the center's
         first answer; unanswered, run the cached revision, or raise ConfigUnavailable if none."""
         await super().start()
-        self.follow()
         try:
-            async with asyncio.timeout(self.first_answer):
-                await self._answered.wait()
-        except TimeoutError:
-            if self.revision is None:
-                await self.stop()
-                where = f" and there is no cached revision in {self.cache.path}" if self.cache else ""
-                waited = f"{self.first_answer:g}s"
-                raise ConfigUnavailable(
-                    f"policy {self.source}: the configuration center did not answer within {waited}{where}"
-                ) from None
-            log.warning(
-                "policy %s: the configuration center is unreachable; running cached revision %d",
-                self.source,
-                self.revision,
+            self.follow()
+            try:
+                async with asyncio.timeout(self.first_answer):
+                    await self._answered.wait()
+            except TimeoutError:
+                if self.revision is None:
+                    where = f" and there is no cached revision in {self.cache.path}" if self.cache else ""
+                    waited = f"{self.first_answer:g}s"
+                    raise ConfigUnavailable(
+                        f"policy {self.source}: the configuration center did not answer within {waited}{where}"
+                    ) from None
+                log.warning(
+                    "policy %s: the configuration center is unreachable; running cached revision %d",
+                    self.source,
+                    self.revision,
+                )
+            if self.revision is None:  # the center answered, with nothing this process can run
+                raise ConfigError(self._nothing_to_run(), code=StatusCode.FAILED_PRECONDITION)
+        except BaseException:  # refused, or cancelled while waiting: nothing keeps running
+            await self.stop()
+            raise
+
+    def _nothing_to_run(self) -> str:
+        if self.last_rejected is not None:
+            return (
+                f"policy {self.source}: its only revision, {self.last_rejected['revision']}, is invalid "
+                f"({self.last_rejected['error']}); put a valid policy there"
             )
+        return (
+            f"policy {self.source}: the store has no key {self.key!r} (a typo?); put a policy there first: "
+            f"meshkit config put {self.key} policy.toml --store URL --policy (an empty file for no rules)"
+        )
 
     def follow(self) -> None:
         """Start following in the background (idempotent); ``start`` does this and waits."""
@@ -174,8 +203,12 @@ class LivePolicy(Policy):
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-        for task in list(self._reports):
-            task.cancel()
+        reporter, self._reporter = self._reporter, None
+        if reporter is not None:  # let a report in flight land first, so the delete is the last word
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await asyncio.shield(reporter)
+            reporter.cancel()
         if self.report and self.reachable:
             with contextlib.suppress(ConfigError, OSError, TimeoutError):
                 async with asyncio.timeout(1.0):
@@ -205,6 +238,7 @@ class LivePolicy(Policy):
             except asyncio.CancelledError:
                 raise
             except Compacted:
+                log.info("policy %s: the store lost revisions this watch had; listing again", self.source)
                 continue  # list again: the listing's revision is one the store has
             except ConfigUnavailable as exc:
                 if self.reachable is not False:
@@ -236,7 +270,7 @@ class LivePolicy(Policy):
                 log.warning("policy %s: the key is absent; revision %d keeps running", self.source, self.revision)
             return
         revision, value, is_gray = chosen
-        if revision == self.revision and is_gray == self.gray and not self.cached:
+        if self._running == (revision, _digest(value), is_gray) and not self.cached:
             return
         config = self._validated(revision, value, self.gray_key if is_gray else self.key)
         if config is None:
@@ -244,7 +278,7 @@ class LivePolicy(Policy):
         self._apply(config, revision, value, is_gray, cached=False)
 
     def _validated(self, revision: int, value: bytes, key: str) -> PolicyConfig | None:
-        if revision in self._rejected:
+        if (revision, _digest(value)) in self._rejected:
             return None
         source = f"{key}@{revision}"
         try:
@@ -255,7 +289,7 @@ class LivePolicy(Policy):
                 raise PolicyError(f"{source}: {exc}") from None
             return config
         except PolicyError as exc:
-            self._rejected.add(revision)
+            self._rejected.add((revision, _digest(value)))
             self.actions["config_rejected"] += 1
             self.last_rejected = {"revision": revision, "key": key, "error": str(exc), "at": self.wall()}
             log.error(
@@ -270,14 +304,17 @@ class LivePolicy(Policy):
 
     def _apply(self, config: PolicyConfig, revision: int, value: bytes, gray: bool, *, cached: bool) -> None:
         changed = self.apply(config, revision)
+        self._running = (revision, _digest(value), gray)
         self.gray, self.cached, self.applied_at = gray, cached, self.wall()
+        if self.last_rejected is not None and self.last_rejected["revision"] < revision:
+            self.last_rejected = None  # a later revision runs: the rejection is history
         log.info(
-            "policy %s: running revision %d%s%s (%s)",
+            "policy %s: running revision %d%s%s%s",
             self.source,
             revision,
             " (gray)" if gray else "",
             " from the local cache" if cached else "",
-            ", ".join(changed) or "no rule changed",
+            f"; rules rebuilt: {', '.join(changed)}" if changed else "",
         )
         if not cached:
             if self.cache is not None:
@@ -322,20 +359,27 @@ class LivePolicy(Policy):
         return state
 
     def _report(self) -> None:
+        """Have the status key say what runs now (written by one task, so in order)."""
         if not self.report or self.reachable is not True:
             return
-        try:
-            task = asyncio.get_running_loop().create_task(self._write_status())
-        except RuntimeError:
-            return
-        self._reports.add(task)
-        task.add_done_callback(self._reports.discard)
+        self._report_due = True
+        if self._reporter is None or self._reporter.done():
+            try:
+                self._reporter = asyncio.get_running_loop().create_task(self._write_status())
+            except RuntimeError:
+                return
 
     async def _write_status(self) -> None:
-        try:
-            await self.store.put(status_key(self.key, self.identity.instance), msgspec.json.encode(self.status()))
-        except (ConfigError, OSError) as exc:
-            log.debug("policy %s: status not reported: %s", self.source, exc)
+        while self._report_due:
+            self._report_due = False
+            try:
+                await self.store.put(status_key(self.key, self.identity.instance), msgspec.json.encode(self.status()))
+            except (ConfigError, OSError) as exc:
+                log.debug("policy %s: status not reported: %s", self.source, exc)
+
+
+def _digest(value: bytes) -> bytes:
+    return hashlib.blake2b(value, digest_size=16).digest()
 
 
 def open_live_policy(url: str) -> LivePolicy:
@@ -343,14 +387,18 @@ def open_live_policy(url: str) -> LivePolicy:
     return LivePolicy(url)
 
 
-async def promote(store: ConfigStore, key: str) -> int:
+async def promote(store: ConfigStore, key: str) -> tuple[int, int | None]:
     """Make ``key``'s gray revision everyone's: write its value to ``key`` (compare-and-set on
     the revision read, so a concurrent write is a Conflict, not lost), then delete ``KEY/gray``
-    (only the revision promoted: a newer gray revision stays). Returns the key's new revision."""
+    (only the revision promoted: a newer gray revision stays). Returns the key's new revision,
+    and the revision of a newer gray revision that was kept (None when the gray key is gone)."""
     gray = await store.get(gray_key(key))
     if gray is None:
         raise BadConfigRequest(f"config key {key!r} has no gray revision to promote ({gray_key(key)} is absent)")
     current = await store.get(key)
     revision = await store.put(key, gray.value, expect=current.revision if current is not None else 0)
-    await store.delete(gray.key, expect=gray.revision)
-    return revision
+    try:
+        await store.delete(gray.key, expect=gray.revision)
+    except Conflict as newer:
+        return revision, newer.current
+    return revision, None

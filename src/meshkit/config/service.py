@@ -46,6 +46,8 @@ ChangeInfos = list[ChangeInfo]
 class ListingInfo(msgspec.Struct):
     entries: list[EntryInfo]
     revision: int
+    #: The identity of the store listed: a watch from ``revision`` must resume on this store only.
+    store: str = ""
 
 
 def _change(change: Change) -> ChangeInfo:
@@ -84,7 +86,8 @@ class ConfigService(Service, name=SERVICE_NAME):
     @rpc(idempotent=True)
     async def list(self, prefix: str = "") -> ListingInfo:
         listing = await self.store.list(check_prefix(prefix))
-        return ListingInfo([EntryInfo(e.key, e.value, e.revision) for e in listing], listing.revision)
+        entries = [EntryInfo(e.key, e.value, e.revision) for e in listing]
+        return ListingInfo(entries, listing.revision, self.store.store_id)
 
     @rpc(idempotent=True)
     async def history(self, key: str) -> ChangeInfos:

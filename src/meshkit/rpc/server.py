@@ -151,14 +151,21 @@ class Server:
         if self._started:
             raise RuntimeError("server already started")
         install()  # asyncio.current_task() works inside eager handler steps
-        self._dispatcher.open(asyncio.get_running_loop(), self._deadline_resolution)
-        await self._listener.start(self.host, self._port)
+        if self.policy is not None:
+            # Before listening: a policy that cannot start (a live one with no configuration
+            # center and no copy of it) leaves nothing serving without its rules.
+            await self.policy.start()
+        try:
+            self._dispatcher.open(asyncio.get_running_loop(), self._deadline_resolution)
+            await self._listener.start(self.host, self._port)
+        except BaseException:
+            if self.policy is not None:
+                await self.policy.stop()
+            raise
         self._started = True
         for name in list(self.switches.on):
             self._switched(name, True)
         self._unsubscribe = self.switches.subscribe(self._switched)
-        if self.policy is not None:
-            await self.policy.start()
         log.info("serving %s on %s", ", ".join(self._routes), self.address)
         if self._registry is not None:
             # Registered only once listening, so nobody is sent here before we can answer.

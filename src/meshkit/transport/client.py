@@ -254,7 +254,9 @@ class ClientConnection(FrameProtocol):
                 _end(entry, RpcError(StatusCode.UNAVAILABLE, f"server {self.peer} is going away", not_processed=True))
             if self._on_state_change is not None:
                 self._on_state_change(self)
-            self._maybe_finish_drain()
+            # Not here: finishing the drain closes the connection, and the frames that came in
+            # the same read after the GOAWAY (the ERROR ending a stream) would never be handed
+            # to their calls. events_received finishes it once the whole read is delivered.
         elif kind is ConnectionBroken:
             self.broken(event)
 
