@@ -118,3 +118,18 @@ async def test_a_limit_put_from_the_cli_applies_live_and_the_cache_carries_a_sta
         if stock is not None:
             stock.stop()
         center.stop()
+
+
+def test_meshkit_run_refuses_a_policy_key_that_does_not_exist(tmp_path: Path) -> None:
+    policy = ["--policy", f"file://{tmp_path / 'store'}#policy/typo"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "meshkit", "run", "tests.policy.services:Stock", "--port", "0", *policy],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": CHILD_PYTHONPATH, "PATH": "/usr/bin:/bin", "MESHKIT_CACHE_DIR": str(tmp_path / "c")},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "has no key 'policy/typo'" in proc.stderr and "meshkit config put policy/typo" in proc.stderr

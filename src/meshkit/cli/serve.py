@@ -133,6 +133,9 @@ async def _serve(args: argparse.Namespace) -> int:
     except ConfigUnavailable as exc:  # a live policy: no center and no cached revision
         print(f"meshkit run: {exc.message}", file=sys.stderr)
         return 69
+    except ConfigError as exc:  # a live policy whose key is missing or has no valid revision
+        print(f"meshkit run: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     say(args, f"meshkit: serving {', '.join(s.__meshkit_name__ for s in services)} on {server.address}")
     try:
         http = await start_admin(args, server)

@@ -268,6 +268,8 @@ class LivePolicy(Policy):
         if chosen is None:
             if self.revision is not None and not self.cached:
                 log.warning("policy %s: the key is absent; revision %d keeps running", self.source, self.revision)
+            elif self.revision is None:
+                log.warning("policy %s: no such key in the store; no rules run until one is put there", self.source)
             return
         revision, value, is_gray = chosen
         if self._running == (revision, _digest(value), is_gray) and not self.cached:
