@@ -23,3 +23,22 @@ async def test_the_api_example_runs_on_memory() -> None:
     assert found == entry.revision
     assert [c.value for c in history] == [b"limit = 100", b"limit = 50"]
     assert change.revision > history[-1].revision  # the watch saw what came after the listing
+
+
+def test_every_policy_in_the_doc_is_one_the_loader_takes() -> None:
+    from meshkit.policy.config import parse
+
+    blocks = re.findall(r"```toml\n(.*?)```", DOC, re.S)
+    assert len(blocks) >= 2  # the dry-run rules and the gray release
+    for block in blocks:
+        parse(block.encode(), "docs/configuration.md")
+
+
+def test_the_policy_urls_in_the_doc_split_into_a_store_and_a_key() -> None:
+    from meshkit.config import split_policy_url
+
+    urls = set(re.findall(r"""policy[= ]"?((?:etcd|meshkit|file|zk|memory)://[^\s"`)]+)""", DOC))
+    assert len(urls) >= 2, urls
+    for url in urls:
+        store, key = split_policy_url(url)
+        assert key and store.split("://")[0] == url.split("://")[0], url
