@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -139,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
             child.stop()
         for store in stores.values():
             await store.close()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
