@@ -212,7 +212,7 @@ def test_policy_urls_split_into_store_and_key() -> None:
     )
     with pytest.raises(BadConfigRequest, match="names no key"):
         split_policy_url("file:///srv/config")
-    with pytest.raises(ValueError, match="no live policy for ftp://"):
+    with pytest.raises(ValueError, match="no configuration store has scheme ftp://"):
         Server([Stock()], policy="ftp://x/y")
 
 

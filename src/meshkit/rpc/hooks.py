@@ -106,9 +106,9 @@ _breaker_status: Callable[[], dict[str, str]] | None = None
 
 def register_policy_loader(loader: PolicyLoader, *, schemes: tuple[str, ...] | list[str] = ()) -> None:
     """Set what ``policy="path.toml"`` means (``meshkit.policy`` registers ``Policy.from_file``)
-    or, with ``schemes``, what ``policy="scheme://…"`` means for those schemes
-    (``meshkit.config`` registers its live policies). The last registration wins, so a process
-    can swap in its own."""
+    or, with ``schemes``, what ``policy="scheme://…"`` means for those schemes (``"*"``: for
+    any scheme no other loader claims; ``meshkit`` registers its live policies so). The last
+    registration wins, so a process can swap in its own."""
     global _loader
     if schemes:
         for scheme in schemes:
@@ -122,7 +122,7 @@ def load_policy(path: str) -> Any:
     registered loader."""
     scheme, sep, _ = path.partition("://")
     if sep and scheme.isidentifier():
-        url_loader = _url_loaders.get(scheme)
+        url_loader = _url_loaders.get(scheme) or _url_loaders.get("*")  # "*": any scheme, its loader checks
         if url_loader is None:
             known = ", ".join(f"{s}://" for s in sorted(_url_loaders)) or "none (import meshkit.config)"
             raise ValueError(f"policy={path!r}: no live policy for {scheme}:// (known: {known})")
