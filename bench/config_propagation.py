@@ -1,7 +1,7 @@
 """How fast a policy change reaches running services: put a revision, time until each of N
 ``meshkit run --policy URL`` processes reports it applied.
 
-    python bench/config_propagation.py [--instances 10] [--changes 30] [--stores meshkit,etcd,file]
+    python bench/config_propagation.py [--instances 10] [--changes 30] [--stores meshkit,etcd,zk,file]
 
 Each store gets its own N service processes (``meshkit.benchmark.systems_meshkit:Echo``). The
 changes are interleaved across the stores (one put to each in turn), so the stores are measured
@@ -100,6 +100,8 @@ async def main(args: argparse.Namespace) -> None:
         urls["meshkit"] = f"meshkit://127.0.0.1:{port}"
     if "etcd" in args.stores:
         urls["etcd"] = f"etcd://127.0.0.1:2379/bench-{uuid.uuid4().hex[:8]}"
+    if "zk" in args.stores:
+        urls["zk"] = f"zk://127.0.0.1:2181/meshkit-bench/propagation-{uuid.uuid4().hex[:8]}"
     if "file" in args.stores:
         urls["file"] = f"file://{work / 'file-store'}?poll=0.01"
     stores = {name: ConfigStore(url) for name, url in urls.items()}
@@ -146,5 +148,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=10)
     parser.add_argument("--changes", type=int, default=30)
-    parser.add_argument("--stores", default="meshkit,etcd,file")
+    parser.add_argument("--stores", default="meshkit,etcd,zk,file")
     asyncio.run(main(parser.parse_args()))
