@@ -184,3 +184,22 @@ async def test_a_changed_retry_rule_gives_every_method_of_its_service_the_new_bu
     assert p._budgets["stock"] is not old
     stages = next(iter(p._client_stages))
     assert set(stages) == {"stock.peek", "stock.take"}  # both rebuilt on the one new budget
+
+
+async def test_instance_breakers_follow_a_new_config_on_a_running_client() -> None:
+    p = Policy(PolicyConfig(shedding=NO_SHED), switches=Switches())
+    async with Server([Stock()], middleware=[]) as server:
+        client = Client(target=server.address, policy=p, middleware=[])
+        try:
+            eps = client.channel.static
+            assert eps is not None and eps.breakers == {}
+            with_breakers = PolicyConfig(shedding=NO_SHED, client={"*": ClientRule(instance_breaker=Breaker())})
+            assert "instance_breakers" in p.apply(with_breakers)
+            assert set(eps.breakers) == {server.address}  # made for the running client's instance
+            breaker = eps.breakers[server.address]
+            p.apply(with_breakers)  # unchanged: the breakers (and their state) stay
+            assert eps.breakers[server.address] is breaker
+            p.apply(PolicyConfig(shedding=NO_SHED))
+            assert eps.breakers == {}
+        finally:
+            await client.close()

@@ -1,7 +1,8 @@
 """``zk://h1:2181,h2:2181[/root][?keep=N]``: configuration on ZooKeeper, with a revision counter of its own.
 
 ZooKeeper has no revision of the whole tree a client can read, so the store keeps one, under its
-root (``/meshkit/config`` unless the URL's path says otherwise)::
+root (``/meshkit/config`` unless the URL's path says otherwise; the path is the nodes' names as
+written, not percent-decoded, so a root with a '%' in it is refused)::
 
     {root}/rev                   the store's revision: this node's data version (0: an empty store)
     {root}/log/{rev}             one node per revision: the key it wrote, and whether it deleted it
@@ -27,9 +28,10 @@ transaction stays under ZooKeeper's request limit with the largest value. Throug
 - **Watch** reads ``rev`` with a data watch on it, then the log nodes after ``since`` up to it, in
   order, and the value nodes of those under the prefix; then waits for the watch (or a change of
   the session's state; it looks again every few seconds regardless). After a connection loss or a
-  session expiry it resumes from the last revision it delivered once kazoo is connected again
-  (kazoo tries every 2 s at most). A watch from before what the log still keeps raises
-  :class:`~meshkit.errors.Compacted`.
+  session expiry (or a step that got no answer within 30 s: kazoo drops a request made while it
+  resets an expired session) it resumes from the last revision it delivered once kazoo is
+  connected again (kazoo tries every 2 s at most). A watch from before what the log still keeps
+  raises :class:`~meshkit.errors.Compacted`.
 - **Retention.** The log keeps the last ``keep`` revisions (``?keep=``, default 10,000): the writer
   of every ``keep/10``-th revision (every 100th for the default) prunes, in the background, the
   log nodes and value nodes older than that, except each key's current value, which stays as long
@@ -39,16 +41,21 @@ transaction stays under ZooKeeper's request limit with the largest value. Throug
 - **Listing.** ZooKeeper reads one node at a time, so ``list`` reads ``rev``, the heads and values
   under the prefix, ``rev`` again, and replays the log between the two onto what it read: the
   listing is the store as of the second revision, which a watch from it continues exactly.
-- **Reads are up to date**: every read starts with a ``sync`` (sent in the same pipeline), so a
-  server that lags the leader answers only once it has caught up with it; a Conflict, a listing
-  or a watch's first look never names a revision older than one another process was told.
+- **Reads are up to date**: every read (every batch of them) starts with a ``sync`` sent in the
+  same pipeline, and the sync's answer is awaited too, so a server that lags the leader answers
+  only once it has caught up with it, also in a new session: kazoo forgets the last transaction it
+  saw when a session expires, so the new one may be on a follower behind the revisions already
+  read (without a sync, a watch would find log nodes "missing" and say Compacted, a listing would
+  read an older revision after a newer one). A Conflict, a listing or a watch's first look never
+  names a revision older than one another process was told.
 
 Sizes: a write carries its value once (in its value node), and ZooKeeper refuses a request over its
 ``jute.maxbuffer`` (1 MiB by default), so a value may be at most :data:`MAX_VALUE` bytes here; the
-store's default limit (512 KiB) is under it. The counter is a node version, a 32-bit number: 2**31
-writes per store. kazoo runs its own threads; its asynchronous calls are bridged to asyncio futures
-with ``call_soon_threadsafe``. The client library is imported here only: ``pip install
-meshkit[zookeeper]``.
+store's default limit (512 KiB) is under it. The counter is a node version, a 32-bit number: a
+store takes :data:`LAST_REVISION` writes, then refuses more (ConfigUnavailable, RESOURCE_EXHAUSTED:
+use a new root) rather than let the version wrap negative. kazoo runs its own threads; its
+asynchronous calls are bridged to asyncio futures with ``call_soon_threadsafe``. The client library
+is imported here only: ``pip install meshkit[zookeeper]``.
 """
 
 from __future__ import annotations
@@ -58,8 +65,8 @@ import contextlib
 import logging
 import math
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -68,6 +75,7 @@ from meshkit.errors import BadConfigRequest, Compacted, ConfigUnavailable, Confl
 from meshkit.schemes import BackendURL
 
 log = logging.getLogger("meshkit.config")
+T = TypeVar("T")
 
 DEFAULT_ROOT = "/meshkit/config"
 #: How many revisions the log keeps by default (``?keep=``).
@@ -92,8 +100,12 @@ MAX_VALUE = 1_000_000
 OPERATION_TIMEOUT = 30.0
 #: How many times ``list`` reads again when the log it replays was pruned meanwhile.
 LIST_ATTEMPTS = 10
-#: How long ``close`` waits for a pruning still under way.
+#: How long ``close`` waits for a pruning still under way (then cancels it), or for a session being
+#: opened.
 CLEANUP_WAIT = 5.0
+#: The last revision a store writes: one short of the largest a node version holds (a signed 32-bit
+#: number; the write after that one would make ``rev``'s version wrap negative).
+LAST_REVISION = 2**31 - 2
 OPTIONS = ("keep",)
 PUT = b"="
 DELETED = b"-"
@@ -151,10 +163,11 @@ class ZkConfig:
             raise ImportError("zk:// config needs kazoo: pip install 'meshkit[zookeeper]'") from None
         self._errors: Any = exceptions
         self._states: Any = KazooState
-        #: What a dropped connection or an expired session raises: a watch resumes after them.
+        #: What a dropped connection, an expired or moved session raises: a watch resumes after them.
         self._lost: tuple[type[BaseException], ...] = (
             exceptions.ConnectionLoss,
             exceptions.SessionExpiredError,
+            exceptions.SessionMovedError,
             exceptions.OperationTimeoutError,
         )
         self._where = hosts
@@ -168,6 +181,8 @@ class ZkConfig:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._starting: asyncio.Task[None] | None = None
         self._started = False
+        #: True while kazoo's ``start`` runs in a worker thread (close() lets it finish first).
+        self._connecting = False
         self._closing = False
         #: Set from kazoo's thread on every state change: waiters look again when it is set.
         self._changed: set[asyncio.Event] = set()
@@ -198,10 +213,16 @@ class ZkConfig:
         return f"{self._head(key)}/{_number(revision)}"
 
     # -- kazoo's thread to the event loop ------------------------------------------------------
-    def _state_changed(self, state: Any) -> None:  # kazoo's thread
-        loop = self._loop
+    @staticmethod
+    def _call_soon(loop: asyncio.AbstractEventLoop | None, callback: Callable[..., Any], *args: Any) -> None:
+        """``callback(*args)`` on ``loop``, unless it is closed (kazoo's thread: the loop may close
+        between the check and the call, and raising here would stop kazoo draining its callbacks)."""
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake_all)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(callback, *args)
+
+    def _state_changed(self, state: Any) -> None:  # kazoo's thread
+        self._call_soon(self._loop, self._wake_all)
 
     def _wake_all(self) -> None:
         for event in self._changed:
@@ -225,8 +246,7 @@ class ZkConfig:
         def done(result: Any) -> None:  # kazoo's thread
             ok = result.successful()
             outcome = result.value if ok else result.exception
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, ok, outcome)
+            self._call_soon(loop, settle, ok, outcome)
 
         start(*args, **kwargs).rawlink(done)
         return future
@@ -286,8 +306,21 @@ class ZkConfig:
             ) from None
 
     def _disconnected(self, exc: ConfigUnavailable) -> bool:
-        """Whether ``exc`` is a lost connection or session, which a watch rides out."""
-        return isinstance(exc.__cause__, self._lost)
+        """Whether ``exc`` is a lost connection or session (or a step of a watch's that got no
+        answer in time), which a watch rides out."""
+        return isinstance(exc.__cause__, (*self._lost, TimeoutError))
+
+    async def _step(self, step: Awaitable[T]) -> T:
+        """One step of a watch, within OPERATION_TIMEOUT: kazoo holds a request made while it
+        reconnects, and never answers one made while it resets an expired session."""
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                return await step
+        except TimeoutError as exc:
+            raise ConfigUnavailable(
+                f"ZooKeeper at {self._where} did not answer within {OPERATION_TIMEOUT:g}s; "
+                "start it with: bash scripts/engines.sh"
+            ) from exc
 
     # -- the session ----------------------------------------------------------------------------
     async def _ensure_started(self) -> None:
@@ -296,41 +329,76 @@ class ZkConfig:
         if self._closing:
             raise self._closed()
         self._loop = asyncio.get_running_loop()
-        if self._starting is None or (self._starting.done() and self._starting.exception() is not None):
-            self._starting = self._loop.create_task(self._start())
-        await asyncio.shield(self._starting)
+        starting = self._starting
+        if starting is None or (starting.done() and (starting.cancelled() or starting.exception() is not None)):
+            starting = self._starting = self._loop.create_task(self._start())
+            # (A caller cancelled meanwhile, or close(), leaves its outcome unread: not an error to log.)
+            starting.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if starting.cancelled() and self._closing and not (current and current.cancelling()):
+                raise self._closed() from None  # (close() gave up on the start, this caller is not cancelled)
+            raise
 
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._connecting = True
         try:
             await loop.run_in_executor(None, self._zk.start, CONNECT_TIMEOUT)
         except Exception as exc:
-            await loop.run_in_executor(None, self._zk.stop)
+            await self._shut()
             raise ConfigUnavailable(
                 f"ZooKeeper at {self._where} cannot be reached (no session within {CONNECT_TIMEOUT:g}s: "
                 f"{exc!r}); start it with: bash scripts/engines.sh"
             ) from exc
+        finally:
+            self._connecting = False
         try:
-            await loop.run_in_executor(None, self._layout)
+            if self._closing:
+                raise self._closed()
+            async with asyncio.timeout(OPERATION_TIMEOUT):
+                await self._layout()
+            if self._closing:  # (close() came meanwhile: leave no session behind it)
+                raise self._closed()
         except Exception as exc:
-            await loop.run_in_executor(None, self._zk.stop)
+            await self._shut()
+            if isinstance(exc, TimeoutError):
+                raise ConfigUnavailable(
+                    f"ZooKeeper at {self._where} did not answer within {OPERATION_TIMEOUT:g}s while the store's "
+                    f"nodes under {self._root} were made; start it with: bash scripts/engines.sh"
+                ) from exc
             if isinstance(exc, self._errors.KazooException):
                 raise self._translate(exc) from exc
             raise
         self._started = True
 
-    def _layout(self) -> None:  # a worker thread: kazoo's blocking calls
+    async def _layout(self) -> None:
         """The store's nodes, made by whichever opener comes first (the others find them)."""
         for path in (self._rev, f"{self._root}/log", self._keys):
-            self._zk.ensure_path(path)
+            await self._settle(self._send(self._zk.ensure_path_async, path))
         with contextlib.suppress(self._errors.NodeExistsError):
-            self._zk.create(self._compacted, b"0")
+            await self._settle(self._send(self._zk.create_async, self._compacted, b"0"))
+
+    async def _shut(self) -> None:
+        """Stop the client and free its sockets (a stopped client still holds them), whatever state
+        it is in; what kazoo raises doing so (WriterNotClosedException: its writer thread would not
+        stop) is logged, as the store is given up either way."""
+        loop = asyncio.get_running_loop()
+        for step in (self._zk.stop, self._zk.close):
+            try:
+                await loop.run_in_executor(None, step)
+            except Exception as exc:  # noqa: BLE001 - nothing to do but go on closing
+                log.warning(
+                    "the ZooKeeper client of %s%s did not %s cleanly: %r", self._where, self._root, step.__name__, exc
+                )
 
     async def _ready(self) -> None:
         """Started and connected now, or ConfigUnavailable after CONNECT_TIMEOUT without it (kazoo
-        would hold a request made while it reconnects until it has)."""
+        would hold a request made while it reconnects until it has), or at once if closed."""
         await self._ensure_started()
-        if self._zk.state == self._states.CONNECTED:
+        if self._zk.state == self._states.CONNECTED and not self._closing:
             return
         changed = asyncio.Event()
         self._changed.add(changed)
@@ -338,6 +406,8 @@ class ZkConfig:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 while True:
                     changed.clear()
+                    if self._closing:
+                        raise self._closed()
                     if self._zk.state == self._states.CONNECTED:
                         return
                     await changed.wait()
@@ -350,8 +420,17 @@ class ZkConfig:
             self._changed.discard(changed)
 
     def _sync(self) -> asyncio.Future[Any]:
-        """A sync, sent before reads: the server answers them once it has caught up with the leader."""
+        """A sync, sent before reads: the server answers them once it has caught up with the leader.
+        Await it (before the reads: it is answered first): if it failed, or was dropped with a
+        session, the reads after it may have gone, unsynced, to another server in a new session."""
         return self._send(self._zk.sync_async, self._root)
+
+    async def _read(self, start: Callable[..., Any], *args: Any, missing: bool = False) -> Any:
+        """``start(*args)`` (a read) after a sync, in one pipeline: its result, up to date."""
+        sync = self._sync()
+        reading = self._send(start, *args)
+        await self._settle(sync)
+        return await self._settle(reading, missing=missing)
 
     def _gone(self) -> ConfigUnavailable:
         return ConfigUnavailable(
@@ -359,16 +438,19 @@ class ZkConfig:
         )
 
     async def _revision(self, watch: Callable[[Any], None] | None = None) -> int:
-        stat = await self._settle(self._send(self._zk.exists_async, self._rev, watch))
+        stat = await self._read(self._zk.exists_async, self._rev, watch)
         if stat is None:
             raise self._gone()
         return int(stat.version)
 
     async def _get_many(self, paths: list[str]) -> list[tuple[bytes, Any] | None]:
-        """``(data, stat)`` of each node (None where there is none), read BATCH at a time."""
+        """``(data, stat)`` of each node (None where there is none), read BATCH at a time, each
+        batch after a sync (the session may have changed since the last one)."""
         found: list[tuple[bytes, Any] | None] = []
         for start in range(0, len(paths), BATCH):
+            sync = self._sync()
             sent = [self._send(self._zk.get_async, path) for path in paths[start : start + BATCH]]
+            await self._settle(sync)
             for future in sent:
                 found.append(await self._settle(future, missing=True))
         return found
@@ -440,15 +522,14 @@ class ZkConfig:
             await self._ready()
             missing = 0
             while True:
-                self._sync()
-                found = await self._settle(self._send(self._zk.get_async, self._head(key)), missing=True)
+                found = await self._read(self._zk.get_async, self._head(key), missing=True)
                 if found is None:
                     return None
                 head = self._read_head(self._head(key), found[0])
                 if head.deleted:
                     return None
                 path = self._value(key, head.rev)
-                value = await self._settle(self._send(self._zk.get_async, path), missing=True)
+                value = await self._read(self._zk.get_async, path, missing=True)
                 if value is None:
                     if missing == head.rev:  # twice: not a race, the node is gone
                         raise self._bad_node(path, ValueError("the key's head names it, but it does not exist"))
@@ -472,10 +553,10 @@ class ZkConfig:
             )
 
     async def _list_once(self, prefix: str) -> Listing | None:
-        """The listing (see the module docstring), or None if a node it needed was pruned meanwhile."""
-        self._sync()
+        """The listing (see the module docstring), or None if a node it needed was pruned meanwhile.
+        Every read is after a sync of its own: the session may change between any two."""
         before = await self._revision()
-        names = await self._settle(self._send(self._zk.get_children_async, self._keys))
+        names = await self._read(self._zk.get_children_async, self._keys)
         keys = sorted(key for key in map(unescape, names) if key.startswith(prefix))
         heads: list[tuple[str, int]] = []
         for key, found in zip(keys, await self._get_many([self._head(k) for k in keys]), strict=True):
@@ -490,7 +571,7 @@ class ZkConfig:
             value = None if found is None else self._read_value(self._value(key, revision), found[0])
             if value is not None:  # (None: overwritten and pruned meanwhile; the replay below has it)
                 entries[key] = Entry(key, value, revision)
-        after = await self._revision()
+        after = await self._revision()  # (synced: a lagging server would say an older one than before)
         if after < before:
             raise self._gone()
         try:
@@ -507,13 +588,12 @@ class ZkConfig:
     async def history(self, key: str) -> Changes:
         async with self._operation():
             await self._ready()
-            self._sync()
-            names = await self._settle(self._send(self._zk.get_children_async, self._head(key)), missing=True)
+            names = await self._read(self._zk.get_children_async, self._head(key), missing=True)
             revisions = sorted(int(name) for name in names or () if name.isdigit())
             changes: list[Change] = []
             paths = [self._value(key, r) for r in revisions]
             for revision, path, found in zip(revisions, paths, await self._get_many(paths), strict=True):
-                if found is not None:  # (None: pruned since the listing)
+                if found is not None:  # (None: pruned since the listing; the reads are synced, not lagging)
                     changes.append(Change(key, self._read_value(path, found[0]), revision))
             return changes
 
@@ -539,9 +619,10 @@ class ZkConfig:
         async with self._operation(writing=key):
             await self._ready()
             while True:
-                self._sync()
+                sync = self._sync()
                 counter = self._send(self._zk.exists_async, self._rev)
                 reading = self._send(self._zk.get_async, head_path)
+                await self._settle(sync)
                 stat = await self._settle(counter)
                 found = await self._settle(reading, missing=True)
                 if stat is None:
@@ -555,6 +636,13 @@ class ZkConfig:
                 if value is None and not current:
                     return None
                 version = int(stat.version)
+                if not 0 <= version < LAST_REVISION:
+                    raise ConfigUnavailable(
+                        f"the zk:// store {self._where}{self._root} is at revision {version}, and its counter (a "
+                        f"32-bit ZooKeeper node version) goes no further than {LAST_REVISION}: revision counter "
+                        "exhausted; use a new root",
+                        code=StatusCode.RESOURCE_EXHAUSTED,
+                    )
                 revision = version + 1
                 tx = self._zk.transaction()
                 tx.set_data(self._rev, str(revision).encode(), version=version)
@@ -613,7 +701,7 @@ class ZkConfig:
     async def _prune_upto(self, upto: int) -> None:
         """Prune revisions from the mark up to ``upto``, raising the mark after every batch (so a
         pruning cut short leaves nothing the next one does not find)."""
-        found = await self._settle(self._send(self._zk.get_async, self._compacted))
+        found = await self._read(self._zk.get_async, self._compacted)
         for after in range(int(found[0] or b"0"), upto, BATCH):
             last = min(after + BATCH, upto)
             revisions = range(after + 1, last + 1)
@@ -627,7 +715,7 @@ class ZkConfig:
     async def _raise_mark(self, upto: int) -> None:
         """``{root}/compacted`` to ``upto``, unless it is there already (prunings may overlap)."""
         while True:
-            data, stat = await self._settle(self._send(self._zk.get_async, self._compacted))
+            data, stat = await self._read(self._zk.get_async, self._compacted)
             if int(data or b"0") >= upto:
                 return
             try:
@@ -640,8 +728,12 @@ class ZkConfig:
         """Delete the key's value nodes up to ``upto``, but for its current one; and the key itself
         if it was deleted by then (the head and its last node at once, if nobody wrote it since)."""
         head_path = self._head(key)
-        found = await self._settle(self._send(self._zk.get_async, head_path), missing=True)
-        names = await self._settle(self._send(self._zk.get_children_async, head_path), missing=True)
+        sync = self._sync()  # (a lagging server's head and children could name a current value as old)
+        reading = self._send(self._zk.get_async, head_path)
+        listing = self._send(self._zk.get_children_async, head_path)
+        await self._settle(sync)
+        found = await self._settle(reading, missing=True)
+        names = await self._settle(listing, missing=True)
         if found is None or names is None:
             return
         head = self._read_head(head_path, found[0])
@@ -661,8 +753,7 @@ class ZkConfig:
             woken = asyncio.Event()
 
             def fired(event: Any) -> None:  # kazoo's thread (one callable: kazoo keeps it once)
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(woken.set)
+                self._call_soon(loop, woken.set)
 
             seen = since
             self._changed.add(woken)
@@ -670,8 +761,9 @@ class ZkConfig:
                 while True:
                     woken.clear()
                     try:
-                        self._sync()  # (a lagging server would say an older revision than the since given)
-                        top = await self._revision(fired)
+                        # Each step synced (a lagging server would say an older revision than the since
+                        # given, or miss log nodes) and bounded (kazoo may never answer: see _step).
+                        top = await self._step(self._revision(fired))
                         if seen > top:
                             raise Compacted(
                                 f"the zk:// store {self._root} is at revision {top}, before {seen}: it lost "
@@ -680,7 +772,7 @@ class ZkConfig:
                             )
                         while seen < top:
                             upto = min(top, seen + BATCH)
-                            for change in await self._changes(prefix, seen, upto, since):
+                            for change in await self._step(self._changes(prefix, seen, upto, since)):
                                 yield change
                             seen = upto
                     except ConfigUnavailable as exc:
@@ -698,22 +790,42 @@ class ZkConfig:
                 self._changed.discard(woken)
 
     async def close(self) -> None:
+        """Let a pruning under way finish (CLEANUP_WAIT at most, then cancel it), stop the client and
+        free its sockets; requests waiting for a connection fail at once, saying the store is closed."""
         self._closing = True
-        if self._pruning is not None:
-            await asyncio.wait({self._pruning}, timeout=CLEANUP_WAIT)
-        if self._starting is not None:
-            await asyncio.gather(self._starting, return_exceptions=True)
-        if self._started:
-            self._started = False
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self._zk.stop)
-            await loop.run_in_executor(None, self._zk.close)
+        self._wake_all()
+        pruning = self._pruning
+        if pruning is not None and not pruning.done():
+            await asyncio.wait({pruning}, timeout=CLEANUP_WAIT)
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
+        starting = self._starting
+        if starting is not None and not starting.done() and self._connecting:
+            # kazoo's start (CONNECT_TIMEOUT at most) is best not stopped from another thread midway.
+            await asyncio.wait({starting}, timeout=CLEANUP_WAIT)
+        self._started = False
+        await self._shut()  # (also fails the requests of a start making the store's nodes)
+        if starting is not None and not starting.done():
+            await asyncio.wait({starting}, timeout=CLEANUP_WAIT)
+            if not self._connecting:  # (a request kazoo never answers: give up on it; a thread cannot be)
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
         self._wake_all()
 
 
 def _root(url: BackendURL) -> str:
-    root = url.path.rstrip("/") or DEFAULT_ROOT
+    """The URL's path as the store's root: no path (or "/") is the default; one trailing '/' is
+    dropped; the rest is checked as written (``//`` is an empty name, not the default)."""
+    path = url.path
+    if path in ("", "/"):
+        return DEFAULT_ROOT
+    root = path[:-1] if path.endswith("/") else path
     segments = root.split("/")[1:]
+    if "%" in root:
+        raise BadConfigRequest(
+            f"URL {url.url!r}: the store's root {url.path!r} has a '%': a zk:// root names its nodes as written, "
+            "not percent-decoded, so it may not have one"
+        )
     bad = [s for s in segments if s in ("", ".", "..") or not s.isprintable() or any(c.isspace() for c in s)]
     if bad or segments[0] == "zookeeper":
         raise BadConfigRequest(
@@ -730,9 +842,13 @@ def open_zk(url: BackendURL) -> ZkConfig:
         raise BadConfigRequest(f"URL {url.url!r}: zk:// needs HOST:PORT of a server (zk://127.0.0.1:2181)")
     if "@" in url.netloc:
         raise BadConfigRequest(f"URL {url.url!r}: zk:// takes no credentials (user:password@)")
-    unknown = sorted(set(url.query) - set(OPTIONS))
+    # (BackendURL's query drops options given empty, ``?keep=``: read it again keeping them, to refuse them.)
+    query = urllib.parse.parse_qs(url.parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - set(OPTIONS))
     if unknown:
         raise BadConfigRequest(f"URL {url.url!r}: unknown option {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+    if any(not value.strip() for value in query.get("keep", ())):
+        raise BadConfigRequest(f"URL {url.url!r}: keep is a number of revisions (1 or more), got an empty value")
     try:
         keep = url.number("keep", DEFAULT_KEEP)
     except ValueError as exc:

@@ -34,6 +34,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshkit.policy")
 
 
+def _weakly(listener: Callable[..., Any]) -> Callable[[], Any]:
+    """A reference to ``listener``: weak for a bound method (a closed client's channel goes)."""
+    if hasattr(listener, "__self__"):
+        return weakref.WeakMethod(listener)
+    return lambda: listener
+
+
+def _pairs(old: dict[str, ClientRule], new: dict[str, ClientRule]) -> list[tuple[ClientRule, ClientRule]]:
+    """The rules of both configs side by side, by key (an absent one as the empty rule)."""
+    return [(old.get(key, ClientRule()), new.get(key, ClientRule())) for key in set(old) | set(new)]
+
+
 def process_breakers() -> dict[str, str]:
     """The state of every breaker of every policy in this process, by name."""
     states: dict[str, str] = {}
@@ -104,6 +116,7 @@ class Policy:
         self._server_plans: weakref.WeakSet[Cache] = weakref.WeakSet()
         self._client_stages: weakref.WeakSet[Cache] = weakref.WeakSet()
         self._client_chains: weakref.WeakSet[Cache] = weakref.WeakSet()
+        self._breaker_listeners: list[Callable[[], Any]] = []
         POLICIES.join(self)
 
     @property
@@ -182,6 +195,19 @@ class Policy:
             if on != old.switches.get(name, False):
                 self.switches.set(name, on)
                 changed.append(f"switch:{name}")
+        if any(a.instance_breaker != b.instance_breaker for a, b in _pairs(old.client, config.client)):
+            changed.append("instance_breakers")
+
+            def moved(service: str) -> bool:
+                return self.instance_breaker_rule(service, old) != self.instance_breaker_rule(service, config)
+
+            alive = []
+            for ref in self._breaker_listeners:
+                listener = ref()
+                if listener is not None:
+                    listener(moved)
+                    alive.append(ref)
+            self._breaker_listeners = alive
         if old_link is not None:
             self._background(old_link.close())
         if self._users > 0 and link is not None and not link.started:
@@ -261,13 +287,24 @@ class Policy:
     def client_middleware(self) -> Callable[[Any], Any]:
         return client_guard(self)
 
-    def instance_breakers(self, service: str) -> Callable[[str, str], CircuitBreaker] | None:
-        """A factory of per-instance breakers for ``service``, or None if its rule sets none.
-        ``service="*"`` (a client with static targets, shared by every service): the ``"*"``
-        rule's, else the first rule that sets one."""
-        rule: Breaker | None = resolve(self.config.client, f"{service}.*", ClientRule).instance_breaker
+    def instance_breaker_rule(self, service: str, config: PolicyConfig | None = None) -> Breaker | None:
+        """The ``instance_breaker`` rule of ``service`` (``"*"``: a client with static targets,
+        shared by every service: the ``"*"`` rule's, else the first rule that sets one)."""
+        client = (config or self.config).client
+        rule: Breaker | None = resolve(client, f"{service}.*", ClientRule).instance_breaker
         if rule is None and service == "*":
-            rule = next((r.instance_breaker for r in self.config.client.values() if r.instance_breaker), None)
+            rule = next((r.instance_breaker for r in client.values() if r.instance_breaker), None)
+        return rule
+
+    def on_instance_breakers(self, listener: Callable[[Callable[[str], bool]], None]) -> None:
+        """Call ``listener(changed)`` after a config that changes instance breakers is applied;
+        ``changed(service)`` says whether that service's rule changed (a client's channel then
+        makes its breakers afresh). Held weakly when it is a bound method."""
+        self._breaker_listeners.append(_weakly(listener))
+
+    def instance_breakers(self, service: str) -> Callable[[str, str], CircuitBreaker] | None:
+        """A factory of per-instance breakers for ``service``, or None if its rule sets none."""
+        rule = self.instance_breaker_rule(service)
         if rule is None or rule.kind != "classic":
             return None
         cfg = breaker_config(rule)

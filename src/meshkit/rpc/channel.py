@@ -120,6 +120,15 @@ class Channel:
             self.registry = open_registry(registry)
 
     # -- endpoints -------------------------------------------------------------------------
+    def breakers_changed(self, changed: Callable[[str], bool]) -> None:
+        """The policy's ``instance_breaker`` rules changed (a live policy): the endpoints of every
+        service whose rule did get breakers made afresh."""
+        if self.static is not None and changed("*"):
+            self.static.use_breakers(self._breakers("*"))
+        for service, eps in list(self.services.items()):
+            if changed(service):
+                eps.use_breakers(self._breakers(service))
+
     def _make_peer(self, address: str) -> Peer:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")

@@ -139,6 +139,9 @@ class Client:
         self._middleware = list(default_client_middleware() if middleware is None else middleware)
         if self.policy is not None:
             self._middleware.append(self.policy.client_middleware())
+            follow = getattr(self.policy, "on_instance_breakers", None)
+            if follow is not None:  # a policy that can change live tells the channel
+                follow(self.channel.breakers_changed)
         metadata = dict(metadata or {})
         if caller is not None:
             metadata[CALLER] = caller

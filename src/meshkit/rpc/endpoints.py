@@ -97,6 +97,14 @@ class Endpoints:
         self.resolved = False  # ready.is_set(), as a plain attribute for the hot path
         self.watch_task: asyncio.Task[None] | None = None
 
+    def use_breakers(self, make: Callable[[str, str], CircuitBreaker] | None) -> None:
+        """A new ``instance_breaker`` rule (a live policy changed it): breakers made afresh from
+        it for every instance (or none, and outlier ejection back in their place)."""
+        self._make_breaker = make
+        self.outliers = OutlierDetector() if make is None else OutlierDetector(consecutive=2**31)
+        self.outliers.update([n.key for n in self.nodes])
+        self.breakers = {n.key: make(n.key, n.peer.address) for n in self.nodes} if make is not None else {}
+
     def set_instances(self, entries: Sequence[tuple[str, str, int, Instance | None]]) -> None:
         """Replace the set with (key, address, weight, instance) entries; reuse peers by address.
 
