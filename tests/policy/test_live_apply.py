@@ -203,3 +203,13 @@ async def test_instance_breakers_follow_a_new_config_on_a_running_client() -> No
             assert eps.breakers == {}
         finally:
             await client.close()
+
+
+async def test_shedding_turned_on_live_reaches_the_servers_refusal_before_decoding() -> None:
+    p = Policy(PolicyConfig(shedding=NO_SHED), switches=Switches())
+    async with Server([Stock()], policy=p, middleware=[]) as server:
+        assert server._dispatcher.shedder is None
+        p.apply(PolicyConfig())
+        assert server._dispatcher.shedder is p.shedder is not None
+        p.apply(PolicyConfig(shedding=NO_SHED))
+        assert server._dispatcher.shedder is None

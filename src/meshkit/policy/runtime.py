@@ -117,6 +117,7 @@ class Policy:
         self._client_stages: weakref.WeakSet[Cache] = weakref.WeakSet()
         self._client_chains: weakref.WeakSet[Cache] = weakref.WeakSet()
         self._breaker_listeners: list[Callable[[], Any]] = []
+        self._shedder_listeners: list[Callable[[], Any]] = []
         POLICIES.join(self)
 
     @property
@@ -180,6 +181,8 @@ class Policy:
             changed.append("shedding")
             self._reshape_shedder()
         regrown = self.shedder is not shedder  # turned on or off: every plan holds the old one
+        if regrown:
+            self._tell(self._shedder_listeners, self.shedder)  # the server's refusal before decoding
         for plans in list(self._server_plans):
             for qualname in list(plans):
                 if (
@@ -201,13 +204,7 @@ class Policy:
             def moved(service: str) -> bool:
                 return self.instance_breaker_rule(service, old) != self.instance_breaker_rule(service, config)
 
-            alive = []
-            for ref in self._breaker_listeners:
-                listener = ref()
-                if listener is not None:
-                    listener(moved)
-                    alive.append(ref)
-            self._breaker_listeners = alive
+            self._tell(self._breaker_listeners, moved)
         if old_link is not None:
             self._background(old_link.close())
         if self._users > 0 and link is not None and not link.started:
@@ -301,6 +298,20 @@ class Policy:
         ``changed(service)`` says whether that service's rule changed (a client's channel then
         makes its breakers afresh). Held weakly when it is a bound method."""
         self._breaker_listeners.append(_weakly(listener))
+
+    def on_shedder(self, listener: Callable[[AdaptiveConcurrency | None], None]) -> None:
+        """Call ``listener(shedder)`` when a config turns shedding on or off (a server's
+        dispatcher refuses with it before decoding). Held weakly when it is a bound method."""
+        self._shedder_listeners.append(_weakly(listener))
+
+    @staticmethod
+    def _tell(listeners: list[Callable[[], Any]], *args: Any) -> None:
+        for ref in list(listeners):
+            listener = ref()
+            if listener is None:
+                listeners.remove(ref)
+            else:
+                listener(*args)
 
     def instance_breakers(self, service: str) -> Callable[[str, str], CircuitBreaker] | None:
         """A factory of per-instance breakers for ``service``, or None if its rule sets none."""

@@ -23,7 +23,7 @@ from meshkit.rpc.answers import answer_wrong_result, fail, respond
 from meshkit.rpc.context import Context, _current
 from meshkit.rpc.eager import NATIVE_EAGER, EagerCall, TaskCall, end_step, resume
 from meshkit.rpc.eager import stepping as _stepping
-from meshkit.rpc.hooks import ServerGovernance
+from meshkit.rpc.hooks import ServerGovernance, Shedder
 from meshkit.rpc.middleware import Call
 from meshkit.rpc.routes import Route, Routes
 from meshkit.rpc.service import MethodSpec
@@ -57,7 +57,7 @@ class Dispatcher:
     Server opens it when it starts and closes it when it has stopped.
     """
 
-    __slots__ = ("loop", "md_cache", "policy", "routes", "shedder", "wheel")
+    __slots__ = ("__weakref__", "loop", "md_cache", "policy", "routes", "shedder", "wheel")
 
     def __init__(self, routes: Routes, policy: ServerGovernance | None) -> None:
         self.routes = routes
@@ -66,6 +66,10 @@ class Dispatcher:
         self.md_cache: dict[bytes, Resolved] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.wheel: DeadlineWheel[EagerCall | TaskCall | StreamSink] | None = None
+
+    def use_shedder(self, shedder: Shedder | None) -> None:
+        """The policy turned shedding on or off, live."""
+        self.shedder = shedder
 
     def open(self, loop: asyncio.AbstractEventLoop, deadline_resolution: float) -> None:
         self.loop = loop

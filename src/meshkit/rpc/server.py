@@ -121,6 +121,9 @@ class Server:
         self._unsubscribe: Callable[[], None] | None = None
         self.registry = registry
         self._dispatcher = Dispatcher(self._routes, self.policy)
+        follow = getattr(self.policy, "on_shedder", None)
+        if follow is not None:  # a policy that can turn shedding on or off live tells the dispatcher
+            follow(self._dispatcher.use_shedder)
         #: What the listener calls with each REQUEST (an attribute so a benchmark can wrap it).
         self._dispatch = self._dispatcher.dispatch
         self._listener = Listener(self._dispatch, limits=self.limits, keepalive=keepalive, ssl=ssl)
