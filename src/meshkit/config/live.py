@@ -47,6 +47,10 @@ from meshkit.policy.runtime import Policy
 
 log = logging.getLogger("meshkit.config")
 
+#: How long an instance waits before writing its status report, so that reports (writes to the
+#: store, which wake every watcher on some engines) do not compete with a change propagating,
+#: and a burst of changes makes one report.
+REPORT_DELAY = 0.25
 #: How long ``start()`` waits for the center's first answer before running the cached revision.
 FIRST_ANSWER = 3.0
 #: Between attempts to reach an unreachable center: doubling from the first to the last.
@@ -103,6 +107,7 @@ class LivePolicy(Policy):
         cache_dir: str | Path | bool | None = None,
         store: ConfigStore | None = None,
         report: bool = True,
+        report_delay: float = REPORT_DELAY,
         first_answer: float = FIRST_ANSWER,
         wall_clock: Callable[[], float] = time.time,
         **policy: Any,
@@ -137,6 +142,8 @@ class LivePolicy(Policy):
         #: One writer of this instance's status key, so reports land in order (latest wins).
         self._reporter: asyncio.Task[None] | None = None
         self._report_due = False
+        self._report_delay = report_delay
+        self._writing = False
         self._load_cache()
 
     # -- start, stop -------------------------------------------------------------------------
@@ -204,11 +211,12 @@ class LivePolicy(Policy):
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
         reporter, self._reporter = self._reporter, None
-        if reporter is not None:  # let a report in flight land first, so the delete is the last word
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await asyncio.shield(reporter)
-            reporter.cancel()
+        if reporter is not None:
+            if self._writing:  # let a report in flight land first, so the delete is the last word
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await asyncio.shield(reporter)
+            reporter.cancel()  # one still waiting to be written: not needed any more
         if self.report and self.reachable:
             with contextlib.suppress(ConfigError, OSError, TimeoutError):
                 async with asyncio.timeout(1.0):
@@ -373,11 +381,15 @@ class LivePolicy(Policy):
 
     async def _write_status(self) -> None:
         while self._report_due:
+            await asyncio.sleep(self._report_delay)
             self._report_due = False
+            self._writing = True
             try:
                 await self.store.put(status_key(self.key, self.identity.instance), msgspec.json.encode(self.status()))
             except (ConfigError, OSError) as exc:
                 log.debug("policy %s: status not reported: %s", self.source, exc)
+            finally:
+                self._writing = False
 
 
 def _digest(value: bytes) -> bytes:
