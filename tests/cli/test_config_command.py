@@ -79,3 +79,38 @@ def test_exit_codes_name_what_went_wrong(
     with pytest.raises(SystemExit) as usage:
         main(["config", "diff", "k", "soon", "--store", store])
     assert usage.value.code == EXIT_USAGE
+
+
+GOOD = '[server."stock.peek"]\nlimit = { rate = 5 }\n'
+BAD = '[server."stock.peek"]\nlimt = { rate = 5 }\n'
+
+
+def test_promote_and_rollback_keep_an_invalid_policy_out_of_the_live_key(
+    store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _put(store, "policy/order", GOOD, monkeypatch=monkeypatch) == 0
+    assert main(["config", "promote", "policy/order", "--store", store]) == EXIT_NOT_FOUND  # no gray revision
+    assert "has no gray revision" in capsys.readouterr().err
+    assert _put(store, "policy/order/gray", BAD, monkeypatch=monkeypatch) == 0  # without --policy: written
+    assert main(["config", "promote", "policy/order", "--store", store]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "not promoted" in err and "limt" in err
+    assert _put(store, "policy/order", BAD, monkeypatch=monkeypatch) == 0
+    assert _put(store, "policy/order", GOOD, monkeypatch=monkeypatch) == 0
+    bad_revision = 3
+    assert (
+        main(["config", "rollback", "policy/order", "--to", str(bad_revision), "--store", store, "--policy"])
+        == EXIT_USAGE
+    )
+    assert f"policy/order@{bad_revision}" in capsys.readouterr().err
+    assert main(["config", "get", "policy/order", "--store", store]) == 0
+    assert "limit = { rate = 5 }" in capsys.readouterr().out  # still the good one
+
+
+def test_put_policy_names_the_file_for_a_shared_limit_without_redis(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "shared.toml"
+    policy.write_text('[server."stock.peek"]\nlimit = { rate = 5, shared = true }\n')
+    assert main(["config", "put", "policy/order", str(policy), "--store", store, "--policy"]) == EXIT_USAGE
+    assert f"{policy}: a limit is shared" in capsys.readouterr().err

@@ -300,3 +300,18 @@ async def test_the_status_key_ends_at_the_revision_that_runs(tmp_path: Path, sto
 def _burst(policy: LivePolicy) -> float | None:
     rule = policy.config.server.get("stock.peek")
     return None if rule is None or rule.limit is None else rule.limit.burst
+
+
+async def test_a_client_that_starts_its_policy_is_limited_from_its_first_call(tmp_path: Path) -> None:
+    store = ConfigStore("memory://live")
+    await store.put(KEY, f'{NO_SHED}[client."stock.peek"]\nlimit = {{ rate = 0.001, burst = 2 }}\n')
+    async with Server([Stock()], middleware=[]) as server:
+        client = Client(target=server.address, policy=URL)
+        try:
+            assert isinstance(client.policy, LivePolicy)
+            await client.policy.start()  # as docs/configuration.md says: limits from the first call
+            results = await asyncio.gather(*(client.proxy(Stock).peek("x") for _ in range(5)), return_exceptions=True)
+            assert sum(not isinstance(r, Exception) for r in results) == 2
+        finally:
+            await client.close()
+        assert client.policy._follower is None

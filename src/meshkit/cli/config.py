@@ -30,6 +30,8 @@ import msgspec
 from meshkit.cli.common import EXIT_USAGE
 from meshkit.config import BadConfigRequest, Change, Compacted, ConfigError, ConfigStore, ConfigUnavailable, Conflict
 from meshkit.config.keys import MAX_VALUE
+from meshkit.config.live import NothingToPromote
+from meshkit.policy.config import PolicyConfig
 
 #: The key (or the revision asked for) does not exist.
 EXIT_NOT_FOUND = 1
@@ -41,6 +43,22 @@ EXIT_UNAVAILABLE = 69
 EXIT_COMPACTED = 4
 #: The store did not complete the call (a timeout, an error of its own): a write may have been made.
 EXIT_FAILED = 5
+
+
+def policy_problem(value: bytes, where: str) -> tuple[str | None, PolicyConfig | None]:
+    """Why ``value`` cannot run as a policy (the loader's message, naming ``where``), or None."""
+    from meshkit.policy import PolicyError
+    from meshkit.policy.config import check_runnable, parse
+
+    try:
+        config = parse(value, where)
+    except PolicyError as exc:
+        return str(exc), None
+    try:
+        check_runnable(config)
+    except PolicyError as exc:
+        return f"{where}: {exc}", config
+    return None, config
 
 
 def _revision(text: str) -> int:
@@ -56,7 +74,7 @@ def _revision(text: str) -> int:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = sub.add_parser(
         "config",
-        help="read, write, watch and roll back a configuration store (file:///dir, meshkit://, etcd://)",
+        help="read, write, watch and roll back a configuration store (file:///dir, meshkit://, etcd://, zk://)",
         description="Work with the versioned configuration store --store names. Exit: 0; "
         f"{EXIT_NOT_FOUND} no such key or revision; {EXIT_CONFLICT} --expect did not hold; "
         f"{EXIT_COMPACTED} watch --since revisions the store no longer has; {EXIT_FAILED} the store did not "
@@ -69,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         parser.add_argument(
             "--store",
             required=True,
-            help="the store's URL: file:///dir, meshkit://HOST:PORT, etcd://HOST:PORT[/prefix]",
+            help="the store's URL: file:///dir, meshkit://HOST:PORT, etcd://HOST:PORT[/prefix], zk://HOST:PORT[/root]",
         )
         return parser
 
@@ -94,6 +112,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rollback = action("rollback", "write a key's value at --to again, as a new revision")
     rollback.add_argument("key")
     rollback.add_argument("--to", type=_revision, required=True, help="the revision to go back to")
+    rollback.add_argument(
+        "--policy", action="store_true", help="check the old value as a policy first; write nothing if invalid"
+    )
     put.add_argument(
         "--policy", action="store_true", help="check the value as a policy file first; write nothing if invalid"
     )
@@ -125,17 +146,13 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         if args.policy and len(args.value) <= MAX_VALUE:
             from meshkit.config.release import GRAY
-            from meshkit.policy import PolicyError
-            from meshkit.policy.config import check_runnable, parse
 
             where = args.file if args.file != "-" else "<stdin>"
-            try:
-                config = parse(args.value, where)
-                check_runnable(config)
-            except PolicyError as exc:
-                print(f"meshkit config put: not written: {exc}", file=sys.stderr)
+            problem, config = policy_problem(args.value, where)
+            if problem is not None:
+                print(f"meshkit config put: not written: {problem}", file=sys.stderr)
                 return EXIT_USAGE
-            if args.key.endswith(f"/{GRAY}") and config.release is None:
+            if args.key.endswith(f"/{GRAY}") and config is not None and config.release is None:
                 print(
                     f"meshkit config put: note: {where} has no [release] table, so this gray revision picks "
                     "no instance (see docs/configuration.md, Gray release)",
@@ -164,7 +181,10 @@ async def _run(args: argparse.Namespace) -> int:
         "promote": _promote,
     }
     async with ConfigStore(args.store) as store:
-        return await actions[args.action](store, args)
+        try:
+            return await actions[args.action](store, args)
+        except NothingToPromote as exc:
+            return _missing(args, exc.message)
 
 
 def _missing(args: argparse.Namespace, what: str) -> int:
@@ -253,6 +273,13 @@ async def _diff(store: ConfigStore, args: argparse.Namespace) -> int:
 
 
 async def _rollback(store: ConfigStore, args: argparse.Namespace) -> int:
+    if args.policy:
+        past = [c for c in await store.history(args.key) if c.revision <= args.to]
+        if past and past[-1].value is not None:
+            problem, _ = policy_problem(past[-1].value, f"{args.key}@{past[-1].revision}")
+            if problem is not None:
+                print(f"meshkit config rollback: not written: {problem}", file=sys.stderr)
+                return EXIT_USAGE
     revision = await store.rollback(args.key, to=args.to)
     print(revision if revision is not None else f"{args.key} is absent already, as it was at revision {args.to}")
     return 0

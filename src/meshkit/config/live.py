@@ -42,7 +42,7 @@ from meshkit.config.keys import check_key
 from meshkit.config.release import Identity, gray_key, picks, status_key
 from meshkit.config.store import ConfigStore, config_backends
 from meshkit.errors import BadConfigRequest, Compacted, ConfigError, ConfigUnavailable, Conflict, StatusCode
-from meshkit.policy.config import PolicyConfig, PolicyError, parse
+from meshkit.policy.config import PolicyConfig, PolicyError, check_runnable, parse
 from meshkit.policy.runtime import Policy
 
 log = logging.getLogger("meshkit.config")
@@ -84,7 +84,12 @@ def split_policy_url(url: str) -> tuple[str, str]:
         store = urlunsplit(parts._replace(path=""))
     else:
         base = urlunsplit(parts._replace(path="", query="", fragment=""))
-        hint = f"{base}{root}/policy/order or {url}#policy/order" if root else f"{url}#policy/order"
+        if root:
+            hint = f"{base}{root}/policy/order or {url}#policy/order"
+        elif parts.scheme == "file":
+            hint = f"{base}/DIR#policy/order, where /DIR is the store's directory"
+        else:
+            hint = f"{url}#policy/order"
         raise BadConfigRequest(f"policy URL {url!r} names no key: as {hint}")
     return store, check_key(key)
 
@@ -258,7 +263,7 @@ class LivePolicy(Policy):
             delay = min(RETRY_MAX, delay * 2)
 
     def _reached(self) -> None:
-        if self.reachable is False or self.cached:
+        if self.reachable is False:
             log.info("policy %s: configuration center reachable again", self.source)
         self.reachable = True
 
@@ -277,7 +282,7 @@ class LivePolicy(Policy):
             if self.revision is not None and not self.cached:
                 log.warning("policy %s: the key is absent; revision %d keeps running", self.source, self.revision)
             elif self.revision is None:
-                log.warning("policy %s: no such key in the store; no rules run until one is put there", self.source)
+                log.warning("policy %s: the store has no such key (yet)", self.source)
             return
         revision, value, is_gray = chosen
         if self._running == (revision, _digest(value), is_gray) and not self.cached:
@@ -318,6 +323,9 @@ class LivePolicy(Policy):
         self.gray, self.cached, self.applied_at = gray, cached, self.wall()
         if self.last_rejected is not None and self.last_rejected["revision"] < revision:
             self.last_rejected = None  # a later revision runs: the rejection is history
+        if cached:  # loaded at construction: said at start only if the center does not answer
+            log.debug("policy %s: cached revision %d loaded", self.source, revision)
+            return
         log.info(
             "policy %s: running revision %d%s%s%s",
             self.source,
@@ -392,6 +400,10 @@ class LivePolicy(Policy):
                 self._writing = False
 
 
+class NothingToPromote(BadConfigRequest):
+    """``promote`` found no gray revision (``meshkit config promote`` exits 1, as for a missing key)."""
+
+
 def _digest(value: bytes) -> bytes:
     return hashlib.blake2b(value, digest_size=16).digest()
 
@@ -408,7 +420,11 @@ async def promote(store: ConfigStore, key: str) -> tuple[int, int | None]:
     and the revision of a newer gray revision that was kept (None when the gray key is gone)."""
     gray = await store.get(gray_key(key))
     if gray is None:
-        raise BadConfigRequest(f"config key {key!r} has no gray revision to promote ({gray_key(key)} is absent)")
+        raise NothingToPromote(f"config key {key!r} has no gray revision to promote ({gray_key(key)} is absent)")
+    try:  # what every instance would refuse must not become everyone's revision
+        check_runnable(parse(gray.value, f"{gray.key}@{gray.revision}"))
+    except PolicyError as exc:
+        raise BadConfigRequest(f"not promoted: {exc}") from None
     current = await store.get(key)
     revision = await store.put(key, gray.value, expect=current.revision if current is not None else 0)
     try:
