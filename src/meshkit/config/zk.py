@@ -71,6 +71,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from meshkit.config.backend import Change, Changes, Entry, Listing
+from meshkit.discovery.kazoo_bridge import call_soon, kazoo_future
 from meshkit.errors import BadConfigRequest, Compacted, ConfigUnavailable, Conflict, StatusCode
 from meshkit.schemes import BackendURL
 
@@ -213,13 +214,7 @@ class ZkConfig:
         return f"{self._head(key)}/{_number(revision)}"
 
     # -- kazoo's thread to the event loop ------------------------------------------------------
-    @staticmethod
-    def _call_soon(loop: asyncio.AbstractEventLoop | None, callback: Callable[..., Any], *args: Any) -> None:
-        """``callback(*args)`` on ``loop``, unless it is closed (kazoo's thread: the loop may close
-        between the check and the call, and raising here would stop kazoo draining its callbacks)."""
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(callback, *args)
+    _call_soon = staticmethod(call_soon)
 
     def _state_changed(self, state: Any) -> None:  # kazoo's thread
         self._call_soon(self._loop, self._wake_all)
@@ -231,25 +226,7 @@ class ZkConfig:
     def _send(self, start: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """Send kazoo's ``start(*args)`` (an ``*_async`` method) now; its result, as a future here.
         Requests sent one after another are answered in that order (one session, one pipeline)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        # A future nobody awaits (an earlier one in its batch failed) must not log its exception.
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-        def settle(ok: bool, outcome: Any) -> None:
-            if not future.done():
-                if ok:
-                    future.set_result(outcome)
-                else:
-                    future.set_exception(outcome)
-
-        def done(result: Any) -> None:  # kazoo's thread
-            ok = result.successful()
-            outcome = result.value if ok else result.exception
-            self._call_soon(loop, settle, ok, outcome)
-
-        start(*args, **kwargs).rawlink(done)
-        return future
+        return kazoo_future(start, *args, **kwargs)
 
     async def _settle(self, future: asyncio.Future[Any], *, missing: bool = False, writing: str = "") -> Any:
         """The result of a sent request: None for a missing node if ``missing``; a lost connection

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshkit.coord.backend import Grant, Holder
 from meshkit.coord.record import Record, decode_record, encode_record
+from meshkit.discovery.kazoo_bridge import kazoo_future
 from meshkit.errors import BadLockRequest, EngineUnavailable, LockLost, LockTimeout, StatusCode
 
 if TYPE_CHECKING:
@@ -135,25 +136,8 @@ class ZooKeeperLocks:
         """Run kazoo's ``start(*args)`` (an ``*_async`` method) and await its result here.
 
         Cancelling the await does not undo the request: callers that create must clean up."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-
-        def settle(ok: bool, outcome: Any) -> None:
-            if not future.done():
-                if ok:
-                    future.set_result(outcome)
-                else:
-                    future.set_exception(outcome)
-
-        def done(result: Any) -> None:  # kazoo's thread
-            ok = result.successful()
-            outcome = result.value if ok else result.exception
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, ok, outcome)
-
-        start(*args, **kwargs).rawlink(done)
         try:
-            return await future
+            return await kazoo_future(start, *args, **kwargs)
         except (self._errors.ConnectionLoss, self._errors.SessionExpiredError, self._errors.ConnectionClosedError) as e:
             raise self._unavailable(e) from e
         except (self._errors.AuthFailedError, self._errors.NoAuthError) as exc:
