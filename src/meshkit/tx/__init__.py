@@ -1,0 +1,2 @@
+"""Distributed transactions over RPC (issue 17): Saga, TCC, 2PC/XA and 3PC driven by a
+coordinator with a durable log. What exists so far: the pure decisions (:mod:`meshkit.tx.machine`)."""
