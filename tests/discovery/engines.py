@@ -9,6 +9,21 @@ from pathlib import Path
 from meshkit.testing import ChildProcess, spawn
 
 
+def _port_is_free(port: int, what: str) -> None:
+    """Fail at once, naming the squatter's port, when something already listens where a private
+    engine is to start: otherwise the new one dies unseen and the test talks to a stranger
+    (a leftover of an interrupted run), whose restarts it cannot make."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(
+                f"{what} cannot start on 127.0.0.1:{port}: something listens there already (a leftover "
+                f"of an interrupted test run?); see it with: ss -ltnp | grep {port}"
+            )
+
+
 class PrivateEtcd:
     """etcd on its own ports and data dir; ``stop``/``start`` keep the data (a restart)."""
 
@@ -27,6 +42,7 @@ class PrivateEtcd:
         self._proc: ChildProcess | None = None
 
     def start(self) -> None:
+        _port_is_free(self.port, "a private etcd")
         url, peer = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self._peer}"
         self._proc = spawn(
             [
@@ -92,6 +108,7 @@ class PrivateZooKeeper:
         self._proc: ChildProcess | None = None
 
     def start(self) -> None:
+        _port_is_free(self.port, "a private ZooKeeper")
         self._proc = spawn(
             [str(self.SCRIPT), "start-foreground", str(self._dir / "conf" / "zoo.cfg")],
             name="private ZooKeeper",
