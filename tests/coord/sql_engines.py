@@ -194,3 +194,67 @@ class PrivatePostgres:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class Kind:
+    """Connections of one kind a helper takes ("asyncpg", "asyncmy", "sqlalchemy-postgresql",
+    "sqlalchemy-mariadb") on the shared engines, and an admin connection to the same engine
+    (``admin(sql, *args)`` with ``?`` placeholders). ``autocommit``: SQLAlchemy connections in
+    AUTOCOMMIT (asyncmy ones always are; asyncpg's are unless a transaction is begun)."""
+
+    KINDS = ("asyncpg", "asyncmy", "sqlalchemy-postgresql", "sqlalchemy-mariadb")
+
+    def __init__(self, kind: str, *, autocommit: bool = True, pool_size: int = 5) -> None:
+        self.kind = kind
+        self.on_mysql = kind in ("asyncmy", "sqlalchemy-mariadb")
+        self._autocommit = autocommit
+        self._pool_size = pool_size
+        self._admin: Any = None
+        self._engine: Any = None
+
+    async def open(self) -> None:
+        self._admin = await (mariadb() if self.on_mysql else postgres())
+        if self.kind.startswith("sqlalchemy"):
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            url = (
+                "mysql+asyncmy://root@127.0.0.1:3306/test"
+                if self.on_mysql
+                else "postgresql+asyncpg://127.0.0.1:5432/test"
+            )
+            options: dict[str, Any] = {"pool_size": self._pool_size}
+            if self._autocommit:
+                options["isolation_level"] = "AUTOCOMMIT"
+            self._engine = create_async_engine(url, **options)
+
+    async def admin(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        if self.on_mysql:
+            return await my_rows(self._admin, sql.replace("?", "%s"), args)
+        for i in range(len(args)):
+            sql = sql.replace("?", f"${i + 1}", 1)
+        return [tuple(r) for r in await self._admin.fetch(sql, *args)]
+
+    async def connect(self) -> Any:
+        if self._engine is not None:
+            return await self._engine.connect()
+        if self.kind == "asyncmy":
+            import asyncmy
+
+            return await asyncmy.connect(host="127.0.0.1", port=3306, user="root", db="test", autocommit=True)
+        import asyncpg
+
+        return await asyncpg.connect(host="127.0.0.1", port=5432, database="test")
+
+    async def close(self, conn: Any) -> None:
+        if self.kind == "asyncmy":
+            conn.close()
+        else:
+            await conn.close()
+
+    async def aclose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+        if self.on_mysql:
+            self._admin.close()
+        else:
+            await self._admin.close()

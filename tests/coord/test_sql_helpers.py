@@ -14,7 +14,7 @@ import pytest
 from meshkit.coord.fencing import fenced_update
 from meshkit.coord.optimistic import ConflictStats, VersionConflict, versioned_update
 from meshkit.errors import StatusCode
-from tests.coord.sql_engines import mariadb, my_rows, postgres
+from tests.coord.sql_engines import Kind
 
 
 @dataclass
@@ -27,70 +27,22 @@ class Db:
     admin: Callable[..., Awaitable[list[tuple[Any, ...]]]]
 
 
-KINDS = ["asyncpg", "asyncmy", "sqlalchemy-postgresql", "sqlalchemy-mariadb"]
+KINDS = list(Kind.KINDS)
 
 
 @pytest.fixture(params=KINDS)
 async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
-    kind: str = request.param
+    kind = Kind(request.param)
+    await kind.open()
     table = f"helper_{uuid.uuid4().hex[:10]}"
-    on_mysql = kind in ("asyncmy", "sqlalchemy-mariadb")
-    if on_mysql:
-        admin_conn = await mariadb()
-
-        async def admin(sql: str, *args: Any) -> list[tuple[Any, ...]]:
-            return await my_rows(admin_conn, sql.replace("?", "%s"), args)
-    else:
-        admin_conn = await postgres()
-
-        async def admin(sql: str, *args: Any) -> list[tuple[Any, ...]]:
-            for i in range(len(args)):
-                sql = sql.replace("?", f"${i + 1}", 1)
-            return [tuple(r) for r in await admin_conn.fetch(sql, *args)]
-
-    await admin(
+    await kind.admin(
         f"CREATE TABLE {table} (id INT PRIMARY KEY, qty INT NOT NULL, note VARCHAR(64) NULL, "
         "fence BIGINT NULL, version INT NOT NULL DEFAULT 0)"
     )
-    await admin(f"INSERT INTO {table} (id, qty, version) VALUES (1, 0, 0)")
-    engines: list[Any] = []
-    if kind.startswith("sqlalchemy"):
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        url = "mysql+asyncmy://root@127.0.0.1:3306/test" if on_mysql else "postgresql+asyncpg://127.0.0.1:5432/test"
-        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-        engines.append(engine)
-
-        async def connect() -> Any:
-            return await engine.connect()
-
-        async def close(conn: Any) -> None:
-            await conn.close()
-    elif kind == "asyncmy":
-        import asyncmy
-
-        async def connect() -> Any:
-            return await asyncmy.connect(host="127.0.0.1", port=3306, user="root", db="test", autocommit=True)
-
-        async def close(conn: Any) -> None:
-            conn.close()
-    else:
-        import asyncpg
-
-        async def connect() -> Any:
-            return await asyncpg.connect(host="127.0.0.1", port=5432, database="test")
-
-        async def close(conn: Any) -> None:
-            await conn.close()
-
-    yield Db(table, connect, close, admin)
-    await admin(f"DROP TABLE {table}")
-    for engine in engines:
-        await engine.dispose()
-    if on_mysql:
-        admin_conn.close()
-    else:
-        await admin_conn.close()
+    await kind.admin(f"INSERT INTO {table} (id, qty, version) VALUES (1, 0, 0)")
+    yield Db(table, kind.connect, kind.close, kind.admin)
+    await kind.admin(f"DROP TABLE {table}")
+    await kind.aclose()
 
 
 async def test_a_stale_token_is_refused_while_the_current_holder_keeps_writing(db: Db) -> None:

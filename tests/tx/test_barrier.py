@@ -15,9 +15,9 @@ import pytest
 
 from meshkit import Client, Server, Service, rpc
 from meshkit.tx import BranchCall, barrier, create_barrier_table
-from tests.coord.sql_engines import mariadb, my_rows, postgres
+from tests.coord.sql_engines import Kind
 
-KINDS = ["asyncpg", "asyncmy", "sqlalchemy-postgresql", "sqlalchemy-mariadb"]
+KINDS = list(Kind.KINDS)
 
 
 @dataclass
@@ -59,70 +59,22 @@ class Db:
 
 @pytest.fixture(params=KINDS)
 async def db(request: pytest.FixtureRequest) -> AsyncIterator[Db]:
-    kind: str = request.param
+    kind = Kind(request.param, autocommit=False, pool_size=30)  # SQLAlchemy's begin() must begin
+    await kind.open()
     suffix = uuid.uuid4().hex[:10]
     table, barrier_table = f"acct_{suffix}", f"barrier_{suffix}"
-    on_mysql = kind in ("asyncmy", "sqlalchemy-mariadb")
-    if on_mysql:
-        admin_conn = await mariadb()
-
-        async def admin(sql: str, *args: Any) -> list[tuple[Any, ...]]:
-            return await my_rows(admin_conn, sql.replace("?", "%s"), args)
-    else:
-        admin_conn = await postgres()
-
-        async def admin(sql: str, *args: Any) -> list[tuple[Any, ...]]:
-            for i in range(len(args)):
-                sql = sql.replace("?", f"${i + 1}", 1)
-            return [tuple(r) for r in await admin_conn.fetch(sql, *args)]
-
-    await admin(f"CREATE TABLE {table} (id INT PRIMARY KEY, balance INT NOT NULL, frozen INT NOT NULL)")
-    await admin(f"INSERT INTO {table} VALUES (1, 100, 0)")
-    engines: list[Any] = []
-    if kind.startswith("sqlalchemy"):
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        url = "mysql+asyncmy://root@127.0.0.1:3306/test" if on_mysql else "postgresql+asyncpg://127.0.0.1:5432/test"
-        engine = create_async_engine(url, pool_size=30)
-        engines.append(engine)
-
-        async def connect() -> Any:
-            return await engine.connect()
-
-        async def close(conn: Any) -> None:
-            await conn.close()
-    elif kind == "asyncmy":
-        import asyncmy
-
-        async def connect() -> Any:
-            return await asyncmy.connect(host="127.0.0.1", port=3306, user="root", db="test", autocommit=True)
-
-        async def close(conn: Any) -> None:
-            conn.close()
-    else:
-        import asyncpg
-
-        async def connect() -> Any:
-            return await asyncpg.connect(host="127.0.0.1", port=5432, database="test")
-
-        async def close(conn: Any) -> None:
-            await conn.close()
-
-    made = Db(kind, table, barrier_table, connect, close, admin)
-    conn = await connect()
+    await kind.admin(f"CREATE TABLE {table} (id INT PRIMARY KEY, balance INT NOT NULL, frozen INT NOT NULL)")
+    await kind.admin(f"INSERT INTO {table} VALUES (1, 100, 0)")
+    made = Db(kind.kind, table, barrier_table, kind.connect, kind.close, kind.admin)
+    conn = await kind.connect()
     await create_barrier_table(conn, barrier_table)
-    if kind.startswith("sqlalchemy"):
+    if kind.kind.startswith("sqlalchemy"):
         await conn.commit()
-    await close(conn)
+    await kind.close(conn)
     yield made
-    await admin(f"DROP TABLE {table}")
-    await admin(f"DROP TABLE {barrier_table}")
-    for engine in engines:
-        await engine.dispose()
-    if on_mysql:
-        admin_conn.close()
-    else:
-        await admin_conn.close()
+    await kind.admin(f"DROP TABLE {table}")
+    await kind.admin(f"DROP TABLE {barrier_table}")
+    await kind.aclose()
 
 
 def ops(db: Db, amount: int = 10) -> dict[str, Callable[[Any], Awaitable[None]]]:
